@@ -1,0 +1,212 @@
+"""The long-running services of the local stack: Docker engine, registry, Temporal dev server.
+
+Every service answers the same three questions (is it up? start it, stop it)
+so that `up` can skip what already runs, including a service someone else
+started on the same port: such a service is used as it is and left alone by
+`down`, which only stops what `up` started (it has a pid file for those).
+"""
+
+from __future__ import annotations
+
+import socket
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import docker
+import docker.errors
+
+from bootstrap.process import ManagedProcess
+from bootstrap.settings import StackSettings
+from pipeline.search_attributes import dev_server_flags
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    state: str  # "running", "running (not started by bootstrap)", "stopped"
+    where: str
+    pid: int | None
+    log_file: Path | None
+
+    @property
+    def running(self) -> bool:
+        return self.state.startswith("running")
+
+    def line(self) -> str:
+        pid = f" pid {self.pid}" if self.pid else ""
+        log = f" log {self.log_file}" if self.log_file else ""
+        return f"{self.name:<10} {self.state:<36} {self.where}{pid}{log}"
+
+
+class Service(Protocol):
+    name: str
+
+    def probe(self) -> bool: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> bool: ...
+
+    def status(self) -> ServiceStatus: ...
+
+
+class _ProcessService:
+    """Shared start/stop/status for services that are one background process."""
+
+    name: str
+    start_timeout: float = 30.0
+
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self.process = ManagedProcess(
+            name=self.name,
+            pid_file=settings.run_dir / f"{self.name}.pid",
+            log_file=settings.logs_dir / f"{self.name}.log",
+        )
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def where(self) -> str:
+        raise NotImplementedError
+
+    def probe(self) -> bool:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Write config files and create directories before the first start."""
+
+    def start(self) -> None:
+        self.prepare()
+        self.process.start(self.argv(), ready=self.probe, timeout=self.start_timeout)
+
+    def stop(self) -> bool:
+        return self.process.stop()
+
+    def status(self) -> ServiceStatus:
+        pid = self.process.pid()
+        if pid is not None and self.probe():
+            state = "running"
+        elif pid is not None:
+            state = "starting or unhealthy"
+        elif self.probe():
+            state = "running (not started by bootstrap)"
+        else:
+            state = "stopped"
+        return ServiceStatus(self.name, state, self.where(), pid, self.process.log_file)
+
+
+class DockerEngine(_ProcessService):
+    """dockerd without a bridge: every container of the stack uses host networking."""
+
+    name = "docker"
+    socket_path = Path("/var/run/docker.sock")
+
+    def argv(self) -> list[str]:
+        return [
+            "dockerd",
+            "--bridge=none",
+            "--iptables=false",
+            "--ip6tables=false",
+        ]
+
+    def where(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    def probe(self) -> bool:
+        try:
+            client = docker.DockerClient(base_url=self.where(), timeout=3)
+            try:
+                return bool(client.ping())
+            finally:
+                client.close()
+        except (docker.errors.DockerException, OSError):
+            return False
+
+
+class Registry(_ProcessService):
+    """Debian's docker-registry (CNCF distribution) with storage in the state directory."""
+
+    name = "registry"
+
+    @property
+    def config_file(self) -> Path:
+        return self.settings.state_dir / "registry" / "config.yml"
+
+    def prepare(self) -> None:
+        storage = self.settings.state_dir / "registry" / "data"
+        storage.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(
+            "version: 0.1\n"
+            "log: {level: warn}\n"
+            f"storage: {{filesystem: {{rootdirectory: {storage}}}, delete: {{enabled: true}}}}\n"
+            f"http: {{addr: {self.settings.registry_address}}}\n"
+        )
+
+    def argv(self) -> list[str]:
+        return ["docker-registry", "serve", str(self.config_file)]
+
+    def where(self) -> str:
+        return f"http://{self.settings.registry_address}/v2/"
+
+    def probe(self) -> bool:
+        return _http_ok(self.where())
+
+
+class TemporalDevServer(_ProcessService):
+    """`temporal server start-dev` with the Web UI, a database file, and the pipeline's search attributes."""
+
+    name = "temporal"
+
+    @property
+    def db_file(self) -> Path:
+        return self.settings.state_dir / "temporal" / "temporal.db"
+
+    def prepare(self) -> None:
+        self.db_file.parent.mkdir(parents=True, exist_ok=True)
+
+    def argv(self) -> list[str]:
+        s = self.settings
+        return [
+            str(s.bin_dir / "temporal"),
+            "server",
+            "start-dev",
+            "--ip",
+            s.host,
+            "--port",
+            str(s.temporal_port),
+            "--ui-port",
+            str(s.temporal_ui_port),
+            "--db-filename",
+            str(self.db_file),
+            "--log-level",
+            "warn",
+            *dev_server_flags(),
+        ]
+
+    def where(self) -> str:
+        s = self.settings
+        return f"grpc {s.temporal_address}, Web UI {s.temporal_ui_url}"
+
+    def probe(self) -> bool:
+        s = self.settings
+        return _tcp_open(s.host, s.temporal_port) and _http_ok(s.temporal_ui_url)
+
+
+def _tcp_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(200 <= response.status < 300)
+    except (urllib.error.URLError, OSError):
+        return False

@@ -1,0 +1,52 @@
+"""The host-built wheelhouse that image builds install from, offline.
+
+Builds cannot reach PyPI through the intercepting TLS proxy, so the wheels the
+images need are downloaded on the host (which trusts the proxy's CA) into
+`wheelhouse/` at the repo root, and the Dockerfile installs them with
+`--no-index`. A stamp of the requirement files makes a repeated `up` free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+REQUIREMENT_FILES = ("sample_worker/requirements.txt",)
+
+
+class WheelhouseError(RuntimeError):
+    """pip could not download the wheels the images need."""
+
+
+def ensure(repo_root: Path, *, log_file: Path) -> bool:
+    """Download the wheels unless the stamp says they are current. True if it downloaded now."""
+    target = repo_root / "wheelhouse"
+    requirements = [repo_root / name for name in REQUIREMENT_FILES]
+    missing = [str(path) for path in requirements if not path.exists()]
+    if missing:
+        raise WheelhouseError(f"requirement file missing: {', '.join(missing)}")
+    digest = _digest(requirements)
+    stamp = target / ".stamp"
+    if stamp.exists() and stamp.read_text() == digest:
+        return False
+    target.mkdir(exist_ok=True)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--dest", str(target)]
+    for req in requirements:
+        argv += ["-r", str(req)]
+    with log_file.open("ab") as log:
+        result = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        raise WheelhouseError(f"pip download failed with code {result.returncode}; see {log_file}")
+    stamp.write_text(digest)
+    return True
+
+
+def _digest(files: list[Path]) -> str:
+    h = hashlib.sha256()
+    for path in files:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()

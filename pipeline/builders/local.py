@@ -1,0 +1,97 @@
+"""Build with the local Docker engine and push to a registry it can reach.
+
+This is the builder of the `local` target (and of a developer laptop). The
+result is always the pushed image *by digest*, so that what Kubernetes runs
+is exactly what was built, whatever later happens to the tag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+
+
+class BuildError(RuntimeError):
+    """The build or the push failed; the message carries the tail of the log."""
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    context: Path
+    dockerfile: str  # relative to context
+    target: str | None
+    repository: str  # e.g. "127.0.0.1:5000/sample-worker"
+    tag: str
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PushedImage:
+    repository: str
+    tag: str
+    digest: str  # "sha256:..."
+
+    @property
+    def by_digest(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+    @property
+    def by_tag(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+
+def build_and_push(
+    client: docker.DockerClient,
+    request: BuildRequest,
+    *,
+    on_progress: Callable[[str], None] = lambda line: None,
+) -> PushedImage:
+    """Build `request` with the engine behind `client`, push it, and return its registry digest."""
+    tail: list[str] = []
+
+    def note(line: str) -> None:
+        line = line.rstrip()
+        if line:
+            tail.append(line)
+            del tail[:-30]
+            on_progress(line)
+
+    try:
+        for chunk in client.api.build(
+            path=str(request.context),
+            dockerfile=request.dockerfile,
+            target=request.target,
+            tag=f"{request.repository}:{request.tag}",
+            buildargs=dict(request.build_args),
+            labels=dict(request.labels),
+            rm=True,
+            forcerm=True,
+            decode=True,
+        ):
+            _raise_on_error(chunk, "build", tail)
+            note(str(chunk.get("stream", "")))
+        digest = ""
+        for chunk in client.api.push(request.repository, tag=request.tag, stream=True, decode=True):
+            _raise_on_error(chunk, "push", tail)
+            if "status" in chunk:
+                note(f"{chunk['status']} {chunk.get('progress', '')}")
+            digest = chunk.get("aux", {}).get("Digest", digest)
+    except docker.errors.APIError as exc:
+        raise BuildError(
+            f"docker engine refused the request for {request.repository}:{request.tag}: {exc.explanation or exc}"
+        ) from exc
+    if not digest:
+        raise BuildError(f"push of {request.repository}:{request.tag} reported no digest; last lines:\n" + "\n".join(tail))
+    return PushedImage(request.repository, request.tag, digest)
+
+
+def _raise_on_error(chunk: dict[str, Any], step: str, tail: list[str]) -> None:
+    if "error" in chunk:
+        detail = str(chunk.get("errorDetail", {}).get("message") or chunk["error"]).strip()
+        raise BuildError(f"docker {step} failed: {detail}; last lines:\n" + "\n".join(tail[-15:]))

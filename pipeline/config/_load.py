@@ -1,0 +1,69 @@
+"""Finding, reading and parsing config.toml, then applying env overrides and the schema."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+
+from pipeline.config._env import apply_env
+from pipeline.config._model import PipelineConfig
+from pipeline.config._reader import Problems
+from pipeline.config._schema import build
+from pipeline.errors import ConfigError
+
+DEFAULT_PATH = Path("config.toml")
+_POSITION = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)$")
+
+
+def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> PipelineConfig:
+    """The validated configuration from `path` (default `$PIPELINE_CONFIG` or ./config.toml).
+
+    `env` (default `os.environ`) overrides the file. Raises ConfigError listing
+    every problem, one line each, so the file can be fixed in one pass.
+    """
+    environ: Mapping[str, str] = os.environ if env is None else env
+    if path is None:
+        path = Path(environ.get("PIPELINE_CONFIG") or DEFAULT_PATH)
+    problems = Problems(str(path))
+    data = _read_toml(path, problems.file.label)
+    apply_env(data, environ, problems)
+    config = build(data, problems, path=path.expanduser().resolve())
+    if problems.lines:
+        raise ConfigError(problems.lines)
+    return config
+
+
+def _read_toml(path: Path, label: str) -> dict[str, object]:
+    """The parsed file, or a one-line ConfigError saying what is wrong with it."""
+    try:
+        text = path.expanduser().read_text(encoding="utf-8")
+    except FileNotFoundError:
+        where = path.expanduser().absolute()
+        problem = f"file not found (looked for {where}; pass --config or set PIPELINE_CONFIG)"
+    except IsADirectoryError:
+        problem = "is a directory, expected a TOML file"
+    except UnicodeDecodeError:
+        problem = "is not UTF-8 text"
+    except OSError as error:
+        problem = f"cannot be read: {error.strerror}"
+    else:
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            problem = _syntax_error(str(error))
+    raise ConfigError([f"{label}: {problem}"])
+
+
+def _syntax_error(message: str) -> str:
+    """tomllib's "Msg (at line 3, column 5)" as "line 3: msg (column 5)"."""
+    match = _POSITION.search(message)
+    if match is None:
+        return f"invalid TOML: {message}"
+    reason = message[: match.start()]
+    reason = reason[:1].lower() + reason[1:]
+    if match[1] is None:
+        return f"end of file: {reason}"
+    return f"line {match[1]}: {reason} (column {match[2]})"

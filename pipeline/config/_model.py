@@ -1,0 +1,168 @@
+"""The loaded configuration: frozen, typed objects that later layers read.
+
+Nothing here validates; `_schema` only builds these once every value passed,
+so a `PipelineConfig` in hand is always complete and consistent. Secrets are
+never stored: `TemporalConfig.api_key_env` only names where the key lives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pipeline.config._quantity import cpu_millicores, memory_bytes
+from pipeline.errors import ConfigError
+
+Target = Literal["local", "aks"]
+TARGETS: tuple[Target, ...] = ("local", "aks")
+
+
+@dataclass(frozen=True, slots=True)
+class TemporalConfig:
+    """Where the Temporal service is and how to authenticate to it."""
+
+    address: str
+    namespace: str
+    tls: bool
+    api_key_env: str
+    ui_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineSection:
+    """The pipeline worker's own settings ([pipeline])."""
+
+    task_queue: str
+    default_app: str
+
+
+@dataclass(frozen=True, slots=True)
+class AzureConfig:
+    """The Azure subscription and ARM endpoint used when target = "aks"."""
+
+    subscription_id: str
+    resource_group: str
+    location: str
+    endpoint: str
+
+
+@dataclass(frozen=True, slots=True)
+class AcrConfig:
+    """The Azure Container Registry; `login_server` is already defaulted."""
+
+    name: str
+    login_server: str
+
+
+@dataclass(frozen=True, slots=True)
+class AksConfig:
+    """The AKS cluster deployed to when target = "aks"."""
+
+    cluster_name: str
+    admin_credentials: bool
+
+
+@dataclass(frozen=True, slots=True)
+class KubernetesConfig:
+    """Cluster access; `kubeconfig` "" means the target's usual kubeconfig."""
+
+    namespace: str
+    kubeconfig: str
+    context: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryConfig:
+    """The local image registry used when target = "local"."""
+
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """Container requests and limits as written, with the numbers Kubernetes sees."""
+
+    cpu_request: str
+    cpu_limit: str
+    memory_request: str
+    memory_limit: str
+
+    @property
+    def cpu_request_millicores(self) -> int:
+        return cpu_millicores(self.cpu_request)
+
+    @property
+    def cpu_limit_millicores(self) -> int:
+        return cpu_millicores(self.cpu_limit)
+
+    @property
+    def memory_request_bytes(self) -> int:
+        return memory_bytes(self.memory_request)
+
+    @property
+    def memory_limit_bytes(self) -> int:
+        return memory_bytes(self.memory_limit)
+
+
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    """How a Deployment rolls out and how the pipeline judges it."""
+
+    progress_deadline_seconds: int
+    max_surge: int | str
+    max_unavailable: int | str
+    verification_timeout_seconds: int
+    auto_rollback: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AppConfig:
+    """One deployable worker with its *effective* resources and rollout."""
+
+    name: str
+    task_queue: str
+    replicas: int
+    build_context: Path
+    dockerfile: Path
+    build_target: str
+    command: tuple[str, ...]
+    health_port: int
+    termination_grace_period_seconds: int
+    resources: Resources
+    rollout: Rollout
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    """The whole validated configuration (file, then environment overrides).
+
+    `source` is the file name as errors print it; `env_overrides` maps each
+    overridden key ("temporal.address") to the env var that set it, so
+    `pipeline config` can show what the environment changed.
+    """
+
+    source: str
+    path: Path
+    target: Target
+    temporal: TemporalConfig
+    pipeline: PipelineSection
+    azure: AzureConfig
+    acr: AcrConfig
+    aks: AksConfig
+    kubernetes: KubernetesConfig
+    registry: RegistryConfig
+    resources: Resources
+    rollout: Rollout
+    apps: Mapping[str, AppConfig]
+    env_overrides: Mapping[str, str] = field(default_factory=dict)
+
+    def app(self, name: str | None = None) -> AppConfig:
+        """The named app, or [pipeline].default_app when `name` is None."""
+        wanted = self.pipeline.default_app if name is None else name
+        found = self.apps.get(wanted)
+        if found is None:
+            known = ", ".join(f'"{known}"' for known in self.apps) or "none"
+            raise ConfigError([f'{self.source}: no app named "{wanted}"; known apps: {known}'])
+        return found

