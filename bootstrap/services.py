@@ -8,18 +8,26 @@ started on the same port: such a service is used as it is and left alone by
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import ssl
+import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 import docker
 import docker.errors
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
 
 from bootstrap.process import ManagedProcess
-from bootstrap.settings import StackSettings
+from bootstrap.settings import REPO_ROOT, StackSettings
 from pipeline.search_attributes import dev_server_flags
 
 
@@ -196,6 +204,80 @@ class TemporalDevServer(_ProcessService):
         return _tcp_open(s.host, s.temporal_port) and _http_ok(s.temporal_ui_url)
 
 
+class LocalCluster(_ProcessService):
+    """The Kubernetes-API-compatible cluster of `bootstrap/cluster`, its pods as Docker containers."""
+
+    name = "cluster"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.settings.state_dir / "cluster"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    def argv(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "bootstrap.cluster",
+            "serve",
+            "--state-dir",
+            str(self.state_dir),
+            "--port",
+            str(self.settings.cluster_port),
+        ]
+
+    def where(self) -> str:
+        return f"https://{self.settings.host}:{self.settings.cluster_port}, kubeconfig {self.kubeconfig}"
+
+    def probe(self) -> bool:
+        # Loopback health check only: the CA that verifies the API is in the kubeconfig, for real clients.
+        return _http_ok(f"https://{self.settings.host}:{self.settings.cluster_port}/readyz", verify=False)
+
+
+class PipelineWorker(_ProcessService):
+    """`pipeline worker`: runs deployment workflows for `pipeline deploy` on this machine."""
+
+    name = "pipeline"
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "pipeline.cli", "worker"]
+
+    def start(self) -> None:
+        self.process.start(self.argv(), ready=self.probe, timeout=self.start_timeout, cwd=REPO_ROOT)
+
+    def where(self) -> str:
+        return f"task queue {self.settings.pipeline_task_queue!r} on {self.settings.temporal_address}"
+
+    def probe(self) -> bool:
+        """A live poller on the pipeline's task queue (Temporal lists stopped ones for a while: judge by age)."""
+        return _fresh_poller(self.settings.temporal_address, self.settings.pipeline_task_queue)
+
+
+def _fresh_poller(address: str, task_queue: str, max_age: float = 75.0) -> bool:
+    async def ask() -> bool:
+        client = await Client.connect(address)
+        response = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace="default",
+                task_queue=TaskQueue(name=task_queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            )
+        )
+        now = datetime.now(UTC).timestamp()
+        return any(now - p.last_access_time.ToDatetime(UTC).timestamp() < max_age for p in response.pollers)
+
+    host, port = address.rsplit(":", 1)
+    if not _tcp_open(host, int(port)):
+        return False
+    try:
+        return asyncio.run(ask())
+    except RuntimeError:
+        return False
+
+
 def _tcp_open(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):
@@ -204,9 +286,10 @@ def _tcp_open(host: str, port: int) -> bool:
         return False
 
 
-def _http_ok(url: str) -> bool:
+def _http_ok(url: str, *, verify: bool = True) -> bool:
+    context = None if verify else ssl._create_unverified_context()
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
             return bool(200 <= response.status < 300)
     except (urllib.error.URLError, OSError):
         return False

@@ -28,6 +28,8 @@ class StackSettings:
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
     registry_port: int = 5000
+    cluster_port: int = 6443
+    pipeline_task_queue: str = "deployments"
     host: str = "127.0.0.1"
     base_image: str = BASE_IMAGE
 
@@ -39,6 +41,8 @@ class StackSettings:
             temporal_port=_port(env, "STACK_TEMPORAL_PORT", 7233),
             temporal_ui_port=_port(env, "STACK_TEMPORAL_UI_PORT", 8233),
             registry_port=_port(env, "STACK_REGISTRY_PORT", 5000),
+            cluster_port=_port(env, "STACK_CLUSTER_PORT", 6443),
+            pipeline_task_queue=env.get("STACK_PIPELINE_TASK_QUEUE") or "deployments",
             base_image=env.get("STACK_BASE_IMAGE") or BASE_IMAGE,
         )
 

@@ -14,10 +14,18 @@ from dataclasses import asdict, dataclass
 import docker
 
 from bootstrap import base_image, wheelhouse
-from bootstrap.services import DockerEngine, Registry, Service, ServiceStatus, TemporalDevServer
+from bootstrap.services import (
+    DockerEngine,
+    LocalCluster,
+    PipelineWorker,
+    Registry,
+    Service,
+    ServiceStatus,
+    TemporalDevServer,
+)
 from bootstrap.settings import REPO_ROOT, StackSettings
 
-SERVICE_NAMES = ("docker", "registry", "temporal")
+SERVICE_NAMES = ("docker", "registry", "temporal", "cluster", "pipeline")
 ARTIFACT_NAMES = ("base-image", "wheelhouse")
 
 
@@ -32,7 +40,13 @@ class ArtifactStatus:
 
 
 def services(settings: StackSettings, only: frozenset[str] | None = None) -> list[Service]:
-    all_services: list[Service] = [DockerEngine(settings), Registry(settings), TemporalDevServer(settings)]
+    all_services: list[Service] = [
+        DockerEngine(settings),
+        Registry(settings),
+        TemporalDevServer(settings),
+        LocalCluster(settings),
+        PipelineWorker(settings),
+    ]
     return [s for s in all_services if only is None or s.name in only]
 
 

@@ -21,6 +21,8 @@ import pytest_asyncio  # noqa: F401  (registers the asyncio plugin's fixtures)
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from pipeline import search_attributes
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 T = TypeVar("T")
@@ -67,6 +69,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=temporal_cli_path(),
         ip="127.0.0.1",
         dev_server_log_level="error",
+        search_attributes=search_attributes.ALL,
     )
     try:
         yield env

@@ -48,10 +48,10 @@ def test_up_twice_on_the_running_stack_is_harmless() -> None:
     second = run_bootstrap("up")
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0, second.stderr
-    for name in ("docker", "registry", "temporal"):
+    for name in ("docker", "registry", "temporal", "cluster", "pipeline"):
         assert f"{name}: already running" in second.stdout
     after = status_rows()
-    for name in ("docker", "registry", "temporal"):
+    for name in ("docker", "registry", "temporal", "cluster", "pipeline"):
         assert after[name]["state"] == before[name]["state"]
         assert after[name]["pid"] == before[name]["pid"], f"{name} was restarted"
     assert "wheelhouse: up to date" in second.stdout
@@ -62,13 +62,15 @@ def test_status_reports_each_service_with_address_and_log() -> None:
     result = run_bootstrap("status")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = {line.split()[0]: line for line in result.stdout.splitlines()}
-    assert set(lines) == {"docker", "registry", "temporal", "base-image", "wheelhouse"}
+    assert set(lines) == {"docker", "registry", "temporal", "cluster", "pipeline", "base-image", "wheelhouse"}
     assert "unix:///var/run/docker.sock" in lines["docker"]
     assert "http://127.0.0.1:5000/v2/" in lines["registry"]
     assert "grpc 127.0.0.1:7233" in lines["temporal"] and "Web UI http://127.0.0.1:8233" in lines["temporal"]
-    for name in ("docker", "registry", "temporal"):
+    assert f"https://127.0.0.1:6443, kubeconfig {REPO_ROOT / '.stack' / 'cluster' / 'kubeconfig'}" in lines["cluster"]
+    assert "task queue 'deployments' on 127.0.0.1:7233" in lines["pipeline"]
+    for name in ("docker", "registry", "temporal", "cluster", "pipeline"):
         assert "running" in lines[name]
-    for name in ("registry", "temporal"):
+    for name in ("registry", "temporal", "cluster", "pipeline"):
         assert f"log {REPO_ROOT / '.stack' / 'logs' / name}.log" in lines[name] or "not started by bootstrap" in lines[name]
 
 
@@ -119,5 +121,5 @@ def test_unknown_part_is_one_line() -> None:
     result = run_bootstrap("status", "--only", "kafka")
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        "bootstrap status: --only: unknown part kafka; known: docker, registry, temporal, base-image, wheelhouse"
+        "bootstrap status: --only: unknown part kafka; known: docker, registry, temporal, cluster, pipeline, base-image, wheelhouse"
     )

@@ -7,6 +7,7 @@ is exactly what was built, whatever later happens to the tag.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import docker
 import docker.errors
+from docker.utils.build import exclude_paths
 
 
 class BuildError(RuntimeError):
@@ -95,3 +97,25 @@ def _raise_on_error(chunk: dict[str, Any], step: str, tail: list[str]) -> None:
     if "error" in chunk:
         detail = str(chunk.get("errorDetail", {}).get("message") or chunk["error"]).strip()
         raise BuildError(f"docker {step} failed: {detail}; last lines:\n" + "\n".join(tail[-15:]))
+
+
+def source_hash(context: Path, *, dockerfile: str, target: str | None, build_args: Mapping[str, str]) -> str:
+    """A content hash of exactly what the engine would be sent (after .dockerignore), and how it is built.
+
+    Two builds with the same hash produce the same image, so the hash both
+    names the default tag and tells a retried build that its work is done.
+    """
+    patterns: list[str] = []
+    ignore_file = context / ".dockerignore"
+    if ignore_file.exists():
+        patterns = [line.strip() for line in ignore_file.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    h = hashlib.sha256()
+    h.update(f"dockerfile={dockerfile}\ntarget={target or ''}\n".encode())
+    for key in sorted(build_args):
+        h.update(f"arg {key}={build_args[key]}\n".encode())
+    for rel in sorted(exclude_paths(str(context), patterns, dockerfile=dockerfile)):
+        path = context / rel
+        if path.is_file() and not path.is_symlink():
+            h.update(f"file {rel}\n".encode())
+            h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()

@@ -28,6 +28,8 @@ class TemporalConfig:
     tls: bool
     api_key_env: str
     ui_url: str
+    # "secret-name/key": where deployed pods get the API key (a secretKeyRef); "" = none.
+    api_key_secret: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,7 @@ class AppConfig:
     termination_grace_period_seconds: int
     resources: Resources
     rollout: Rollout
+    build_args: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

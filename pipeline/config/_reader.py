@@ -187,6 +187,16 @@ class Table:
             return default
         return tuple(value)
 
+    def string_table(self, key: str) -> dict[str, str]:
+        """A table of string values (like build arguments)."""
+        path, value, present = self._fetch(key)
+        if not present:
+            return {}
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            self._bad(path, "a table of strings", value)
+            return {}
+        return {str(k): v for k, v in value.items()}
+
     def table(self, key: str) -> Table:
         """A sub-table; a missing one is empty, a non-table is reported and treated as empty."""
         path, value, present = self._fetch(key)

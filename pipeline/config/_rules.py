@@ -100,3 +100,9 @@ AKS_NAME = Rule(
 )
 BUILD_TARGET = Rule('a Dockerfile stage name without whitespace, or ""', lambda t: not any(c.isspace() for c in t))
 NON_EMPTY_PATH = Rule("a non-empty path", bool)
+_SECRET_KEY_REF = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/[-._a-zA-Z0-9]{1,253}")
+SECRET_KEY_REF = Rule(
+    'a Kubernetes Secret and key as "secret-name/key" or "", never the key itself',
+    lambda t: t == "" or _SECRET_KEY_REF.fullmatch(t) is not None,
+    echo=False,
+)

@@ -101,6 +101,7 @@ def _temporal(t: Table) -> TemporalConfig:
         namespace=t.string("namespace", "default", rules.NAMESPACE),
         tls=t.boolean("tls", False),
         api_key_env=t.string("api_key_env", "", rules.API_KEY_ENV),
+        api_key_secret=t.string("api_key_secret", "", rules.SECRET_KEY_REF),
         ui_url=t.string("ui_url", "http://127.0.0.1:8233", rules.HTTP_URL),
     )
     t.finish()
@@ -235,6 +236,7 @@ def _app(name: str, t: Table, base_dir: Path, resources: Resources, rollout: Rol
     dockerfile_text = t.string("dockerfile", "Dockerfile", rules.NON_EMPTY_PATH)
     build_target = t.string("build_target", "", rules.BUILD_TARGET)
     command = t.string_list("command", ())
+    build_args = t.string_table("build_args")
     health_port = t.integer("health_port", 8080, 1, 65535)
     grace = t.integer("termination_grace_period_seconds", 30, 0, 3600)
     app_resources = _resources(t.table("resources"), resources, always=False)
@@ -251,6 +253,7 @@ def _app(name: str, t: Table, base_dir: Path, resources: Resources, rollout: Rol
         dockerfile=dockerfile,
         build_target=build_target,
         command=command,
+        build_args=build_args,
         health_port=health_port,
         termination_grace_period_seconds=grace,
         resources=app_resources,

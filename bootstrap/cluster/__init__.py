@@ -1,0 +1,34 @@
+"""A single-node, Kubernetes-API-compatible cluster whose pods are real Docker containers.
+
+Why: no real control plane can be installed on these machines, yet the pipeline
+must be exercised against a cluster through the real `kubernetes` client and a
+kubeconfig, so that it works unchanged on AKS or kind. This package is that
+cluster; its contract is the Kubernetes REST API itself, checked with the real
+`kubectl`.
+
+Public surface (everything else is private):
+- the process: `python -m bootstrap.cluster serve --state-dir DIR [--port 6443]`
+  serves HTTPS on 127.0.0.1, writes `DIR/kubeconfig` (CA data + bearer token,
+  0600) and runs until SIGTERM. State lives in DIR: `objects/` (one JSON file
+  per object), `pki/` (CA, serving certificate, token), `kubelet/`.
+- `bootstrap.cluster.server.serve(state_dir, port=...)` for embedding the same in a loop.
+- the REST API: discovery, OpenAPI v2/v3, namespaces, configmaps, secrets,
+  serviceaccounts, services, events, pods (+log, +status), deployments and
+  replicasets (+status, +scale), roles, rolebindings; get, list (label/field
+  selectors), watch (bookmarks, 410 Gone), create, update, delete (propagation,
+  grace periods), deletecollection, JSON/merge/strategic merge patch,
+  server-side apply with managedFields, `dryRun=All`, `fieldValidation`.
+- `CLUSTER_NO_WORKLOADS=1`: serve the API and controllers without a kubelet (API tests).
+
+Inside, one asyncio event loop runs the API server (`api.py`), the controllers
+(`controllers/`) and the kubelet (`kubelet/`); the object store (`store.py`) is
+only touched from that loop.
+
+What it does not do: protobuf or CBOR request bodies (so kubectl's typed
+generators such as `kubectl create configmap` are refused with 415: use
+manifests), authorization (RBAC objects are stored, not enforced), admission
+webhooks, CRDs, aggregated discovery, list pagination (`limit` is ignored and
+everything is returned), multiple nodes, scheduling, Service networking
+(pods use host networking with one loopback IP each), and watch history across
+a restart (clients re-list after the 410 they get).
+"""

@@ -1,0 +1,255 @@
+"""Server-side printing: `meta.k8s.io/v1` Tables, so `kubectl get` shows the usual columns.
+
+kubectl asks for `application/json;as=Table;v=v1;g=meta.k8s.io` and prints the
+server's columns verbatim (without a Table it can only print NAME and AGE).
+The columns follow kube-apiserver's printers for the kinds served here: pods
+(READY, STATUS with waiting reasons such as CrashLoopBackOff, RESTARTS),
+deployments, replicasets, namespaces, services, secrets, configmaps, events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from bootstrap.cluster.resources import ResourceType
+
+Obj = dict[str, Any]
+Column = tuple[str, str, int]  # name, type, priority (1 = only with -o wide)
+
+
+def wants_table(accept: str) -> bool:
+    return "as=Table" in accept and "g=meta.k8s.io" in accept
+
+
+def age(timestamp: str | None) -> str:
+    """kube's short duration (`45s`, `3m12s`, `5h`, `2d`)."""
+    if not timestamp:
+        return "<unknown>"
+    try:
+        then = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return "<unknown>"
+    seconds = max(0, int((datetime.now(UTC) - then).total_seconds()))
+    if seconds < 120:
+        return f"{seconds}s"
+    minutes = seconds // 60
+    if minutes < 10:
+        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
+    if minutes < 180:
+        return f"{minutes}m"
+    hours = minutes // 60
+    if hours < 48:
+        return f"{hours}h"
+    return f"{hours // 24}d"
+
+
+def _pod_status(pod: Obj) -> str:
+    meta, status = pod["metadata"], pod.get("status") or {}
+    reason = status.get("reason") or status.get("phase") or "Pending"
+    for cs in status.get("containerStatuses") or []:
+        state = cs.get("state") or {}
+        if state.get("waiting", {}).get("reason"):
+            reason = state["waiting"]["reason"]
+        elif state.get("terminated", {}).get("reason"):
+            reason = state["terminated"]["reason"]
+    if meta.get("deletionTimestamp"):
+        reason = "Terminating"
+    return str(reason)
+
+
+def _pod(pod: Obj) -> list[Any]:
+    status = pod.get("status") or {}
+    statuses = status.get("containerStatuses") or []
+    total = len((pod.get("spec") or {}).get("containers") or [])
+    ready = sum(1 for cs in statuses if cs.get("ready"))
+    restarts = sum(int(cs.get("restartCount") or 0) for cs in statuses)
+    return [
+        f"{ready}/{total}",
+        _pod_status(pod),
+        restarts,
+        age(pod["metadata"].get("creationTimestamp")),
+        status.get("podIP") or "<none>",
+        (pod.get("spec") or {}).get("nodeName") or "<none>",
+    ]
+
+
+def _containers(obj: Obj) -> tuple[str, str]:
+    containers = (((obj.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
+    return ",".join(c.get("name", "") for c in containers), ",".join(c.get("image", "") for c in containers)
+
+
+def _selector(obj: Obj) -> str:
+    sel = (obj.get("spec") or {}).get("selector") or {}
+    return ",".join(f"{k}={v}" for k, v in (sel.get("matchLabels") or {}).items()) or "<none>"
+
+
+def _deployment(d: Obj) -> list[Any]:
+    spec, status = d.get("spec") or {}, d.get("status") or {}
+    names, images = _containers(d)
+    return [
+        f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 0)}",
+        status.get("updatedReplicas", 0),
+        status.get("availableReplicas", 0),
+        age(d["metadata"].get("creationTimestamp")),
+        names,
+        images,
+        _selector(d),
+    ]
+
+
+def _replicaset(rs: Obj) -> list[Any]:
+    spec, status = rs.get("spec") or {}, rs.get("status") or {}
+    names, images = _containers(rs)
+    return [
+        spec.get("replicas", 0),
+        status.get("replicas", 0),
+        status.get("readyReplicas", 0),
+        age(rs["metadata"].get("creationTimestamp")),
+        names,
+        images,
+        _selector(rs),
+    ]
+
+
+def _service(svc: Obj) -> list[Any]:
+    spec = svc.get("spec") or {}
+    ports = ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in spec.get("ports") or []) or "<none>"
+    return [
+        spec.get("type", "ClusterIP"),
+        spec.get("clusterIP") or "<none>",
+        "<none>",
+        ports,
+        age(svc["metadata"].get("creationTimestamp")),
+    ]
+
+
+def _event(ev: Obj) -> list[Any]:
+    involved = ev.get("involvedObject") or {}
+    last = ev.get("lastTimestamp") or ev.get("eventTime") or ev["metadata"].get("creationTimestamp")
+    return [
+        age(last),
+        ev.get("type", ""),
+        ev.get("reason", ""),
+        f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}",
+        ev.get("message", ""),
+    ]
+
+
+def _created(obj: Obj) -> str:
+    return age(obj["metadata"].get("creationTimestamp"))
+
+
+_PRINTERS: dict[str, tuple[list[Column], Callable[[Obj], list[Any]]]] = {
+    "Pod": (
+        [
+            ("Ready", "string", 0),
+            ("Status", "string", 0),
+            ("Restarts", "string", 0),
+            ("Age", "string", 0),
+            ("IP", "string", 1),
+            ("Node", "string", 1),
+        ],
+        _pod,
+    ),
+    "Deployment": (
+        [
+            ("Ready", "string", 0),
+            ("Up-to-date", "integer", 0),
+            ("Available", "integer", 0),
+            ("Age", "string", 0),
+            ("Containers", "string", 1),
+            ("Images", "string", 1),
+            ("Selector", "string", 1),
+        ],
+        _deployment,
+    ),
+    "ReplicaSet": (
+        [
+            ("Desired", "integer", 0),
+            ("Current", "integer", 0),
+            ("Ready", "integer", 0),
+            ("Age", "string", 0),
+            ("Containers", "string", 1),
+            ("Images", "string", 1),
+            ("Selector", "string", 1),
+        ],
+        _replicaset,
+    ),
+    "Namespace": (
+        [("Status", "string", 0), ("Age", "string", 0)],
+        lambda o: [(o.get("status") or {}).get("phase", "Active"), _created(o)],
+    ),
+    "Service": (
+        [
+            ("Type", "string", 0),
+            ("Cluster-IP", "string", 0),
+            ("External-IP", "string", 0),
+            ("Port(s)", "string", 0),
+            ("Age", "string", 0),
+        ],
+        _service,
+    ),
+    "Secret": (
+        [("Type", "string", 0), ("Data", "integer", 0), ("Age", "string", 0)],
+        lambda o: [o.get("type", "Opaque"), len(o.get("data") or {}), _created(o)],
+    ),
+    "ConfigMap": (
+        [("Data", "integer", 0), ("Age", "string", 0)],
+        lambda o: [len(o.get("data") or {}) + len(o.get("binaryData") or {}), _created(o)],
+    ),
+    "Event": (
+        [
+            ("Last Seen", "string", 0),
+            ("Type", "string", 0),
+            ("Reason", "string", 0),
+            ("Object", "string", 0),
+            ("Message", "string", 0),
+        ],
+        _event,
+    ),
+    "RoleBinding": (
+        [("Role", "string", 0), ("Age", "string", 0)],
+        lambda o: [f"{(o.get('roleRef') or {}).get('kind', '')}/{(o.get('roleRef') or {}).get('name', '')}", _created(o)],
+    ),
+}
+_DEFAULT: tuple[list[Column], Callable[[Obj], list[Any]]] = ([("Age", "string", 0)], lambda o: [_created(o)])
+
+
+_NAME_LAST = frozenset({"Event"})  # kube prints events without a leading NAME (it is a wide column)
+
+
+def _columns(res: ResourceType) -> list[Obj]:
+    columns, _ = _PRINTERS.get(res.kind, _DEFAULT)
+    name = {"name": "Name", "type": "string", "format": "name", "description": "Name of the object", "priority": 0}
+    defs = [{"name": n, "type": kind, "format": "", "description": n, "priority": prio} for n, kind, prio in columns]
+    if res.kind in _NAME_LAST:
+        return [*defs, dict(name, priority=1)]
+    return [name, *defs]
+
+
+def _row(res: ResourceType, obj: Obj) -> Obj:
+    _, cells = _PRINTERS.get(res.kind, _DEFAULT)
+    meta = obj.get("metadata") or {}
+    partial = {
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {k: v for k, v in meta.items() if k != "managedFields"},
+    }
+    values = cells(obj)
+    row = [*values, meta.get("name", "")] if res.kind in _NAME_LAST else [meta.get("name", ""), *values]
+    return {"cells": row, "object": partial}
+
+
+def table(res: ResourceType, items: list[Obj], resource_version: str, *, with_columns: bool = True) -> Obj:
+    """A Table of `items` (rows carry PartialObjectMetadata, as with includeObject=Metadata)."""
+    body: Obj = {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": resource_version},
+        "rows": [_row(res, obj) for obj in items],
+    }
+    if with_columns:
+        body["columnDefinitions"] = _columns(res)
+    return body

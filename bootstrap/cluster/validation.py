@@ -1,0 +1,240 @@
+"""Validation of objects before they are stored, with Kubernetes' field paths and messages.
+
+A failure raises 422 Invalid with one cause per problem (all problems at once,
+as the API server reports them), so nothing half-valid is ever stored. Only
+the rules a user of this cluster can trip over are checked: names, labels,
+workload selectors and templates, containers, ports and resource quantities.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any
+
+from bootstrap.cluster import errors
+from bootstrap.cluster.resources import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    NAMESPACES,
+    PODS,
+    REPLICASETS,
+    ROLEBINDINGS,
+    ROLES,
+    SECRETS,
+    SERVICES,
+    ResourceType,
+)
+from bootstrap.cluster.selectors import match_label_dict
+
+Obj = dict[str, Any]
+Causes = list[tuple[str, str]]
+
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_QUALIFIED = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?\d+)?$")
+_CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+_LABEL_NAMES = (NAMESPACES, SERVICES)
+_ALNUM_ENDS = "and must start and end with an alphanumeric character"
+_NAME_PART = f"name part must consist of alphanumeric characters, '-', '_' or '.', {_ALNUM_ENDS}"
+_LABEL_VALUE_MSG = f"a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', {_ALNUM_ENDS}"
+_QUANTITY_MSG = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+_CONFIG_KEY_MSG = "a valid config key must consist of alphanumeric characters, '-', '_' or '.'"
+
+
+def _dns_label(value: str) -> str | None:
+    if len(value) > 63:
+        return "must be no more than 63 characters"
+    if not _LABEL.match(value):
+        return (
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+            "and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', "
+            "regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+        )
+    return None
+
+
+def _dns_subdomain(value: str) -> str | None:
+    if len(value) > 253:
+        return "must be no more than 253 characters"
+    if not _SUBDOMAIN.match(value):
+        return (
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+            "and must start and end with an alphanumeric character (e.g. 'example.com', "
+            "regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+        )
+    return None
+
+
+def _name(res: ResourceType, name: str) -> str | None:
+    if res in (ROLES, ROLEBINDINGS):
+        if name in (".", "..") or "/" in name or "%" in name:
+            return "may not contain '/' or '%' and may not be '.' or '..'"
+        return None
+    return _dns_label(name) if res in _LABEL_NAMES else _dns_subdomain(name)
+
+
+def _qualified_key(key: str) -> str | None:
+    prefix, _, name = key.rpartition("/")
+    if prefix and _dns_subdomain(prefix):
+        return "prefix part must be a DNS-1123 subdomain"
+    if not name or len(name) > 63 or not _QUALIFIED.match(name):
+        return _NAME_PART
+    return None
+
+
+def _labels(labels: Any, path: str, causes: Causes) -> None:
+    if labels is None:
+        return
+    if not isinstance(labels, dict):
+        causes.append((path, "Invalid value: must be a map of strings"))
+        return
+    for key, value in labels.items():
+        problem = _qualified_key(str(key))
+        if problem:
+            causes.append((path, f'Invalid value: "{key}": {problem}'))
+        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+            causes.append(
+                (
+                    f"{path}",
+                    f'Invalid value: "{value}": {_LABEL_VALUE_MSG}',
+                )
+            )
+
+
+def _port(value: Any, path: str, causes: Causes) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
+        causes.append((path, f"Invalid value: {value!r}: must be between 1 and 65535, inclusive"))
+
+
+def _resources(resources: Any, path: str, causes: Causes) -> None:
+    if not isinstance(resources, dict):
+        return
+    for section in ("limits", "requests"):
+        for name, quantity in (resources.get(section) or {}).items():
+            if not _QUANTITY.match(str(quantity)):
+                causes.append(
+                    (
+                        f"{path}.{section}[{name}]",
+                        f'Invalid value: "{quantity}": {_QUANTITY_MSG}',
+                    )
+                )
+
+
+def _containers(spec: Obj, path: str, causes: Causes) -> None:
+    containers = spec.get("containers")
+    if not containers:
+        causes.append((f"{path}.containers", "Required value"))
+        return
+    if not isinstance(containers, list):
+        causes.append((f"{path}.containers", "Invalid value: must be a list"))
+        return
+    for key in ("initContainers", "containers"):
+        seen: set[str] = set()
+        for i, c in enumerate(spec.get(key) or []):
+            here = f"{path}.{key}[{i}]"
+            if not isinstance(c, dict):
+                causes.append((here, "Invalid value: must be an object"))
+                continue
+            name = c.get("name")
+            if not name:
+                causes.append((f"{here}.name", "Required value"))
+            else:
+                problem = _dns_label(str(name))
+                if problem:
+                    causes.append((f"{here}.name", f'Invalid value: "{name}": {problem}'))
+                if name in seen:
+                    causes.append((f"{here}.name", f'Duplicate value: "{name}"'))
+                seen.add(str(name))
+            if not c.get("image"):
+                causes.append((f"{here}.image", "Required value"))
+            for j, port in enumerate(c.get("ports") or []):
+                if isinstance(port, dict):
+                    _port(port.get("containerPort"), f"{here}.ports[{j}].containerPort", causes)
+            for j, env in enumerate(c.get("env") or []):
+                if isinstance(env, dict) and not env.get("name"):
+                    causes.append((f"{here}.env[{j}].name", "Required value"))
+            _resources(c.get("resources"), f"{here}.resources", causes)
+
+
+def _pod_template(spec: Obj, causes: Causes) -> None:
+    selector = spec.get("selector")
+    if not isinstance(selector, dict) or not (selector.get("matchLabels") or selector.get("matchExpressions")):
+        causes.append(("spec.selector", "Required value"))
+        selector = None
+    replicas = spec.get("replicas")
+    if replicas is not None and (not isinstance(replicas, int) or replicas < 0):
+        causes.append(("spec.replicas", f"Invalid value: {replicas!r}: must be greater than or equal to 0"))
+    template = spec.get("template")
+    if not isinstance(template, dict):
+        causes.append(("spec.template", "Required value"))
+        return
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    _labels(labels, "spec.template.metadata.labels", causes)
+    if selector is not None and not match_label_dict(selector, labels):
+        causes.append(("spec.template.metadata.labels", f"Invalid value: {labels}: `selector` does not match template `labels`"))
+    pod_spec = template.get("spec")
+    if not isinstance(pod_spec, dict):
+        causes.append(("spec.template.spec.containers", "Required value"))
+        return
+    _containers(pod_spec, "spec.template.spec", causes)
+    strategy = spec.get("strategy") or {}
+    ru = strategy.get("rollingUpdate") if isinstance(strategy, dict) else None
+    if isinstance(ru, dict) and str(ru.get("maxSurge")) in ("0", "0%") and str(ru.get("maxUnavailable")) in ("0", "0%"):
+        causes.append(("spec.strategy.rollingUpdate.maxUnavailable", "Invalid value: 0: may not be 0 when `maxSurge` is 0"))
+
+
+def validate(res: ResourceType, obj: Obj, old: Obj | None = None) -> None:
+    """Raise 422 Invalid listing every problem of `obj` (`old` is the stored object on update)."""
+    causes: Causes = []
+    meta = obj.get("metadata") or {}
+    name = str(meta.get("name") or "")
+    if name:
+        problem = _name(res, name)
+        if problem:
+            causes.append(("metadata.name", f'Invalid value: "{name}": {problem}'))
+    _labels(meta.get("labels"), "metadata.labels", causes)
+    spec = obj.get("spec")
+    if res in (DEPLOYMENTS, REPLICASETS):
+        if not isinstance(spec, dict):
+            causes.append(("spec.selector", "Required value"))
+            causes.append(("spec.template.spec.containers", "Required value"))
+        else:
+            _pod_template(spec, causes)
+            if old is not None and old.get("spec", {}).get("selector") != spec.get("selector"):
+                causes.append(("spec.selector", f"Invalid value: {spec.get('selector')}: field is immutable"))
+    elif res is PODS:
+        if not isinstance(spec, dict):
+            causes.append(("spec.containers", "Required value"))
+        else:
+            _containers(spec, "spec", causes)
+    elif res is SERVICES and isinstance(spec, dict):
+        for i, port in enumerate(spec.get("ports") or []):
+            if isinstance(port, dict):
+                _port(port.get("port"), f"spec.ports[{i}].port", causes)
+    elif res in (CONFIGMAPS, SECRETS):
+        for section in ("data", "binaryData", "stringData"):
+            for key, value in (obj.get(section) or {}).items():
+                if not _CONFIG_KEY.match(str(key)) or len(str(key)) > 253:
+                    causes.append(
+                        (
+                            f"{section}[{key}]",
+                            f'Invalid value: "{key}": {_CONFIG_KEY_MSG}',
+                        )
+                    )
+                if res is SECRETS and section == "data":
+                    try:
+                        base64.b64decode(str(value), validate=True)
+                    except (binascii.Error, ValueError):
+                        causes.append((f"data[{key}]", "Invalid value: <secret contents redacted>: illegal base64 data"))
+    elif res is ROLEBINDINGS:
+        role_ref = obj.get("roleRef")
+        if not isinstance(role_ref, dict) or not role_ref.get("name") or not role_ref.get("kind"):
+            causes.append(("roleRef", "Required value"))
+        elif old is not None and old.get("roleRef") != role_ref:
+            causes.append(("roleRef", "Invalid value: cannot change roleRef"))
+    if causes:
+        raise errors.invalid(res.kind, name, causes, res.group)

@@ -1,0 +1,321 @@
+"""The deployment's activities: every piece of I/O the workflow orders, one function per step.
+
+Each takes one dataclass and returns one. They are plain functions run in the
+worker's thread pool (the Docker and Kubernetes clients are blocking), except
+`verify_polling`, which talks to Temporal with the async client. Long ones
+heartbeat their progress, which is also what `pipeline deploy --follow` shows.
+
+Failures leave as `ApplicationError`s named after the pipeline's own error
+types (`KubeInvalid`, `RolloutFailed`, `BuildError`, ...), non-retryable
+unless the error says it is worth retrying, so bad input fails at once and a
+flaky API is retried by the workflow's retry policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import docker
+import docker.errors
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError, CancelledError
+
+from pipeline import kube, render
+from pipeline.builders.local import BuildError, BuildRequest, build_and_push, source_hash
+from pipeline.errors import PipelineError
+from pipeline.models import (
+    AppliedObject,
+    ApplyInput,
+    ApplyResult,
+    BuildImageInput,
+    BuiltImage,
+    ClusterRef,
+    Manifests,
+    ReadRevisionInput,
+    ReadRevisionResult,
+    RecordRevisionInput,
+    RenderInput,
+    Revision,
+    RolloutInput,
+    RolloutResult,
+    VerifyInput,
+    VerifyResult,
+)
+from pipeline.registry import SOURCE_HASH_LABEL, RegistryError, find_image
+from pipeline.temporal_client import connect as temporal_connect
+from pipeline.verify import PodState, describe_pollers, judge
+
+FIELD_MANAGER = kube.FIELD_MANAGER
+REVISION_CONFIGMAP_SUFFIX = "-pipeline-revision"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _as_application_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn the pipeline's errors into ApplicationErrors the workflow can tell apart by type."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except (PipelineError, BuildError, RegistryError) as exc:
+            raise _application_error(exc) from exc
+
+    return wrapper
+
+
+def _application_error(exc: Exception) -> ApplicationError:
+    retryable = bool(getattr(exc, "retryable", isinstance(exc, RegistryError)))
+    return ApplicationError(str(exc), type=type(exc).__name__, non_retryable=not retryable)
+
+
+def _kube(cluster: ClusterRef) -> kube.KubeClient:
+    return kube.connect(kubeconfig=cluster.kubeconfig, context=cluster.context)
+
+
+# ----- revisions: what was last verified, kept next to the app in the cluster -----
+
+
+@activity.defn
+@_as_application_errors
+def read_revision(request: ReadRevisionInput) -> ReadRevisionResult:
+    """The last revision this pipeline verified for the app, or None on a first deployment."""
+    with _kube(request.cluster) as kc:
+        data = kube.get_configmap(kc, namespace=request.namespace, name=request.app + REVISION_CONFIGMAP_SUFFIX)
+    if not data or "revision.json" not in data:
+        return ReadRevisionResult(revision=None)
+    raw = json.loads(data["revision.json"])
+    return ReadRevisionResult(
+        revision=Revision(
+            image=raw["image"],
+            build_id=raw["build_id"],
+            manifests=Manifests(objects=raw["manifests"]["objects"]),
+            deployed_at=raw.get("deployed_at", ""),
+            workflow_id=raw.get("workflow_id", ""),
+        )
+    )
+
+
+@activity.defn
+@_as_application_errors
+def record_revision(request: RecordRevisionInput) -> None:
+    """Remember a verified revision, so a later failure knows what to restore."""
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": request.app + REVISION_CONFIGMAP_SUFFIX,
+            "namespace": request.namespace,
+            "labels": {
+                "app.kubernetes.io/name": request.app,
+                "app.kubernetes.io/managed-by": FIELD_MANAGER,
+            },
+        },
+        "data": {"revision.json": json.dumps(asdict(request.revision), sort_keys=True)},
+    }
+    with _kube(request.cluster) as kc:
+        kube.server_side_apply(kc, [configmap], field_manager=FIELD_MANAGER, force=True)
+
+
+# ----- build -----
+
+
+@activity.defn
+@_as_application_errors
+def build_image(request: BuildImageInput) -> BuiltImage:
+    """Build and push with the local Docker engine; a build already in the registry is reused, not rebuilt."""
+    spec = request.build
+    context = Path(spec.context)
+    if not (context / spec.dockerfile).is_file():
+        raise BuildError(f"Dockerfile {context / spec.dockerfile} does not exist (apps.{request.app}.dockerfile)")
+    digest_of_source = source_hash(context, dockerfile=spec.dockerfile, target=spec.target, build_args=spec.build_args)
+    tag = request.tag or f"src-{digest_of_source[:16]}"
+    existing = find_image(spec.repository, tag)
+    if existing is not None and existing.labels.get(SOURCE_HASH_LABEL) == digest_of_source:
+        activity.logger.info("%s:%s already pushed as %s; not rebuilding", spec.repository, tag, existing.digest)
+        return BuiltImage(spec.repository, tag, existing.digest, reused=True)
+    engine = docker.from_env(timeout=600)
+    last_beat = 0.0
+
+    def progress(line: str) -> None:
+        nonlocal last_beat
+        if time.monotonic() - last_beat > 1.0:
+            activity.heartbeat(line[:200])
+            last_beat = time.monotonic()
+
+    try:
+        pushed = build_and_push(
+            engine,
+            BuildRequest(
+                context=context,
+                dockerfile=spec.dockerfile,
+                target=spec.target or None,
+                repository=spec.repository,
+                tag=tag,
+                build_args=spec.build_args,
+                labels={SOURCE_HASH_LABEL: digest_of_source},
+            ),
+            on_progress=progress,
+        )
+    except docker.errors.DockerException as exc:
+        raise BuildError(f"docker engine unavailable: {exc}") from exc
+    finally:
+        engine.close()
+    return BuiltImage(pushed.repository, pushed.tag, pushed.digest)
+
+
+# ----- render and apply -----
+
+
+@activity.defn
+@_as_application_errors
+def render_manifests(request: RenderInput) -> Manifests:
+    """Pure rendering, run as an activity so the exact objects applied are in the history."""
+    return render.render_manifests(request)
+
+
+@activity.defn
+@_as_application_errors
+def apply_manifests(request: ApplyInput) -> ApplyResult:
+    """Server-side apply, one field manager, forced: re-applying the same objects changes nothing."""
+    with _kube(request.cluster) as kc:
+        applied = kube.server_side_apply(
+            kc, request.manifests.objects, field_manager=FIELD_MANAGER, force=True, dry_run=request.dry_run
+        )
+    return ApplyResult(
+        objects=[
+            AppliedObject(
+                kind=str(obj.get("kind", "")),
+                name=str(obj["metadata"]["name"]),
+                namespace=str(obj["metadata"].get("namespace", "")),
+                resource_version=str(obj["metadata"].get("resourceVersion", "")),
+                generation=int(obj["metadata"].get("generation", 0)),
+            )
+            for obj in applied
+        ]
+    )
+
+
+# ----- rollout -----
+
+
+@activity.defn
+@_as_application_errors
+def wait_for_rollout(request: RolloutInput) -> RolloutResult:
+    """Watch the Deployment until the new ReplicaSet is fully available, or fail fast with the reason."""
+    try:
+        with _kube(request.cluster) as kc:
+            outcome = kube.wait_for_rollout(
+                kc,
+                namespace=request.namespace,
+                name=request.app,
+                generation=request.generation,
+                timeout=float(request.timeout_seconds),
+                on_progress=lambda p: activity.heartbeat(asdict(p)),
+                cancelled=activity.is_cancelled,
+            )
+    except kube.RolloutCancelled as exc:  # the workflow cancelled us (a rollback signal): not a failure
+        raise CancelledError(str(exc)) from exc
+    return RolloutResult(
+        replica_set=outcome.replica_set,
+        pod_template_hash=outcome.pod_template_hash,
+        pods=list(outcome.pods),
+        replicas=outcome.replicas,
+        ready_replicas=outcome.ready_replicas,
+        available_replicas=outcome.available_replicas,
+        revision=outcome.revision,
+    )
+
+
+# ----- verify -----
+
+
+class VerificationFailed(PipelineError):
+    """The new pods did not all show up as fresh pollers with the new build id in time."""
+
+
+@activity.defn
+async def verify_polling(request: VerifyInput) -> VerifyResult:
+    """Wait until Temporal lists every new pod as a fresh poller with the new build id, and no old pod runs."""
+    try:
+        client = await temporal_connect(request.temporal)
+    except PipelineError as exc:
+        raise _application_error(exc) from exc
+    selector = {"app.kubernetes.io/name": request.app}
+    deadline = time.monotonic() + request.timeout_seconds
+    kc = await asyncio.to_thread(_kube, request.cluster)
+    try:
+        return await _verify_until_deadline(request, client, kc, selector, deadline)
+    finally:
+        kc.close()
+
+
+async def _verify_until_deadline(
+    request: VerifyInput, client: Client, kc: kube.KubeClient, selector: dict[str, str], deadline: float
+) -> VerifyResult:
+    while True:
+        try:
+            pods = await asyncio.to_thread(kube.list_pods, kc, namespace=request.namespace, selector=selector)
+        except PipelineError as exc:
+            raise _application_error(exc) from exc
+        pollers = await describe_pollers(client, namespace=request.temporal.namespace, task_queue=request.task_queue)
+        verdict = judge(
+            pods=[_pod_state(p) for p in pods],
+            pollers=pollers,
+            new_hash=request.pod_template_hash,
+            build_id=request.build_id,
+        )
+        activity.heartbeat({"detail": verdict.detail, "polling": verdict.polling_pods, "missing": verdict.missing})
+        if verdict.ok:
+            polling = set(verdict.polling_pods)
+            return VerifyResult(
+                pods=verdict.polling_pods,
+                pollers=[p for p in pollers if p.identity.split("@", 1)[0] in polling and p.build_id == request.build_id],
+                verified_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            )
+        if time.monotonic() >= deadline:
+            raise _application_error(
+                VerificationFailed(
+                    f"verification of {request.app} failed after {request.timeout_seconds}s on task queue "
+                    f"{request.task_queue!r}: {verdict.detail}"
+                )
+            )
+        await asyncio.sleep(0.25)
+
+
+def _pod_state(pod: kube.PodInfo) -> PodState:
+    started = datetime.fromisoformat(pod.start_time.replace("Z", "+00:00")) if pod.start_time else None
+    return PodState(
+        name=pod.name,
+        pod_template_hash=pod.pod_template_hash,
+        started_at=started,
+        terminating=pod.terminating,
+        phase=pod.phase,
+    )
+
+
+ALL: list[Callable[..., object]] = [
+    read_revision,
+    record_revision,
+    build_image,
+    render_manifests,
+    apply_manifests,
+    wait_for_rollout,
+    verify_polling,
+]
+
+
+def worker_identity_suffix() -> str:
+    """Who runs these activities: the pod name in the cluster, the hostname elsewhere."""
+    return os.environ.get("POD_NAME") or os.uname().nodename

@@ -1,0 +1,224 @@
+"""The client side of deployments: start, follow, inspect, roll back, list.
+
+What the CLI does through Temporal lives here, so that tests and the
+bootstrap can do the same without going through click. Every function that
+starts or touches a workflow returns (or prints) its Web UI URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from pipeline import search_attributes as sa
+from pipeline.errors import PipelineError
+from pipeline.models import DeploymentResult, DeploymentStatus, DeployRequest
+from pipeline.workflows import DeploymentWorkflow, RollbackRequest, deployment_workflow_id
+
+
+class DeploymentAlreadyRunning(PipelineError):
+    """Only one deployment of an app to an environment may run at a time."""
+
+
+class NoDeployment(PipelineError):
+    """No deployment of that app exists (or none is running, for rollback)."""
+
+
+def workflow_url(ui_url: str, namespace: str, workflow_id: str, run_id: str | None = None) -> str:
+    base = f"{ui_url.rstrip('/')}/namespaces/{urllib.parse.quote(namespace)}/workflows/{urllib.parse.quote(workflow_id)}"
+    return f"{base}/{run_id}/history" if run_id else base
+
+
+async def start(client: Client, request: DeployRequest, *, task_queue: str) -> WorkflowHandle[Any, DeploymentResult]:
+    """Start the deployment; a running one for the same app and environment is refused, not raced."""
+    workflow_id = deployment_workflow_id(request.environment, request.app.name)
+    what = request.image or (f"{request.app.build.repository}" if request.app.build else request.app.name)
+    try:
+        return await client.start_workflow(
+            DeploymentWorkflow.run,
+            request,
+            id=workflow_id,
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.DEPLOYMENT_APP, request.app.name),
+                    SearchAttributePair(sa.DEPLOYMENT_ENVIRONMENT, request.environment),
+                    SearchAttributePair(sa.DEPLOYMENT_OUTCOME, "running"),
+                ]
+            ),
+            static_summary=f"Deploy {request.app.name} to {request.environment} ({request.app.replicas} replicas)",
+            static_details=(
+                f"**App** {request.app.name} on task queue `{request.app.task_queue}`  \n"
+                f"**Image** {what}  \n"
+                f"**Cluster namespace** {request.app.namespace}  \n"
+                f"**Requested by** {request.requested_by or 'unknown'}"
+            ),
+        )
+    except WorkflowAlreadyStartedError as exc:
+        raise DeploymentAlreadyRunning(
+            f"a deployment of {request.app.name} to {request.environment} is already running "
+            f"(workflow {workflow_id}, run {exc.run_id}); follow it with `pipeline status {request.app.name}` "
+            f"or stop it with `pipeline rollback {request.app.name}`"
+        ) from exc
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One observation of a running deployment, for `--follow` and `status`."""
+
+    status: DeploymentStatus
+    activity: str  # the pending activity's type, if any
+    heartbeat: Any  # its last heartbeat details (decoded), if any
+    attempt: int
+    last_failure: str
+
+
+async def observe(client: Client, handle: WorkflowHandle[Any, Any]) -> Progress:
+    status: DeploymentStatus = await handle.query(DeploymentWorkflow.status)
+    description = await handle.describe()
+    pending = description.raw_description.pending_activities
+    activity, heartbeat, attempt, failure = "", None, 0, ""
+    if pending:
+        info = pending[0]
+        activity = info.activity_type.name
+        attempt = info.attempt
+        if info.state == PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED and info.last_failure.message:
+            failure = info.last_failure.message
+        if info.heartbeat_details.payloads:
+            values = await client.data_converter.decode(info.heartbeat_details.payloads)
+            heartbeat = values[0] if values else None
+    return Progress(status, activity, heartbeat, attempt, failure)
+
+
+async def follow(
+    client: Client,
+    handle: WorkflowHandle[Any, DeploymentResult],
+    *,
+    say: Callable[[str], None],
+    interval: float = 0.5,
+) -> DeploymentResult:
+    """Print each step and its heartbeat progress as it changes, then return the result."""
+    result_task = asyncio.ensure_future(handle.result())
+    last_line = ""
+    while not result_task.done():
+        try:
+            line = format_progress(await observe(client, handle))
+        except RPCError:
+            line = last_line  # a query during a worker restart can fail; the next one will answer
+        if line and line != last_line:
+            say(line)
+            last_line = line
+        await asyncio.wait([result_task], timeout=interval)
+    return result_task.result()
+
+
+def format_progress(p: Progress) -> str:
+    step = p.status.step
+    extra = ""
+    if isinstance(p.heartbeat, dict):
+        if "replicas" in p.heartbeat:
+            hb = p.heartbeat
+            extra = (
+                f" updated {hb.get('updated_replicas', 0)}/{hb.get('replicas', 0)},"
+                f" ready {hb.get('ready_replicas', 0)}, available {hb.get('available_replicas', 0)}"
+            )
+        elif "detail" in p.heartbeat:
+            extra = f" {p.heartbeat['detail']}"
+    elif isinstance(p.heartbeat, str) and p.heartbeat:
+        extra = f" {p.heartbeat[:100]}"
+    if p.attempt > 1:
+        extra += f" (attempt {p.attempt}: {p.last_failure})" if p.last_failure else f" (attempt {p.attempt})"
+    if p.status.rollback_requested and not step.startswith("rollback"):
+        extra += f" [rollback requested: {p.status.rollback_reason}]"
+    return f"  {step}:{extra}".rstrip(":")
+
+
+async def latest(client: Client, *, environment: str, app: str) -> WorkflowHandle[Any, DeploymentResult]:
+    handle = client.get_workflow_handle_for(DeploymentWorkflow.run, deployment_workflow_id(environment, app))
+    try:
+        await handle.describe()
+    except RPCError as exc:
+        raise NoDeployment(f"no deployment of {app} to {environment} found in Temporal") from exc
+    return handle
+
+
+async def request_rollback(
+    client: Client, *, environment: str, app: str, reason: str, requested_by: str
+) -> WorkflowHandle[Any, Any]:
+    handle = await latest(client, environment=environment, app=app)
+    description = await handle.describe()
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        raise NoDeployment(
+            f"no deployment of {app} to {environment} is running (the last one is {description.status.name.lower() if description.status else 'unknown'}); "
+            f"to go back to an earlier image, deploy it: pipeline deploy --app {app} --image <image@digest>"
+        )
+    await handle.signal(DeploymentWorkflow.rollback, RollbackRequest(reason=reason, requested_by=requested_by))
+    return handle
+
+
+async def result_of(handle: WorkflowHandle[Any, DeploymentResult]) -> DeploymentResult:
+    try:
+        return await handle.result()
+    except WorkflowFailureError as exc:
+        raise PipelineError(f"deployment workflow {handle.id} failed: {exc.cause}") from exc
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    workflow_id: str
+    run_id: str
+    app: str
+    started: datetime
+    closed: datetime | None
+    image: str
+    outcome: str
+    status: str
+
+    @property
+    def duration(self) -> timedelta | None:
+        return self.closed - self.started if self.closed else None
+
+
+async def history(client: Client, *, app: str | None, environment: str | None, limit: int = 20) -> list[HistoryRow]:
+    """Past deployments from Temporal visibility, newest first."""
+    clauses = ["WorkflowType = 'DeploymentWorkflow'"]
+    if app:
+        clauses.append(f"DeploymentApp = '{app}'")
+    if environment:
+        clauses.append(f"DeploymentEnvironment = '{environment}'")
+    rows: list[HistoryRow] = []
+    async for execution in client.list_workflows(" AND ".join(clauses), limit=limit):
+        rows.append(_row(execution))
+    return rows
+
+
+def _row(e: WorkflowExecution) -> HistoryRow:
+    attrs = e.typed_search_attributes
+    return HistoryRow(
+        workflow_id=e.id,
+        run_id=e.run_id,
+        app=attrs.get(sa.DEPLOYMENT_APP) or "",
+        started=e.start_time,
+        closed=e.close_time,
+        image=attrs.get(sa.DEPLOYMENT_IMAGE) or "",
+        outcome=attrs.get(sa.DEPLOYMENT_OUTCOME) or "",
+        status=e.status.name.lower() if e.status else "",
+    )

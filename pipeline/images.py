@@ -1,0 +1,67 @@
+"""Image references: everything deployed is named by digest.
+
+A tag is a pointer someone can move; a digest is the image. The CLI turns a
+tag into the digest the registry has for it before anything is started, and
+previews (`render`, `deploy --dry-run`) use the registry's build of the
+current source, so nothing is built just to look.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.builders.local import source_hash
+from pipeline.errors import PipelineError
+from pipeline.models import DeployRequest
+from pipeline.registry import SOURCE_HASH_LABEL, RegistryError, find_image
+
+
+class ImageNotFound(PipelineError):
+    """The registry has no image under that name or tag."""
+
+
+def split_reference(image: str) -> tuple[str, str, str]:
+    """(repository, tag, digest) of `repo[:tag][@sha256:...]`; missing parts are ""."""
+    repository, _, digest = image.partition("@")
+    tag = ""
+    last = repository.rsplit("/", 1)[-1]
+    if ":" in last:
+        repository, tag = repository.rsplit(":", 1)
+    return repository, tag, digest
+
+
+def resolve_digest(image: str) -> str:
+    """`repo:tag` → `repo@sha256:…` as the registry has it now; a digest reference is kept as is."""
+    repository, tag, digest = split_reference(image)
+    if digest:
+        return f"{repository}@{digest}"
+    try:
+        found = find_image(repository, tag or "latest")
+    except RegistryError as exc:
+        raise ImageNotFound(f"--image {image}: {exc}") from exc
+    if found is None:
+        raise ImageNotFound(f"--image {image}: the registry has no such image")
+    return f"{repository}@{found.digest}"
+
+
+def image_for_preview(request: DeployRequest) -> tuple[str, str]:
+    """(image by digest, build id) to render without building: --image, or the current source's build."""
+    if request.image:
+        return request.image, split_reference(request.image)[2]
+    build = request.app.build
+    if build is None:
+        raise ImageNotFound(f"{request.app.name}: no image given and nothing to build")
+    digest_of_source = source_hash(
+        Path(build.context), dockerfile=build.dockerfile, target=build.target, build_args=build.build_args
+    )
+    tag = request.tag or f"src-{digest_of_source[:16]}"
+    try:
+        found = find_image(build.repository, tag)
+    except RegistryError as exc:
+        raise ImageNotFound(f"{build.repository}:{tag}: {exc}") from exc
+    if found is None or found.labels.get(SOURCE_HASH_LABEL) != digest_of_source:
+        raise ImageNotFound(
+            f"{build.repository}:{tag} has not been built from the current source yet; "
+            "pass --image REF, or deploy once to build it"
+        )
+    return f"{build.repository}@{found.digest}", found.digest

@@ -1,0 +1,71 @@
+"""The pipeline's Kubernetes layer: the only package that imports `kubernetes`.
+
+    from pipeline import kube
+    with kube.connect(kubeconfig=path, context="") as kc:
+        kube.server_side_apply(kc, manifests.objects, field_manager=kube.FIELD_MANAGER)
+        outcome = kube.wait_for_rollout(kc, namespace=ns, name=app, generation=gen, timeout=300,
+                                        on_progress=print, cancelled=lambda: False)
+
+Every function takes the client first and everything else by keyword, returns
+plain dicts or small frozen dataclasses, and raises only `KubeError`s (see
+`pipeline.kube.errors` for the tree), translated from the client's errors in
+one place (`errors.api_errors`).
+"""
+
+from pipeline.kube.apply import ObjectChange, apply_one, diff_for_dry_run, normalize, server_side_apply
+from pipeline.kube.client import KubeClient, connect
+from pipeline.kube.errors import (
+    KubeConfigError,
+    KubeConflict,
+    KubeError,
+    KubeExpired,
+    KubeForbidden,
+    KubeInvalid,
+    KubeNotFound,
+    KubeUnauthorized,
+    KubeUnavailable,
+    RolloutCancelled,
+    RolloutFailed,
+    RolloutTimedOut,
+)
+from pipeline.kube.objects import delete_object, get_configmap, get_deployment, get_object
+from pipeline.kube.pods import ContainerState, PodInfo, ReplicaSetInfo, list_pods, pod_logs, replica_sets_of
+from pipeline.kube.rollout import RolloutOutcome, RolloutProgress, wait_for_rollout
+
+FIELD_MANAGER = "temporal-deploy-pipeline"
+
+__all__ = [
+    "FIELD_MANAGER",
+    "ContainerState",
+    "KubeClient",
+    "KubeConfigError",
+    "KubeConflict",
+    "KubeError",
+    "KubeExpired",
+    "KubeForbidden",
+    "KubeInvalid",
+    "KubeNotFound",
+    "KubeUnauthorized",
+    "KubeUnavailable",
+    "ObjectChange",
+    "PodInfo",
+    "ReplicaSetInfo",
+    "RolloutCancelled",
+    "RolloutFailed",
+    "RolloutOutcome",
+    "RolloutProgress",
+    "RolloutTimedOut",
+    "apply_one",
+    "connect",
+    "delete_object",
+    "diff_for_dry_run",
+    "get_configmap",
+    "get_deployment",
+    "get_object",
+    "list_pods",
+    "normalize",
+    "pod_logs",
+    "replica_sets_of",
+    "server_side_apply",
+    "wait_for_rollout",
+]

@@ -1,0 +1,274 @@
+"""Dataclasses that cross the workflow/activity boundary: one in, one out, for every step.
+
+Everything here is recorded in Temporal's history, so nothing here may hold a
+secret: the Temporal API key and registry credentials travel only as
+*references* (the name of an env var, or of a Kubernetes Secret and key) that
+activities resolve where they run. New fields get defaults, so histories
+recorded before they existed still replay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SecretKeyRef:
+    """A key of a Kubernetes Secret in the app's namespace; the value never leaves the cluster."""
+
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class TemporalTarget:
+    """How deployed workers (and the verifier) reach Temporal, without any secret value."""
+
+    address: str
+    namespace: str
+    tls: bool = False
+    # Name of the env var that holds the API key where the pipeline worker runs.
+    api_key_env: str = ""
+    # Where pods get the API key from (rendered as a secretKeyRef), if any.
+    api_key_secret: SecretKeyRef | None = None
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    cpu_request: str
+    cpu_limit: str
+    memory_request: str
+    memory_limit: str
+
+
+@dataclass(frozen=True)
+class RolloutSpec:
+    progress_deadline_seconds: int
+    max_surge: int | str
+    max_unavailable: int | str
+    verification_timeout_seconds: int
+    auto_rollback: bool
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """What to build; paths are as seen by the pipeline worker."""
+
+    context: str
+    dockerfile: str  # relative to context
+    target: str
+    repository: str  # e.g. 127.0.0.1:5000/sample-worker or myacr.azurecr.io/sample-worker
+    build_args: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """One app as the workflow needs it: the validated config, flattened, with no secrets."""
+
+    name: str
+    namespace: str  # Kubernetes namespace
+    task_queue: str
+    replicas: int
+    resources: ResourceSpec
+    rollout: RolloutSpec
+    health_port: int
+    termination_grace_period_seconds: int
+    command: tuple[str, ...] = ()
+    build: BuildSpec | None = None
+
+
+@dataclass(frozen=True)
+class ClusterRef:
+    """How activities reach the cluster: a kubeconfig path and context on the worker's machine."""
+
+    kubeconfig: str = ""
+    context: str = ""
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    """Input of DeploymentWorkflow."""
+
+    app: AppSpec
+    environment: str  # "local" or "aks": the target, shown in search attributes
+    temporal: TemporalTarget
+    cluster: ClusterRef
+    target: str = "local"
+    image: str = ""  # an existing image reference to deploy without building
+    tag: str = ""  # tag for the built image; "" = derived from the build context's content
+    requested_by: str = ""
+
+
+@dataclass(frozen=True)
+class BuildImageInput:
+    app: str
+    target: str
+    build: BuildSpec
+    tag: str = ""
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    repository: str
+    tag: str
+    digest: str  # sha256:...
+    reused: bool = False  # True when the registry already had this exact build
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+
+@dataclass(frozen=True)
+class RenderInput:
+    app: AppSpec
+    temporal: TemporalTarget
+    image: str  # by digest: repo@sha256:...
+    build_id: str
+
+
+@dataclass(frozen=True)
+class Manifests:
+    """Rendered objects, as JSON-compatible dicts, in apply order."""
+
+    objects: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Revision:
+    """A deployed version: what to restore when a later one fails."""
+
+    image: str
+    build_id: str
+    manifests: Manifests
+    deployed_at: str = ""  # RFC 3339
+    workflow_id: str = ""
+
+
+@dataclass(frozen=True)
+class ReadRevisionInput:
+    app: str
+    namespace: str
+    cluster: ClusterRef
+
+
+@dataclass(frozen=True)
+class ReadRevisionResult:
+    revision: Revision | None
+
+
+@dataclass(frozen=True)
+class RecordRevisionInput:
+    app: str
+    namespace: str
+    cluster: ClusterRef
+    revision: Revision
+
+
+@dataclass(frozen=True)
+class ApplyInput:
+    app: str
+    cluster: ClusterRef
+    manifests: Manifests
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class AppliedObject:
+    kind: str
+    name: str
+    namespace: str
+    resource_version: str
+    generation: int = 0
+    changed: bool = True
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    objects: list[AppliedObject]
+
+    @property
+    def deployment_generation(self) -> int:
+        return next((o.generation for o in self.objects if o.kind == "Deployment"), 0)
+
+
+@dataclass(frozen=True)
+class RolloutInput:
+    app: str
+    namespace: str
+    cluster: ClusterRef
+    generation: int
+    timeout_seconds: int
+
+
+@dataclass(frozen=True)
+class RolloutResult:
+    replica_set: str  # name of the ReplicaSet that now runs the app
+    pod_template_hash: str
+    pods: list[str]
+    replicas: int
+    ready_replicas: int
+    available_replicas: int
+    revision: str = ""  # deployment.kubernetes.io/revision
+
+
+@dataclass(frozen=True)
+class VerifyInput:
+    app: str
+    namespace: str
+    cluster: ClusterRef
+    temporal: TemporalTarget
+    task_queue: str
+    build_id: str
+    pod_template_hash: str
+    timeout_seconds: int
+    # Pollers whose last access is older than this are considered gone.
+    freshness_seconds: int = 20
+
+
+@dataclass(frozen=True)
+class Poller:
+    identity: str
+    task_queue_type: str  # "workflow" or "activity"
+    build_id: str
+    last_access_time: str  # RFC 3339
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    pods: list[str]
+    pollers: list[Poller]
+    verified_at: str
+
+
+@dataclass(frozen=True)
+class DeploymentStatus:
+    """What the `status` query answers: where the deployment is now."""
+
+    app: str
+    step: str
+    detail: str = ""
+    image: str = ""
+    previous_image: str = ""
+    replicas: int = 0
+    updated_replicas: int = 0
+    ready_replicas: int = 0
+    available_replicas: int = 0
+    pollers: list[str] = field(default_factory=list)
+    rollback_requested: bool = False
+    rollback_reason: str = ""
+
+
+@dataclass(frozen=True)
+class DeploymentResult:
+    """The final state: what happened and why."""
+
+    app: str
+    outcome: str  # "succeeded", "rolled_back", "failed"
+    image: str
+    reason: str = ""
+    previous_image: str = ""
+    restored_image: str = ""
+    pollers: list[Poller] = field(default_factory=list)
+    steps: list[str] = field(default_factory=list)

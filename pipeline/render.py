@@ -1,0 +1,322 @@
+"""Kubernetes manifests of one app, as data: a pure function of the config and the image digest.
+
+    manifests = render_manifests(RenderInput(app=..., temporal=..., image="repo@sha256:...", build_id=...))
+    print(to_yaml(manifests))          # what `pipeline render` prints, like `helm template`
+
+`render_manifests` has no clock, no randomness and no I/O: the same input gives
+byte-identical output, so a workflow may call it and a golden file can pin it.
+The objects come in apply order:
+
+    Namespace                     the app's namespace (only the managed-by label:
+                                  several apps may share it under one field manager)
+    ServiceAccount <app>          no token mounted
+    ConfigMap <app>-temporal      non-secret Temporal settings, read with envFrom
+    Deployment <app>              the worker (see `deployment`)
+
+Secrets are only ever *referenced*: with `temporal.api_key_secret` set, the
+container reads TEMPORAL_API_KEY through `valueFrom.secretKeyRef`; no Secret
+object is rendered and no secret value can reach these dicts.
+
+Rollout strategy: RollingUpdate with `maxSurge` and `maxUnavailable` from the
+app's `[rollout]` config. `maxUnavailable` defaults to 0 (config.toml), which
+is what keeps every old worker polling until its replacement is ready; a config
+that sets it explicitly wins (the validator refuses 0 together with maxSurge 0).
+
+A Deployment's selector is immutable, so it holds only the name and instance
+labels; the version label (`app.kubernetes.io/version`, the build id made
+label-safe) lives on the objects and the pod template, never in the selector.
+The pod template also carries `pipeline.temporal.io/config-hash`, a digest of
+the ConfigMap's data, so a changed Temporal setting rolls the pods even when
+the image is the same (the same idea as Helm's `checksum/config`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from pipeline.errors import PipelineError
+from pipeline.models import AppSpec, Manifests, RenderInput, TemporalTarget
+
+Obj = dict[str, Any]
+
+MANAGED_BY = "temporal-deploy-pipeline"
+BUILD_ID_ANNOTATION = "pipeline.temporal.io/build-id"
+CONFIG_HASH_ANNOTATION = "pipeline.temporal.io/config-hash"
+CONTAINER_NAME = "worker"
+HEALTH_PORT_NAME = "health"
+READINESS_PATH = "/readyz"
+LIVENESS_PATH = "/healthz"
+RUN_AS_ID = 10001
+REVISION_HISTORY_LIMIT = 10
+# SHUTDOWN_GRACE_SECONDS = terminationGracePeriodSeconds - this, so in-flight work ends before SIGKILL.
+SHUTDOWN_MARGIN_SECONDS = 5
+
+_DIGEST_RE = re.compile(r"^(?P<repo>[^@\s]+)@(?P<digest>sha256:[0-9a-f]{64})$")
+_LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_LABEL_MAX = 63
+_TOP_KEYS = ("apiVersion", "kind", "metadata")
+
+
+class RenderError(PipelineError):
+    """The render input cannot make valid manifests; the message says which value and what to do."""
+
+
+class ImageNotPinned(RenderError):
+    """The image is referenced by tag, not by digest, so what runs could change under the Deployment."""
+
+
+# ----- helpers that other layers use -----
+
+
+def build_id_for(image_ref: str) -> str:
+    """The build id of an image: `sha256:` + the digest's first 12 hex digits, else the tag ("" if none)."""
+    if "@" in image_ref:
+        digest = image_ref.split("@", 1)[1]
+        algo, _, hexdigits = digest.partition(":")
+        return f"{algo}:{hexdigits[:12]}"
+    last = image_ref.rsplit("/", 1)[-1]
+    return last.split(":", 1)[1] if ":" in last else ""
+
+
+def label_value(text: str) -> str:
+    """`text` as a valid label value: other characters become "-", at most 63, alphanumeric ends."""
+    value = re.sub(r"[^A-Za-z0-9_.-]", "-", text)[:_LABEL_MAX]
+    return value.strip("-_.")
+
+
+def require_digest(image: str) -> str:
+    """`image` if it is pinned as `repository@sha256:<64 hex>`; else ImageNotPinned."""
+    if _DIGEST_RE.match(image):
+        return image
+    raise ImageNotPinned(
+        f"image {image!r} is not referenced by digest; deploy `repository@sha256:<digest>` "
+        "(what `pipeline deploy` builds and pushes), never a tag that can move"
+    )
+
+
+# ----- the objects -----
+
+
+def render_manifests(spec: RenderInput) -> Manifests:
+    """Namespace, ServiceAccount, ConfigMap and Deployment of `spec.app`, in apply order."""
+    image = require_digest(spec.image)
+    if not spec.build_id or any(c.isspace() for c in spec.build_id) or len(spec.build_id) > 255:
+        raise RenderError(
+            f"build id {spec.build_id!r} must be 1-255 characters without spaces; derive it from the image with build_id_for()"
+        )
+    app = spec.app
+    labels = app_labels(app, build_id=spec.build_id)
+    settings = temporal_settings(app, spec.temporal)
+    return Manifests(
+        objects=[
+            namespace(name=app.namespace),
+            service_account(app=app, labels=labels),
+            config_map(app=app, labels=labels, data=settings),
+            deployment(
+                app=app,
+                labels=labels,
+                image=image,
+                build_id=spec.build_id,
+                temporal=spec.temporal,
+                config_hash=_digest(settings),
+            ),
+        ]
+    )
+
+
+def app_labels(app: AppSpec, *, build_id: str) -> dict[str, str]:
+    """The recommended `app.kubernetes.io` labels of every object of the app."""
+    return {
+        "app.kubernetes.io/name": app.name,
+        "app.kubernetes.io/instance": app.name,
+        "app.kubernetes.io/version": label_value(build_id),
+        "app.kubernetes.io/component": "worker",
+        "app.kubernetes.io/part-of": app.namespace,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+    }
+
+
+def selector_labels(app: AppSpec) -> dict[str, str]:
+    """The Deployment's (immutable) selector: name and instance, never the version."""
+    return {"app.kubernetes.io/name": app.name, "app.kubernetes.io/instance": app.name}
+
+
+def config_map_name(app: AppSpec) -> str:
+    return f"{app.name}-temporal"
+
+
+def temporal_settings(app: AppSpec, temporal: TemporalTarget) -> dict[str, str]:
+    """The non-secret Temporal settings the worker reads from its environment."""
+    return {
+        "TEMPORAL_ADDRESS": temporal.address,
+        "TEMPORAL_NAMESPACE": temporal.namespace,
+        "TEMPORAL_TASK_QUEUE": app.task_queue,
+        "TEMPORAL_TLS": "true" if temporal.tls else "false",
+    }
+
+
+def namespace(*, name: str) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": MANAGED_BY}},
+    }
+
+
+def service_account(*, app: AppSpec, labels: Mapping[str, str]) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _metadata(app.name, app.namespace, labels),
+        "automountServiceAccountToken": False,
+    }
+
+
+def config_map(*, app: AppSpec, labels: Mapping[str, str], data: Mapping[str, str]) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(config_map_name(app), app.namespace, labels),
+        "data": dict(data),
+    }
+
+
+def deployment(
+    *,
+    app: AppSpec,
+    labels: Mapping[str, str],
+    image: str,
+    build_id: str,
+    temporal: TemporalTarget,
+    config_hash: str,
+) -> Obj:
+    grace = app.termination_grace_period_seconds
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(app.name, app.namespace, labels),
+        "spec": {
+            "replicas": app.replicas,
+            "selector": {"matchLabels": selector_labels(app)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": app.rollout.max_surge, "maxUnavailable": app.rollout.max_unavailable},
+            },
+            "progressDeadlineSeconds": app.rollout.progress_deadline_seconds,
+            "revisionHistoryLimit": REVISION_HISTORY_LIMIT,
+            "minReadySeconds": 0,
+            "template": {
+                "metadata": {
+                    "labels": dict(labels),
+                    "annotations": {BUILD_ID_ANNOTATION: build_id, CONFIG_HASH_ANNOTATION: config_hash},
+                },
+                "spec": {
+                    "serviceAccountName": app.name,
+                    "automountServiceAccountToken": False,
+                    "terminationGracePeriodSeconds": grace,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": RUN_AS_ID,
+                        "runAsGroup": RUN_AS_ID,
+                        "fsGroup": RUN_AS_ID,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container(app=app, image=image, build_id=build_id, temporal=temporal)],
+                },
+            },
+        },
+    }
+
+
+def container(*, app: AppSpec, image: str, build_id: str, temporal: TemporalTarget) -> Obj:
+    """The `worker` container: the env contract of sample_worker/settings.py, probes, limits, no privileges."""
+    out: Obj = {"name": CONTAINER_NAME, "image": image, "imagePullPolicy": "IfNotPresent"}
+    if app.command:
+        out["command"] = list(app.command)
+    out["envFrom"] = [{"configMapRef": {"name": config_map_name(app)}}]
+    out["env"] = container_env(app=app, build_id=build_id, temporal=temporal)
+    out["ports"] = [{"name": HEALTH_PORT_NAME, "containerPort": app.health_port, "protocol": "TCP"}]
+    out["readinessProbe"] = {
+        "httpGet": {"path": READINESS_PATH, "port": HEALTH_PORT_NAME},
+        "periodSeconds": 2,
+        "timeoutSeconds": 1,
+        "failureThreshold": 3,
+    }
+    out["livenessProbe"] = {
+        "httpGet": {"path": LIVENESS_PATH, "port": HEALTH_PORT_NAME},
+        "initialDelaySeconds": 10,
+        "periodSeconds": 10,
+        "timeoutSeconds": 1,
+        "failureThreshold": 3,
+    }
+    out["resources"] = {
+        "requests": {"cpu": app.resources.cpu_request, "memory": app.resources.memory_request},
+        "limits": {"cpu": app.resources.cpu_limit, "memory": app.resources.memory_limit},
+    }
+    out["securityContext"] = {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    return out
+
+
+def container_env(*, app: AppSpec, build_id: str, temporal: TemporalTarget) -> list[Obj]:
+    """Per-pod values (downward API), the build id, and the API key as a Secret reference only.
+
+    HEALTH_HOST is the pod IP: on the local cluster every pod shares the host
+    network with its own 127.x address, so binding 0.0.0.0 would collide.
+    """
+    env: list[Obj] = [
+        _field_env("POD_NAME", "metadata.name"),
+        _field_env("POD_NAMESPACE", "metadata.namespace"),
+        _field_env("POD_IP", "status.podIP"),
+        {"name": "HEALTH_HOST", "value": "$(POD_IP)"},
+        {"name": "HEALTH_PORT", "value": str(app.health_port)},
+        {"name": "BUILD_ID", "value": build_id},
+        {
+            "name": "SHUTDOWN_GRACE_SECONDS",
+            "value": str(max(1, app.termination_grace_period_seconds - SHUTDOWN_MARGIN_SECONDS)),
+        },
+    ]
+    if temporal.api_key_secret is not None:
+        ref = temporal.api_key_secret
+        env.append({"name": "TEMPORAL_API_KEY", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    return env
+
+
+# ----- YAML, only at the edge -----
+
+
+def to_yaml(manifests: Manifests) -> str:
+    """Multi-document YAML, `---` before each object, apiVersion/kind/metadata first (like `helm template`)."""
+    docs = []
+    for obj in manifests.objects:
+        ordered = {key: obj[key] for key in _TOP_KEYS if key in obj}
+        ordered.update((key, value) for key, value in obj.items() if key not in _TOP_KEYS)
+        docs.append("---\n" + yaml.safe_dump(ordered, sort_keys=False, default_flow_style=False, width=1000))
+    return "".join(docs)
+
+
+def _metadata(name: str, namespace: str, labels: Mapping[str, str]) -> Obj:
+    return {"name": name, "namespace": namespace, "labels": dict(labels)}
+
+
+def _field_env(name: str, path: str) -> Obj:
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+
+def _digest(data: Mapping[str, str]) -> str:
+    text = json.dumps(dict(data), sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def is_label_value(text: str) -> bool:
+    """True when `text` is a valid Kubernetes label value."""
+    return len(text) <= _LABEL_MAX and bool(_LABEL_VALUE_RE.match(text))

@@ -1,0 +1,140 @@
+"""From validated configuration to the workflow's input: flattening, with no secret values.
+
+Pure functions: the CLI calls them, tests call them, and what they return is
+exactly what lands in the workflow's history.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from pipeline.config import AppConfig, PipelineConfig
+from pipeline.errors import PipelineError
+from pipeline.models import (
+    AppSpec,
+    BuildSpec,
+    ClusterRef,
+    DeployRequest,
+    ResourceSpec,
+    RolloutSpec,
+    SecretKeyRef,
+    TemporalTarget,
+)
+
+# The reference grammar of the distribution project: [host[:port]/]path[:tag][@digest].
+_IMAGE_REF = re.compile(
+    r"^(?P<name>(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
+)
+_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+
+
+class BadRequest(PipelineError):
+    """A CLI argument the pipeline cannot use (image reference, tag, app)."""
+
+
+def check_image_reference(image: str, *, option: str = "--image") -> str:
+    if not _IMAGE_REF.match(image):
+        raise BadRequest(f"{option}: not a valid image reference: {image!r} (expected registry/name[:tag][@sha256:digest])")
+    return image
+
+
+def check_tag(tag: str) -> str:
+    if not _TAG.match(tag):
+        raise BadRequest(
+            f"--tag: {tag!r} is not a valid image tag (letters, digits, '_', '.', '-'; at most 128; not starting with '.' or '-')"
+        )
+    return tag
+
+
+def temporal_target(config: PipelineConfig) -> TemporalTarget:
+    secret = None
+    if config.temporal.api_key_secret:
+        name, key = config.temporal.api_key_secret.split("/", 1)
+        secret = SecretKeyRef(name=name, key=key)
+    return TemporalTarget(
+        address=config.temporal.address,
+        namespace=config.temporal.namespace,
+        tls=config.temporal.tls,
+        api_key_env=config.temporal.api_key_env,
+        api_key_secret=secret,
+    )
+
+
+def cluster_ref(config: PipelineConfig) -> ClusterRef:
+    """Which kubeconfig activities use: the configured one, else the local cluster's for target local."""
+    kubeconfig = config.kubernetes.kubeconfig
+    if kubeconfig:
+        path = Path(kubeconfig).expanduser()
+        kubeconfig = str(path if path.is_absolute() else (config.path.parent / path).resolve())
+    elif config.target == "local":
+        kubeconfig = str(local_kubeconfig(config))
+    return ClusterRef(kubeconfig=kubeconfig, context=config.kubernetes.context)
+
+
+def local_kubeconfig(config: PipelineConfig) -> Path:
+    """The kubeconfig `bootstrap/stack up` writes for the local cluster, next to the config file."""
+    return config.path.parent / ".stack" / "cluster" / "kubeconfig"
+
+
+def image_repository(config: PipelineConfig, app: AppConfig) -> str:
+    registry = config.registry.address if config.target == "local" else config.acr.login_server
+    return f"{registry}/{app.name}"
+
+
+def app_spec(config: PipelineConfig, app: AppConfig) -> AppSpec:
+    return AppSpec(
+        name=app.name,
+        namespace=config.kubernetes.namespace,
+        task_queue=app.task_queue,
+        replicas=app.replicas,
+        resources=ResourceSpec(
+            cpu_request=app.resources.cpu_request,
+            cpu_limit=app.resources.cpu_limit,
+            memory_request=app.resources.memory_request,
+            memory_limit=app.resources.memory_limit,
+        ),
+        rollout=RolloutSpec(
+            progress_deadline_seconds=app.rollout.progress_deadline_seconds,
+            max_surge=app.rollout.max_surge,
+            max_unavailable=app.rollout.max_unavailable,
+            verification_timeout_seconds=app.rollout.verification_timeout_seconds,
+            auto_rollback=app.rollout.auto_rollback,
+        ),
+        health_port=app.health_port,
+        termination_grace_period_seconds=app.termination_grace_period_seconds,
+        command=tuple(app.command),
+        build=BuildSpec(
+            context=str(app.build_context),
+            dockerfile=os.path.relpath(app.dockerfile, app.build_context),
+            target=app.build_target,
+            repository=image_repository(config, app),
+            build_args=dict(app.build_args),
+        ),
+    )
+
+
+def deploy_request(
+    config: PipelineConfig,
+    app_name: str | None,
+    *,
+    image: str = "",
+    tag: str = "",
+    requested_by: str = "",
+) -> DeployRequest:
+    if image and tag:
+        raise BadRequest("--image and --tag exclude each other: --tag names an image the pipeline builds")
+    app = config.app(app_name)
+    return DeployRequest(
+        app=app_spec(config, app),
+        environment=config.target,
+        temporal=temporal_target(config),
+        cluster=cluster_ref(config),
+        target=config.target,
+        image=check_image_reference(image) if image else "",
+        tag=check_tag(tag) if tag else "",
+        requested_by=requested_by,
+    )

@@ -1,0 +1,183 @@
+"""Shared inputs for the render and kube tests: the shipped sample app as the workflow would see it.
+
+`sample_render_input` builds the RenderInput from the shipped config.toml (no
+environment overrides), so the golden file follows the documented example.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from pipeline.config import AppConfig, PipelineConfig, load_config
+from pipeline.models import AppSpec, RenderInput, ResourceSpec, RolloutSpec, SecretKeyRef, TemporalTarget
+from pipeline.render import build_id_for
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_CONFIG = REPO_ROOT / "config.toml"
+# A fixed, made-up digest: the golden file must not depend on any build.
+SAMPLE_IMAGE = "127.0.0.1:5000/sample-worker@sha256:" + "4f" * 32
+
+
+def shipped_config() -> PipelineConfig:
+    return load_config(SHIPPED_CONFIG, env={})
+
+
+def app_spec(config: PipelineConfig, app: AppConfig) -> AppSpec:
+    """The AppSpec the workflow gets for `app` (the same flattening the CLI does)."""
+    return AppSpec(
+        name=app.name,
+        namespace=config.kubernetes.namespace,
+        task_queue=app.task_queue,
+        replicas=app.replicas,
+        resources=ResourceSpec(
+            cpu_request=app.resources.cpu_request,
+            cpu_limit=app.resources.cpu_limit,
+            memory_request=app.resources.memory_request,
+            memory_limit=app.resources.memory_limit,
+        ),
+        rollout=RolloutSpec(
+            progress_deadline_seconds=app.rollout.progress_deadline_seconds,
+            max_surge=app.rollout.max_surge,
+            max_unavailable=app.rollout.max_unavailable,
+            verification_timeout_seconds=app.rollout.verification_timeout_seconds,
+            auto_rollback=app.rollout.auto_rollback,
+        ),
+        health_port=app.health_port,
+        termination_grace_period_seconds=app.termination_grace_period_seconds,
+        command=app.command,
+    )
+
+
+def sample_render_input(*, image: str = SAMPLE_IMAGE, api_key_secret: SecretKeyRef | None = None) -> RenderInput:
+    config = shipped_config()
+    temporal = TemporalTarget(
+        address=config.temporal.address,
+        namespace=config.temporal.namespace,
+        tls=config.temporal.tls,
+        api_key_env=config.temporal.api_key_env,
+        api_key_secret=api_key_secret,
+    )
+    return RenderInput(app=app_spec(config, config.app(None)), temporal=temporal, image=image, build_id=build_id_for(image))
+
+
+def with_app(spec: RenderInput, **changes: object) -> RenderInput:
+    return replace(spec, app=replace(spec.app, **changes))  # type: ignore[arg-type]
+
+
+# ----- a real local cluster with its kubelet, for tests/test_kube.py -----
+
+# The kubelet labels every container it makes with the pod's namespace.
+POD_NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
+
+
+@dataclass
+class LocalCluster:
+    """`python -m bootstrap.cluster serve` with its kubelet, on a free port, in a temporary state dir."""
+
+    state_dir: Path
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    namespaces: list[str] = field(default_factory=list)  # whose containers to remove at the end
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def log(self) -> Path:
+        return self.state_dir.parent / "cluster.log"
+
+    def start(self, *, timeout: float = 30.0) -> None:
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if k != "CLUSTER_NO_WORKLOADS"}
+        env["PYTHONUNBUFFERED"] = "1"
+        with open(self.log, "ab") as log:
+            argv = [sys.executable, "-m", "bootstrap.cluster", "serve"]
+            argv += ["--state-dir", str(self.state_dir), "--port", str(self.port)]
+            self.proc = subprocess.Popen(
+                argv,
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the cluster exited with {self.proc.returncode}; see {self.log}")
+            try:
+                with urllib.request.urlopen(f"https://127.0.0.1:{self.port}/readyz", context=context, timeout=1) as resp:
+                    if resp.status == 200 and self.kubeconfig.exists():
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"the cluster was not ready within {timeout}s; see {self.log}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+            self.proc = None
+
+    def remove_containers(self, docker_client: object) -> None:
+        """Force-remove the containers the kubelet made for this test's namespaces (and only those)."""
+        api = docker_client.api  # type: ignore[attr-defined]
+        for namespace in self.namespaces:
+            for summary in api.containers(all=True, filters={"label": f"{POD_NAMESPACE_LABEL}={namespace}"}):
+                api.remove_container(summary["Id"], force=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def push_base_image(docker_client: object, *, repository: str, tag: str = "v1", base: str = "pipeline-base:bookworm") -> str:
+    """Tag `base` as repository:tag, push it, and return `repository@sha256:...`."""
+    client = docker_client
+    image = client.images.get(base)  # type: ignore[attr-defined]
+    image.tag(repository, tag)
+    digest = ""
+    for chunk in client.api.push(repository, tag=tag, stream=True, decode=True):  # type: ignore[attr-defined]
+        if "error" in chunk:
+            raise RuntimeError(f"push of {repository}:{tag} failed: {chunk['error']}")
+        digest = str((chunk.get("aux") or {}).get("Digest") or digest)
+    if not digest:
+        raise RuntimeError(f"push of {repository}:{tag} reported no digest")
+    return f"{repository}@{digest}"
+
+
+# A worker stand-in that keeps the sample worker's health contract: /readyz and
+# /healthz answer 200 on HEALTH_HOST:HEALTH_PORT (both set by the rendered env).
+HEALTHY_COMMAND = (
+    "python3",
+    "-c",
+    "import http.server, os\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        self.send_response(200 if self.path in ('/readyz', '/healthz') else 404)\n"
+    "        self.end_headers()\n"
+    "    def log_message(self, *args):\n"
+    "        pass\n"
+    "http.server.HTTPServer((os.environ['HEALTH_HOST'], int(os.environ['HEALTH_PORT'])), H).serve_forever()\n",
+)
+# Serves files, so /readyz is a 404 forever: running but never ready.
+NEVER_READY_COMMAND = ("python3", "-m", "http.server", "--bind", "$(POD_IP)", "8080")
+CRASHING_COMMAND = ("python3", "-c", "import sys; print('boom: no TEMPORAL_ADDRESS', file=sys.stderr); sys.exit(3)")
