@@ -8,7 +8,6 @@ started on the same port: such a service is used as it is and left alone by
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import ssl
 import sys
@@ -29,6 +28,7 @@ from temporalio.client import Client
 from bootstrap.process import ManagedProcess
 from bootstrap.settings import REPO_ROOT, StackSettings
 from pipeline.search_attributes import dev_server_flags
+from pipeline.temporal_client import run as run_async
 
 
 @dataclass(frozen=True)
@@ -246,17 +246,32 @@ class PipelineWorker(_ProcessService):
         return [sys.executable, "-m", "pipeline.cli", "worker"]
 
     def start(self) -> None:
-        self.process.start(self.argv(), ready=self.probe, timeout=self.start_timeout, cwd=REPO_ROOT)
+        started = datetime.now(UTC).timestamp()
+        self.process.start(
+            self.argv(),
+            ready=lambda: _polls_since(self.settings.temporal_address, self.settings.pipeline_task_queue, started),
+            timeout=self.start_timeout,
+            cwd=REPO_ROOT,
+        )
 
     def where(self) -> str:
         return f"task queue {self.settings.pipeline_task_queue!r} on {self.settings.temporal_address}"
 
     def probe(self) -> bool:
-        """A live poller on the pipeline's task queue (Temporal lists stopped ones for a while: judge by age)."""
-        return _fresh_poller(self.settings.temporal_address, self.settings.pipeline_task_queue)
+        """Our worker process is alive and polled recently.
+
+        Temporal keeps listing a stopped poller for a while, so a poller alone
+        proves nothing: the pid file decides whether this worker is ours and alive.
+        """
+        if self.process.pid() is None:
+            return False
+        recent = datetime.now(UTC).timestamp() - 75
+        return _polls_since(self.settings.temporal_address, self.settings.pipeline_task_queue, recent)
 
 
-def _fresh_poller(address: str, task_queue: str, max_age: float = 75.0) -> bool:
+def _polls_since(address: str, task_queue: str, since: float) -> bool:
+    """True if some poller of `task_queue`'s workflow queue polled after `since` (a Unix time)."""
+
     async def ask() -> bool:
         client = await Client.connect(address)
         response = await client.workflow_service.describe_task_queue(
@@ -266,14 +281,13 @@ def _fresh_poller(address: str, task_queue: str, max_age: float = 75.0) -> bool:
                 task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
             )
         )
-        now = datetime.now(UTC).timestamp()
-        return any(now - p.last_access_time.ToDatetime(UTC).timestamp() < max_age for p in response.pollers)
+        return any(p.last_access_time.ToDatetime(UTC).timestamp() >= since for p in response.pollers)
 
     host, port = address.rsplit(":", 1)
     if not _tcp_open(host, int(port)):
         return False
     try:
-        return asyncio.run(ask())
+        return run_async(ask())
     except RuntimeError:
         return False
 

@@ -117,28 +117,36 @@ async def follow(
 ) -> DeploymentResult:
     """Print each step and its heartbeat progress as it changes, then return the result."""
     result_task = asyncio.ensure_future(handle.result())
-    last_line = ""
-    while not result_task.done():
+    printed, last_detail = 0, ""
+    while True:
+        finished = result_task.done()
         try:
-            line = format_progress(await observe(client, handle))
+            progress: Progress | None = await observe(client, handle)
         except RPCError:
-            line = last_line  # a query during a worker restart can fail; the next one will answer
-        if line and line != last_line:
-            say(line)
-            last_line = line
+            progress = None  # a query during a worker restart can fail; the next one will answer
+        if progress is not None:
+            for step in progress.status.steps[printed:]:
+                say(f"-> {step}")
+            printed = max(printed, len(progress.status.steps))
+            detail = format_detail(progress)
+            if detail and detail != last_detail and not finished:
+                say(f"     {detail}")
+                last_detail = detail
+        if finished:
+            return result_task.result()
         await asyncio.wait([result_task], timeout=interval)
-    return result_task.result()
 
 
-def format_progress(p: Progress) -> str:
-    step = p.status.step
+def format_detail(p: Progress) -> str:
+    """The live part of a step: heartbeat progress, retries, a pending rollback."""
     extra = ""
     if isinstance(p.heartbeat, dict):
         if "replicas" in p.heartbeat:
             hb = p.heartbeat
             extra = (
-                f" updated {hb.get('updated_replicas', 0)}/{hb.get('replicas', 0)},"
-                f" ready {hb.get('ready_replicas', 0)}, available {hb.get('available_replicas', 0)}"
+                f" updated {hb.get('updated', 0)}/{hb.get('replicas', 0)},"
+                f" ready {hb.get('ready', 0)}, available {hb.get('available', 0)}"
+                + (f" ({hb['message']})" if hb.get("message") else "")
             )
         elif "detail" in p.heartbeat:
             extra = f" {p.heartbeat['detail']}"
@@ -146,9 +154,9 @@ def format_progress(p: Progress) -> str:
         extra = f" {p.heartbeat[:100]}"
     if p.attempt > 1:
         extra += f" (attempt {p.attempt}: {p.last_failure})" if p.last_failure else f" (attempt {p.attempt})"
-    if p.status.rollback_requested and not step.startswith("rollback"):
+    if p.status.rollback_requested and not p.status.step.startswith("rollback"):
         extra += f" [rollback requested: {p.status.rollback_reason}]"
-    return f"  {step}:{extra}".rstrip(":")
+    return extra.strip()
 
 
 async def latest(client: Client, *, environment: str, app: str) -> WorkflowHandle[Any, DeploymentResult]:

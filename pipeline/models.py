@@ -258,6 +258,7 @@ class DeploymentStatus:
     pollers: list[str] = field(default_factory=list)
     rollback_requested: bool = False
     rollback_reason: str = ""
+    steps: list[str] = field(default_factory=list)  # every step started so far, in order
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,38 @@ process that connects, and goes nowhere else.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import os
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
+from typing import Any, TypeVar
 
 from temporalio.client import Client
 
 from pipeline.errors import PipelineError
 from pipeline.models import TemporalTarget
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` that lets the SDK's native bridge wind down before the interpreter does.
+
+    Seen here with temporalio 1.35: a process that made a Client sometimes
+    aborted at exit ("Fatal Python error: PyGILState_Release ... finalizing")
+    because the Rust bridge called back into Python during finalization.
+    Freeing the client's cycles and yielding once more while the loop is alive
+    avoids it (the sample worker does the same for the same reason).
+    """
+
+    async def wrapped() -> T:
+        try:
+            return await coro
+        finally:
+            gc.collect()
+            await asyncio.sleep(0.1)
+
+    return asyncio.run(wrapped())
 
 
 class TemporalUnreachable(PipelineError):

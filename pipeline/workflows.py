@@ -127,6 +127,13 @@ class DeploymentWorkflow:
             manifests = await self._step("render", lambda: self._render(request, image, build_id))
             applied = await self._step("apply", lambda: self._apply(request, manifests))
             rollout = await self._step("rollout", lambda: self._wait_rollout(request, applied.deployment_generation))
+            self._status = replace(
+                self._status,
+                replicas=rollout.replicas,
+                updated_replicas=rollout.replicas,
+                ready_replicas=rollout.ready_replicas,
+                available_replicas=rollout.available_replicas,
+            )
             verified = await self._step("verify", lambda: self._verify(request, build_id, rollout))
         except _RollbackRequested:
             reason = f"rollback requested: {self._rollback.reason if self._rollback else ''}".rstrip(": ")
@@ -146,7 +153,7 @@ class DeploymentWorkflow:
         await self._step("record", lambda: self._record(request, revision), interruptible=False)
         if self._rollback is not None:  # the signal came while the verified revision was being recorded
             return await self._roll_back(request, previous, image, f"rollback requested: {self._rollback.reason}".rstrip(": "))
-        self._status = replace(self._status, pollers=[p.identity for p in verified.pollers])
+        self._status = replace(self._status, pollers=sorted({p.identity for p in verified.pollers}))
         return self._finish("succeeded", image, "", previous, pollers=verified)
 
     # ----- rollback -----
@@ -166,7 +173,7 @@ class DeploymentWorkflow:
             await self._step("rollback: record", lambda: self._record(request, previous), interruptible=False)
         except ActivityError as err:
             return self._finish("failed", image, f"{reason}; rollback failed at {self._status.step}: {_cause(err)}", previous)
-        self._status = replace(self._status, pollers=[p.identity for p in verified.pollers])
+        self._status = replace(self._status, pollers=sorted({p.identity for p in verified.pollers}))
         return self._finish("rolled_back", image, reason, previous, restored=previous.image, pollers=verified)
 
     # ----- steps -----
@@ -177,6 +184,7 @@ class DeploymentWorkflow:
             raise _RollbackRequested()
         self._status = replace(self._status, step=name, detail="")
         self._steps.append(name)
+        self._status = replace(self._status, steps=list(self._steps))
         if not interruptible:
             return await start()
         task = asyncio.ensure_future(start())

@@ -17,9 +17,10 @@ import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pipeline.config import AppConfig, PipelineConfig, load_config
-from pipeline.models import AppSpec, RenderInput, ResourceSpec, RolloutSpec, SecretKeyRef, TemporalTarget
+from pipeline.config import PipelineConfig, load_config
+from pipeline.models import RenderInput, SecretKeyRef, TemporalTarget
 from pipeline.render import build_id_for
+from pipeline.requests import app_spec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_CONFIG = REPO_ROOT / "config.toml"
@@ -29,32 +30,6 @@ SAMPLE_IMAGE = "127.0.0.1:5000/sample-worker@sha256:" + "4f" * 32
 
 def shipped_config() -> PipelineConfig:
     return load_config(SHIPPED_CONFIG, env={})
-
-
-def app_spec(config: PipelineConfig, app: AppConfig) -> AppSpec:
-    """The AppSpec the workflow gets for `app` (the same flattening the CLI does)."""
-    return AppSpec(
-        name=app.name,
-        namespace=config.kubernetes.namespace,
-        task_queue=app.task_queue,
-        replicas=app.replicas,
-        resources=ResourceSpec(
-            cpu_request=app.resources.cpu_request,
-            cpu_limit=app.resources.cpu_limit,
-            memory_request=app.resources.memory_request,
-            memory_limit=app.resources.memory_limit,
-        ),
-        rollout=RolloutSpec(
-            progress_deadline_seconds=app.rollout.progress_deadline_seconds,
-            max_surge=app.rollout.max_surge,
-            max_unavailable=app.rollout.max_unavailable,
-            verification_timeout_seconds=app.rollout.verification_timeout_seconds,
-            auto_rollback=app.rollout.auto_rollback,
-        ),
-        health_port=app.health_port,
-        termination_grace_period_seconds=app.termination_grace_period_seconds,
-        command=app.command,
-    )
 
 
 def sample_render_input(*, image: str = SAMPLE_IMAGE, api_key_secret: SecretKeyRef | None = None) -> RenderInput:

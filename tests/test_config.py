@@ -174,6 +174,11 @@ BAD_VALUES = [
      '[temporal].namespace: must be a non-empty Temporal namespace without whitespace, got "my ns"'),
     ("temporal", "api_key_env", '"sk live secret"', '[temporal].api_key_env: must be the NAME of the '
      'env var holding the API key (letters, digits and "_") or "", never the key itself'),
+    ("temporal", "api_key_secret", '"just-a-name"', '[temporal].api_key_secret: must be a Kubernetes Secret and key as '
+     '"secret-name/key" or "", never the key itself'),
+    ("apps.sample-worker", "build_args", '"BASE_IMAGE=x"',
+     '[apps.sample-worker].build_args: must be a table of strings, got "BASE_IMAGE=x"'),
+    ("apps.sample-worker", "build_args", "{ N = 1 }", "[apps.sample-worker.build_args].N: must be a string, got 1"),
     ("temporal", "ui_url", '"ftp://x"', '[temporal].ui_url: must be an http(s) URL with a host, got "ftp://x"'),
     ("temporal", "ui_url", '"http://"', '[temporal].ui_url: must be an http(s) URL with a host, got "http://"'),
     ("pipeline", "task_queue", '"two words"',

@@ -192,10 +192,13 @@ class Table:
         path, value, present = self._fetch(key)
         if not present:
             return {}
-        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        if not isinstance(value, dict):
             self._bad(path, "a table of strings", value)
             return {}
-        return {str(k): v for k, v in value.items()}
+        bad = {k: v for k, v in value.items() if not isinstance(v, str)}
+        for name, item in bad.items():
+            self._bad(path + (str(name),), "a string", item)
+        return {} if bad else {str(k): v for k, v in value.items()}
 
     def table(self, key: str) -> Table:
         """A sub-table; a missing one is empty, a non-table is reported and treated as empty."""

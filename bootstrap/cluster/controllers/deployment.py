@@ -13,13 +13,12 @@ minReadySeconds.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
 from typing import Any
 
 from bootstrap.cluster.controllers import _deployment_util as du
-from bootstrap.cluster.controllers._queue import WorkQueue
+from bootstrap.cluster.controllers._base import Controller, Key
 from bootstrap.cluster.controllers._util import (
     controller_ref,
     is_controlled_by,
@@ -36,35 +35,14 @@ from bootstrap.cluster.store import Obj, Store, WatchEvent
 log = logging.getLogger(__name__)
 
 COMPONENT = "deployment-controller"
-Key = tuple[str, str]
 
 
-class DeploymentController:
+class DeploymentController(Controller):
+    resource = DEPLOYMENTS
+
     def __init__(self, store: Store, *, events: EventRecorder | None = None) -> None:
-        self._store = store
+        super().__init__(store)
         self._events = events or EventRecorder(store)
-        self._queue: WorkQueue[Key] = WorkQueue()
-
-    async def run(self) -> None:
-        """Reconcile Deployments as they and their ReplicaSets change, until cancelled."""
-        self._store.subscribe(self._on_event)
-        try:
-            for d in self._store.list(DEPLOYMENTS):
-                self._queue.add((d["metadata"]["namespace"], d["metadata"]["name"]))
-            while True:
-                for key in await self._queue.take_all():
-                    try:
-                        self.sync(key)
-                    except ApiError as err:
-                        log.warning("deployment %s/%s: %s; retrying", key[0], key[1], err.message)
-                        self._queue.add_after(key, 1.0)
-                    except Exception:
-                        log.exception("deployment %s/%s sync failed; retrying", *key)
-                        self._queue.add_after(key, 5.0)
-                await asyncio.sleep(0)
-        finally:
-            self._store.unsubscribe(self._on_event)
-            self._queue.close()
 
     # ----- event handling (cheap: enqueue only) -----
 

@@ -9,12 +9,11 @@ The store is read directly (it is the cache), so no "expectations" are needed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from typing import Any
 
-from bootstrap.cluster.controllers._queue import WorkQueue
+from bootstrap.cluster.controllers._base import Controller, Key
 from bootstrap.cluster.controllers._util import (
     controller_ref,
     is_controlled_by,
@@ -36,39 +35,17 @@ log = logging.getLogger(__name__)
 COMPONENT = "replicaset-controller"
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' utilrand alphabet: no vowels, no look-alikes
 
-Key = tuple[str, str]
-
 
 def random_suffix(n: int = 5) -> str:
     return "".join(random.choice(_NAME_CHARS) for _ in range(n))
 
 
-class ReplicaSetController:
-    def __init__(self, store: Store, *, events: EventRecorder | None = None) -> None:
-        self._store = store
-        self._events = events or EventRecorder(store)
-        self._queue: WorkQueue[Key] = WorkQueue()
+class ReplicaSetController(Controller):
+    resource = REPLICASETS
 
-    async def run(self) -> None:
-        """Reconcile ReplicaSets as their pods and specs change, until cancelled."""
-        self._store.subscribe(self._on_event)
-        try:
-            for rs in self._store.list(REPLICASETS):
-                self._queue.add((rs["metadata"]["namespace"], rs["metadata"]["name"]))
-            while True:
-                for key in await self._queue.take_all():
-                    try:
-                        self.sync(key)
-                    except ApiError as err:
-                        log.warning("replicaset %s/%s: %s; retrying", key[0], key[1], err.message)
-                        self._queue.add_after(key, 1.0)
-                    except Exception:
-                        log.exception("replicaset %s/%s sync failed; retrying", *key)
-                        self._queue.add_after(key, 5.0)
-                await asyncio.sleep(0)
-        finally:
-            self._store.unsubscribe(self._on_event)
-            self._queue.close()
+    def __init__(self, store: Store, *, events: EventRecorder | None = None) -> None:
+        super().__init__(store)
+        self._events = events or EventRecorder(store)
 
     # ----- event handling (cheap: enqueue only) -----
 

@@ -1,0 +1,270 @@
+"""A rolling update of the real sample worker never leaves its task queue without a live poller.
+
+This is the pipeline's central promise, checked end to end: the sample worker
+image built from the repo's Dockerfile (two versions, pushed to the local
+registry and deployed by digest), manifests from `pipeline.render`, applied
+with `pipeline.kube.server_side_apply` to the session's workload cluster, and
+Temporal's own view of the task queue (`DescribeTaskQueue`) sampled every
+~100 ms while v1 is replaced by v2 with maxSurge 1 / maxUnavailable 0.
+
+Temporal keeps listing a poller for a while after its process stopped, so a
+listed poller only counts when the pod its identity names (`<pod>@<build id>`)
+is Running and not terminating in the cluster, and the poller was seen after
+that pod started. Orders are started throughout the rollout and must all
+complete: no work is lost while pods are replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import docker
+import docker.errors
+import pytest
+from temporalio.client import Client, WorkflowHandle
+
+from pipeline.kube.apply import server_side_apply
+from pipeline.kube.client import KubeClient, connect
+from pipeline.models import AppSpec, Poller, RenderInput, ResourceSpec, RolloutSpec, TemporalTarget
+from pipeline.render import build_id_for, render_manifests, selector_labels
+from pipeline.verify import describe_pollers
+from sample_worker.client import start_orders
+from sample_worker.settings import Settings
+from tests.cluster.conftest import ClusterProcess
+from tests.cluster.workloads import BASE_IMAGE, REGISTRY, docker_engine, unique
+from tests.conftest import REPO_ROOT
+from tests.test_sample_worker_image import ensure_wheelhouse
+
+__all__ = ["docker_engine"]  # session fixture used by name
+
+FIELD_MANAGER = "sample-worker-rollout-test"
+SAMPLE_INTERVAL = 0.1
+# Clocks of the Temporal dev server and the cluster are the same host's, give or take a poll in flight.
+CLOCK_SKEW = timedelta(seconds=2)
+
+
+@dataclass(frozen=True)
+class WorkerImages:
+    """The two pushed versions of the sample worker, by digest."""
+
+    v1: str
+    v2: str
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One look at the task queue: which Running, non-terminating pods had a live workflow poller."""
+
+    at: float
+    live: tuple[str, ...]
+    listed: tuple[str, ...]
+    running: tuple[str, ...]
+
+
+@pytest.fixture(scope="module")
+def worker_images(docker_engine: docker.DockerClient) -> Iterator[WorkerImages]:
+    """Build the sample worker twice (VERSION v1/v2: different image configs, so different digests) and push both."""
+    ensure_wheelhouse()
+    repo = f"{REGISTRY}/{unique('sample-worker-rollout')}"
+    refs: dict[str, str] = {}
+    for version in ("v1", "v2"):
+        docker_engine.images.build(
+            path=str(REPO_ROOT),
+            target="sample-worker",
+            tag=f"{repo}:{version}",
+            buildargs={"BASE_IMAGE": BASE_IMAGE, "VERSION": version},
+            rm=True,
+            forcerm=True,
+        )
+        docker_engine.images.push(repo, tag=version)
+        refs[version] = f"{repo}@{docker_engine.images.get_registry_data(f'{repo}:{version}').id}"
+    assert refs["v1"] != refs["v2"]
+    try:
+        yield WorkerImages(v1=refs["v1"], v2=refs["v2"])
+    finally:
+        for version in ("v1", "v2"):
+            try:
+                docker_engine.images.remove(f"{repo}:{version}", force=True)
+            except docker.errors.APIError:
+                pass
+
+
+def app_spec(name: str, task_queue: str) -> AppSpec:
+    return AppSpec(
+        name=name,
+        namespace=name,
+        task_queue=task_queue,
+        replicas=3,
+        resources=ResourceSpec(cpu_request="100m", cpu_limit="500m", memory_request="128Mi", memory_limit="256Mi"),
+        rollout=RolloutSpec(
+            progress_deadline_seconds=120, max_surge=1, max_unavailable=0, verification_timeout_seconds=60, auto_rollback=False
+        ),
+        health_port=8080,
+        # SHUTDOWN_GRACE_SECONDS = 5: old workers finish in-flight work, then exit well before SIGKILL.
+        termination_grace_period_seconds=10,
+    )
+
+
+def list_pods(kc: KubeClient, app: AppSpec) -> list[dict[str, Any]]:
+    selector = ",".join(f"{k}={v}" for k, v in selector_labels(app).items())
+    answer = kc.request(
+        method="GET",
+        path=f"/api/v1/namespaces/{app.namespace}/pods",
+        what=f"pods of {app.name}",
+        query=[("labelSelector", selector)],
+    )
+    return list(answer["items"])
+
+
+def rolled_out(kc: KubeClient, app: AppSpec) -> bool:
+    d = kc.request(method="GET", path=f"/apis/apps/v1/namespaces/{app.namespace}/deployments/{app.name}", what=app.name)
+    s = d.get("status") or {}
+    return (
+        s.get("observedGeneration", 0) >= d["metadata"]["generation"]
+        and s.get("updatedReplicas") == s.get("replicas") == s.get("availableReplicas") == app.replicas
+    )
+
+
+def namespace_containers(engine: docker.DockerClient, cluster: ClusterProcess, namespace: str) -> list[Any]:
+    """The session cluster's containers for pods of `namespace` (by the kubelet's labels)."""
+    labels = [f"bootstrap.cluster/cluster-id={cluster.cluster_id}", f"io.kubernetes.pod.namespace={namespace}"]
+    return list(engine.containers.list(all=True, filters={"label": labels}))
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=None)
+
+
+def live_pollers(pods: list[dict[str, Any]], pollers: list[Poller], queue_type: str = "workflow") -> dict[str, Poller]:
+    """Pollers (by pod) whose pod is Running and not terminating, and which polled since that pod started."""
+    running = {
+        p["metadata"]["name"]: p
+        for p in pods
+        if (p.get("status") or {}).get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+    }
+    live: dict[str, Poller] = {}
+    for poller in pollers:
+        pod = running.get(poller.identity.split("@", 1)[0])
+        if poller.task_queue_type != queue_type or pod is None:
+            continue
+        started = pod["status"].get("startTime")
+        if started is None or _time(poller.last_access_time) + CLOCK_SKEW >= _time(started):
+            live[pod["metadata"]["name"]] = poller
+    return live
+
+
+async def test_rolling_update_keeps_a_live_poller(
+    workload_cluster: ClusterProcess,
+    worker_images: WorkerImages,
+    client: Client,
+    temporal_address: str,
+    docker_engine: docker.DockerClient,
+) -> None:
+    name, task_queue = unique("sw-roll"), unique("tq-roll")
+    app = app_spec(name, task_queue)
+    temporal = TemporalTarget(address=temporal_address, namespace="default")
+    builds = {v: build_id_for(ref) for v, ref in (("v1", worker_images.v1), ("v2", worker_images.v2))}
+    kc = connect(kubeconfig=str(workload_cluster.kubeconfig))
+
+    async def apply(version: str, image: str) -> None:
+        manifests = render_manifests(RenderInput(app=app, temporal=temporal, image=image, build_id=builds[version]))
+        await asyncio.to_thread(server_side_apply, kc, manifests.objects, field_manager=FIELD_MANAGER)
+
+    async def wait_until(check: Any, *, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not await asyncio.to_thread(check):
+            assert time.monotonic() < deadline, f"{what} not reached within {timeout:.0f}s: {list_pods(kc, app)}"
+            await asyncio.sleep(0.2)
+
+    try:
+        await apply("v1", worker_images.v1)
+        await wait_until(lambda: rolled_out(kc, app), timeout=60, what="v1 available")
+
+        async def three_v1_pollers() -> bool:
+            pods, pollers = await asyncio.gather(
+                asyncio.to_thread(list_pods, kc, app), describe_pollers(client, namespace="default", task_queue=task_queue)
+            )
+            return len(live_pollers(pods, pollers)) == 3
+
+        deadline = time.monotonic() + 30
+        while not await three_v1_pollers():
+            assert time.monotonic() < deadline, "the three v1 pods never all polled"
+            await asyncio.sleep(0.2)
+
+        handles: list[WorkflowHandle[Any, Any]] = []
+        rolling = asyncio.Event()
+
+        async def keep_starting_orders() -> None:
+            """One order every ~250 ms for as long as the rollout runs."""
+            settings = Settings(temporal_address=temporal_address, task_queue=task_queue)
+            while not rolling.is_set():
+                handles.extend(await start_orders(client, settings, count=1, delay_seconds=0.1))
+                await asyncio.sleep(0.25)
+
+        samples: list[Sample] = []
+        starter = asyncio.create_task(keep_starting_orders())
+        await apply("v2", worker_images.v2)
+        started = time.monotonic()
+        try:
+            while True:
+                pollers, pods = await asyncio.gather(
+                    describe_pollers(client, namespace="default", task_queue=task_queue), asyncio.to_thread(list_pods, kc, app)
+                )
+                live = live_pollers(pods, pollers)
+                samples.append(
+                    Sample(
+                        at=time.monotonic() - started,
+                        live=tuple(sorted(live)),
+                        listed=tuple(sorted(p.identity for p in pollers if p.task_queue_type == "workflow")),
+                        running=tuple(sorted(p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp"))),
+                    )
+                )
+                # Done when all 3 pods poll both queues with v2 (a new worker's activity poller may lag its workflow one).
+                activity_live = live_pollers(pods, pollers, "activity")
+                v2_live = [
+                    pod
+                    for pod, p in live.items()
+                    if p.build_id == builds["v2"] and pod in activity_live and activity_live[pod].build_id == builds["v2"]
+                ]
+                if len(pods) == 3 and len(v2_live) == 3 and await asyncio.to_thread(rolled_out, kc, app):
+                    break
+                assert time.monotonic() - started < 90, f"v2 did not roll out: last sample {samples[-1]}"
+                await asyncio.sleep(SAMPLE_INTERVAL)
+        finally:
+            rolling.set()
+            await starter
+
+        print(
+            f"{len(samples)} samples over {samples[-1].at:.1f}s; live pollers per sample: min {min(len(s.live) for s in samples)}, "
+            f"max {max(len(s.live) for s in samples)}; {len(handles)} orders started while rolling"
+        )
+        empty = [s for s in samples if not s.live]
+        assert not empty, f"{len(empty)} of {len(samples)} samples had no live poller, first: {empty[0]}"
+        assert len(samples) >= 20, samples  # the rollout was really watched, not just its end
+
+        # The sample that ended the loop: every pod of the Deployment now, and what Temporal listed at that moment.
+        for queue_type in ("workflow", "activity"):
+            live = live_pollers(pods, pollers, queue_type)
+            assert sorted(live) == sorted(p["metadata"]["name"] for p in pods), (queue_type, live)
+            assert {p.build_id for p in live.values()} == {builds["v2"]}
+            assert all(p.identity == f"{pod}@{builds['v2']}" for pod, p in live.items())
+        assert {p["spec"]["containers"][0]["image"] for p in pods} == {worker_images.v2}
+
+        assert len(handles) >= 5, len(handles)
+        results = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), timeout=60)
+        assert all(r.tracking_id.startswith("trk-") for r in results), results
+    finally:
+        try:
+            kc.request(method="DELETE", path=f"/api/v1/namespaces/{app.namespace}", what=f"namespace {app.namespace}")
+            await wait_until(
+                lambda: not namespace_containers(docker_engine, workload_cluster, app.namespace),
+                timeout=30,
+                what=f"containers of namespace {app.namespace} removed",
+            )
+        finally:
+            kc.close()
