@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REQUIREMENT_FILES = ("sample_worker/requirements.txt",)
+REQUIREMENT_FILES = ("sample_worker/requirements.txt", "pipeline/requirements.txt")
 
 
 class WheelhouseError(RuntimeError):

@@ -31,6 +31,8 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError, CancelledError
 
 from pipeline import kube, render
+from pipeline.azure import aks, pull_secret
+from pipeline.builders import acr as acr_builder
 from pipeline.builders.local import BuildError, BuildRequest, build_and_push, source_hash
 from pipeline.errors import PipelineError
 from pipeline.models import (
@@ -81,6 +83,8 @@ def _application_error(exc: Exception) -> ApplicationError:
 
 
 def _kube(cluster: ClusterRef) -> kube.KubeClient:
+    if cluster.aks is not None:  # target "aks": a fresh kubeconfig (and token) from the AKS API per call
+        return aks.connect(cluster.aks, context=cluster.context)
     return kube.connect(kubeconfig=cluster.kubeconfig, context=cluster.context)
 
 
@@ -134,7 +138,9 @@ def record_revision(request: RecordRevisionInput) -> None:
 @activity.defn
 @_as_application_errors
 def build_image(request: BuildImageInput) -> BuiltImage:
-    """Build and push with the local Docker engine; a build already in the registry is reused, not rebuilt."""
+    """Build and push with the local Docker engine (ACR Tasks for target "aks"); a build already in the registry is reused."""
+    if request.target == "aks":
+        return acr_builder.build_image(request)
     spec = request.build
     context = Path(spec.context)
     if not (context / spec.dockerfile).is_file():
@@ -190,6 +196,8 @@ def render_manifests(request: RenderInput) -> Manifests:
 def apply_manifests(request: ApplyInput) -> ApplyResult:
     """Server-side apply, one field manager, forced: re-applying the same objects changes nothing."""
     with _kube(request.cluster) as kc:
+        if request.cluster.image_pull_secret is not None and not request.dry_run:  # its value never leaves this call
+            pull_secret.ensure(kc, request.cluster.image_pull_secret, manifests=request.manifests.objects)
         applied = kube.server_side_apply(
             kc, request.manifests.objects, field_manager=FIELD_MANAGER, force=True, dry_run=request.dry_run
         )

@@ -4,12 +4,14 @@ Every command gets the loaded configuration through `load(ctx)`. Any
 `PipelineError` raised by a command becomes its lines on stderr and exit code
 2, never a traceback; click's own usage errors keep click's exit code 2 and
 one-line message. Later commands (deploy, status, rollback, render, history,
-worker) are added with `@main.command()` and need nothing else.
+worker) are added with `@cli.command()` and need nothing else.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +53,7 @@ class PipelineGroup(click.Group):
 def load(ctx: click.Context) -> PipelineConfig:
     """The validated configuration for the running command."""
     state = ctx.find_object(CliState)
-    assert state is not None, "main() puts a CliState in ctx.obj"
+    assert state is not None, "cli() puts a CliState in ctx.obj"
     return state.config()
 
 
@@ -66,12 +68,12 @@ def load(ctx: click.Context) -> PipelineConfig:
     help="Configuration file [env PIPELINE_CONFIG; default ./config.toml].",
 )
 @click.pass_context
-def main(ctx: click.Context, config_path: Path | None) -> None:
+def cli(ctx: click.Context, config_path: Path | None) -> None:
     """Build, deploy and watch Temporal workers on Kubernetes, orchestrated by Temporal."""
     ctx.obj = CliState(config_path=config_path)
 
 
-@main.command("config")
+@cli.command("config")
 @click.option("--app", "app_name", metavar="NAME", help="Show only this app.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of TOML.")
 @click.pass_context
@@ -93,7 +95,7 @@ def config_command(ctx: click.Context, app_name: str | None, as_json: bool) -> N
 # ----- deployments (behaviour in pipeline.commands, imported when a command runs) -----
 
 
-@main.command()
+@cli.command()
 @click.option("--app", "app_name", metavar="NAME", help="App to deploy [default: [pipeline].default_app].")
 @click.option("--tag", help="Tag for the built image [default: derived from the build context's content].")
 @click.option("--image", metavar="REF", help="Deploy this existing image instead of building.")
@@ -119,7 +121,7 @@ def deploy(
     ctx.exit(commands.deploy(config, request, follow=follow, detach=detach))
 
 
-@main.command()
+@cli.command()
 @click.argument("app", required=False)
 @click.pass_context
 def status(ctx: click.Context, app: str | None) -> None:
@@ -130,7 +132,7 @@ def status(ctx: click.Context, app: str | None) -> None:
     commands.status(config, config.app(app).name)
 
 
-@main.command()
+@cli.command()
 @click.argument("app")
 @click.option("--reason", default="", help="Why; recorded in the workflow's history.")
 @click.option("--detach", is_flag=True, help="Return once the signal is sent.")
@@ -143,7 +145,7 @@ def rollback(ctx: click.Context, app: str, reason: str, detach: bool) -> None:
     ctx.exit(commands.rollback(config, config.app(app).name, reason, detach=detach))
 
 
-@main.command()
+@cli.command()
 @click.argument("app", required=False)
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000), help="At most this many.")
 @click.pass_context
@@ -165,7 +167,7 @@ def history(ctx: click.Context, app: str | None, limit: int) -> None:
     click.echo(f"Web UI: {commands.history_url(config, config.app(app).name if app else None)}")
 
 
-@main.command("render")
+@cli.command("render")
 @click.option("--app", "app_name", metavar="NAME", help="App to render [default: [pipeline].default_app].")
 @click.option("--image", metavar="REF", help="Image to render [default: the registry's build of the current source].")
 @click.pass_context
@@ -176,14 +178,58 @@ def render_command(ctx: click.Context, app_name: str | None, image: str | None) 
     click.echo(commands.render_yaml(load(ctx), app_name, image or ""), nl=False)
 
 
-@main.command("worker")
+@cli.command("bootstrap")
 @click.pass_context
-def worker_command(ctx: click.Context) -> None:
-    """Run the pipeline's own worker (the deployment workflow and its activities)."""
+def bootstrap_command(ctx: click.Context) -> None:
+    """Deploy the pipeline's own worker into the cluster (the first time with a temporary local worker).
+
+    Already deployed and polling [pipeline].task_queue: says so and changes nothing.
+    Exit codes as `deploy`: 0 verified, 1 failed, 3 rolled back, 2 bad input.
+    """
+    import logging
+
+    from bootstrap import selfdeploy
     from pipeline import commands
 
-    commands.worker(load(ctx))
+    # Warnings only: the temporary worker's INFO lines would drown the deployment's progress.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raise click.exceptions.Exit(commands.run(selfdeploy.bootstrap(load(ctx), say=click.echo)))
+
+
+@cli.command("worker")
+@click.pass_context
+def worker_command(ctx: click.Context) -> None:
+    """Run the pipeline's own worker (the deployment workflow and its activities).
+
+    Without --config/PIPELINE_CONFIG and with no ./config.toml (the pipeline-worker
+    image ships none), the settings are the defaults plus the environment:
+    TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TLS, TEMPORAL_API_KEY_ENV,
+    PIPELINE__PIPELINE__TASK_QUEUE, any PIPELINE__SECTION__KEY.
+    """
+    from pipeline import commands
+
+    state = ctx.find_object(CliState)
+    assert state is not None
+    commands.worker(load_config(state.config_path, worker=True))
+
+
+def main() -> None:
+    """The `pipeline` console script: run the command, then leave without interpreter finalization.
+
+    temporalio's native bridge can call back into Python while the interpreter
+    finalizes and abort the process ("Fatal Python error: PyGILState_Release",
+    exit 134) after the command already succeeded (temporalio/sdk-python#300).
+    Output is flushed and the exit code is kept; only the teardown is skipped.
+    """
+    code = 0
+    try:
+        cli.main(prog_name="pipeline")
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
-    main(prog_name="pipeline")
+    main()

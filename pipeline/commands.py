@@ -50,6 +50,10 @@ def prepare(config: PipelineConfig, app_name: str | None, *, image: str = "", ta
     request = deploy_request(config, app_name, image=image, tag=tag, requested_by=who())
     if request.image:
         request = replace(request, image=images.resolve_digest(request.image))
+    if request.cluster.aks is None:
+        # A kubeconfig that cannot be read or names an unknown context is bad input: say so
+        # here, in one line, before a workflow starts (the worker would only find out later).
+        kube.connect(kubeconfig=request.cluster.kubeconfig, context=request.cluster.context).close()
     return request
 
 

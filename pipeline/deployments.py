@@ -133,7 +133,7 @@ async def follow(
                 say(f"     {detail}")
                 last_detail = detail
         if finished:
-            return result_task.result()
+            return await result_of(handle)
         await asyncio.wait([result_task], timeout=interval)
 
 

@@ -52,6 +52,17 @@ class RolloutSpec:
 
 
 @dataclass(frozen=True)
+class AcrRegistryRef:
+    """Where ACR Tasks builds (target "aks"): names only; credentials come from the worker's Azure identity."""
+
+    subscription_id: str
+    resource_group: str
+    name: str  # the registry's resource name, e.g. "temporalworkers"
+    login_server: str  # e.g. "temporalworkers.azurecr.io"
+    endpoint: str = "https://management.azure.com"  # ARM; overridable for the local imitation
+
+
+@dataclass(frozen=True)
 class BuildSpec:
     """What to build; paths are as seen by the pipeline worker."""
 
@@ -60,6 +71,35 @@ class BuildSpec:
     target: str
     repository: str  # e.g. 127.0.0.1:5000/sample-worker or myacr.azurecr.io/sample-worker
     build_args: dict[str, str] = field(default_factory=dict)
+    acr: AcrRegistryRef | None = None  # set for target "aks": build with ACR Tasks there
+    platform: str = "linux/amd64"  # ACR Tasks platform, "os/arch[/variant]"; "linux/arm64" is available
+    timeout_seconds: int = 1800  # ACR run timeout (ACR accepts 300-28800)
+
+
+@dataclass(frozen=True)
+class HostMount:
+    """A node path the pod mounts at the same path (hostPath; the local target's pipeline worker only)."""
+
+    name: str  # the volume's name
+    path: str
+    read_only: bool = True
+    type: str = ""  # hostPath type: "", "Directory", "Socket", ...
+
+
+@dataclass(frozen=True)
+class PipelineRole:
+    """The app is the pipeline's own worker (`role = "pipeline"`): what its pods get beyond a plain worker.
+
+    A ServiceAccount whose token is mounted, a namespaced Role/RoleBinding with the
+    activities' least privilege (render.PIPELINE_RULES), and per target: on "local"
+    the Docker engine and the build context as hostPath mounts (with the socket's
+    group as a supplemental group); on "aks" workload identity (no mounts: builds go
+    to ACR Tasks). Never a secret.
+    """
+
+    host_mounts: tuple[HostMount, ...] = ()
+    supplemental_groups: tuple[int, ...] = ()
+    azure_client_id: str = ""  # target "aks": the workload identity's client id ("" = none rendered)
 
 
 @dataclass(frozen=True)
@@ -76,14 +116,39 @@ class AppSpec:
     termination_grace_period_seconds: int
     command: tuple[str, ...] = ()
     build: BuildSpec | None = None
+    image_pull_secret: str = ""  # name of a dockerconfigjson Secret the pods pull with; "" = the node's identity
+    pipeline_role: PipelineRole | None = None  # set when this app is the pipeline's own worker
+
+
+@dataclass(frozen=True)
+class AksClusterRef:
+    """An AKS cluster by its Azure coordinates; activities fetch its kubeconfig where they run."""
+
+    subscription_id: str
+    resource_group: str
+    cluster_name: str
+    admin_credentials: bool = False
+    endpoint: str = "https://management.azure.com"
+
+
+@dataclass(frozen=True)
+class ImagePullSecretRef:
+    """A pull Secret the apply activity keeps filled from an ACR credential; only names, never the value."""
+
+    name: str
+    registry: AcrRegistryRef
 
 
 @dataclass(frozen=True)
 class ClusterRef:
-    """How activities reach the cluster: a kubeconfig path and context on the worker's machine."""
+    """How activities reach the cluster: a kubeconfig path and context on the worker's machine,
+    or (target "aks") the AKS cluster whose credentials the activity asks Azure for."""
 
     kubeconfig: str = ""
     context: str = ""
+    aks: AksClusterRef | None = None
+    # What the cluster must hold before the app's pods can pull (target "aks" with [acr].image_pull_secret).
+    image_pull_secret: ImagePullSecretRef | None = None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,12 @@ The objects come in apply order:
     ConfigMap <app>-temporal      non-secret Temporal settings, read with envFrom
     Deployment <app>              the worker (see `deployment`)
 
+An app with `role = "pipeline"` (the pipeline's own worker, `with_pipeline_role`)
+also gets a Role and RoleBinding `<app>` right after its ServiceAccount (whose
+token it mounts), with exactly PIPELINE_RULES; its volumes come from the data
+in `AppSpec.pipeline_role` (hostPath Docker socket and build contexts on target
+local, workload identity on aks), never a Secret.
+
 Secrets are only ever *referenced*: with `temporal.api_key_secret` set, the
 container reads TEMPORAL_API_KEY through `valueFrom.secretKeyRef`; no Secret
 object is rendered and no secret value can reach these dicts.
@@ -32,6 +38,7 @@ the image is the same (the same idea as Helm's `checksum/config`).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -41,7 +48,7 @@ from typing import Any
 import yaml
 
 from pipeline.errors import PipelineError
-from pipeline.models import AppSpec, Manifests, RenderInput, TemporalTarget
+from pipeline.models import AppSpec, Manifests, PipelineRole, RenderInput, TemporalTarget
 
 Obj = dict[str, Any]
 
@@ -113,21 +120,24 @@ def render_manifests(spec: RenderInput) -> Manifests:
     app = spec.app
     labels = app_labels(app, build_id=spec.build_id)
     settings = temporal_settings(app, spec.temporal)
-    return Manifests(
-        objects=[
-            namespace(name=app.namespace),
-            service_account(app=app, labels=labels),
-            config_map(app=app, labels=labels, data=settings),
-            deployment(
-                app=app,
-                labels=labels,
-                image=image,
-                build_id=spec.build_id,
-                temporal=spec.temporal,
-                config_hash=_digest(settings),
-            ),
-        ]
-    )
+    if app.pipeline_role is not None:
+        settings.update(pipeline_worker_settings(app, spec.temporal))
+    objects = [
+        namespace(name=app.namespace),
+        service_account(app=app, labels=labels),
+        config_map(app=app, labels=labels, data=settings),
+        deployment(
+            app=app,
+            labels=labels,
+            image=image,
+            build_id=spec.build_id,
+            temporal=spec.temporal,
+            config_hash=_digest(settings),
+        ),
+    ]
+    if app.pipeline_role is not None:
+        objects = with_pipeline_role(objects, app=app, role=app.pipeline_role, labels=labels)
+    return Manifests(objects=objects)
 
 
 def app_labels(app: AppSpec, *, build_id: str) -> dict[str, str]:
@@ -219,6 +229,8 @@ def deployment(
                 "spec": {
                     "serviceAccountName": app.name,
                     "automountServiceAccountToken": False,
+                    # Only the Secret's name; its value is written by the apply activity (see pipeline.azure.pull_secret).
+                    **({"imagePullSecrets": [{"name": app.image_pull_secret}]} if app.image_pull_secret else {}),
                     "terminationGracePeriodSeconds": grace,
                     "securityContext": {
                         "runAsNonRoot": True,
@@ -289,6 +301,93 @@ def container_env(*, app: AppSpec, build_id: str, temporal: TemporalTarget) -> l
         ref = temporal.api_key_secret
         env.append({"name": "TEMPORAL_API_KEY", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
     return env
+
+
+# ----- the pipeline's own worker (role "pipeline") -----
+
+# The least privilege of the activities, in the app's namespace: exactly the API calls that
+# pipeline/kube makes for them (tests/test_render_pipeline_role.py keeps this equal to that table).
+#   server_side_apply (PATCH, +create when absent): every kind the pipeline renders, its own included;
+#     a Namespace can be patched (a Role in namespace N grants verbs on the namespace N object itself)
+#     but never created: the namespace exists before the in-cluster worker does (bootstrap creates it);
+#   read_revision: GET configmaps; record_revision: apply of a ConfigMap;
+#   wait_for_rollout: list + watch deployments and pods, list replicasets;
+#   verify_polling: list pods.
+PIPELINE_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("", "namespaces", ("patch",)),
+    ("", "serviceaccounts", ("create", "patch")),
+    ("", "configmaps", ("create", "get", "patch")),
+    ("", "pods", ("list", "watch")),
+    ("apps", "deployments", ("create", "list", "patch", "watch")),
+    ("apps", "replicasets", ("list",)),
+    ("rbac.authorization.k8s.io", "roles", ("create", "patch")),
+    ("rbac.authorization.k8s.io", "rolebindings", ("create", "patch")),
+)
+WORKLOAD_IDENTITY_LABEL = "azure.workload.identity/use"
+WORKLOAD_IDENTITY_CLIENT_ID = "azure.workload.identity/client-id"
+TMP_VOLUME = "tmp"
+
+
+def pipeline_worker_settings(app: AppSpec, temporal: TemporalTarget) -> dict[str, str]:
+    """What `pipeline worker` reads from its environment (it has no config file): its task queue, the key's env."""
+    settings = {"PIPELINE__PIPELINE__TASK_QUEUE": app.task_queue}
+    if temporal.api_key_secret is not None:
+        settings["TEMPORAL_API_KEY_ENV"] = "TEMPORAL_API_KEY"  # the secretKeyRef's variable (see container_env)
+    return settings
+
+
+def with_pipeline_role(objects: list[Obj], *, app: AppSpec, role: PipelineRole, labels: Mapping[str, str]) -> list[Obj]:
+    """The manifests of the pipeline's own worker: the token mounted, a Role and RoleBinding, its volumes.
+
+    Adds to the plain worker's objects: automountServiceAccountToken on the ServiceAccount and the pod;
+    Role + RoleBinding `<app>` (PIPELINE_RULES) after the ServiceAccount; a writable /tmp (emptyDir: the
+    root filesystem stays read-only); the host mounts at their own paths and the supplemental groups
+    (target local: Docker socket and build contexts); workload identity (target aks, with a client id).
+    """
+    out = copy.deepcopy(objects)
+    by_kind = {obj["kind"]: obj for obj in out}
+    account, deploy = by_kind["ServiceAccount"], by_kind["Deployment"]
+    account["automountServiceAccountToken"] = True
+    pod = deploy["spec"]["template"]
+    pod_spec, worker = pod["spec"], pod["spec"]["containers"][0]
+    pod_spec["automountServiceAccountToken"] = True
+    volumes: list[Obj] = [{"name": TMP_VOLUME, "emptyDir": {}}]
+    mounts: list[Obj] = [{"name": TMP_VOLUME, "mountPath": "/tmp"}]
+    for mount in role.host_mounts:
+        source: Obj = {"path": mount.path, **({"type": mount.type} if mount.type else {})}
+        volumes.append({"name": mount.name, "hostPath": source})
+        mounts.append({"name": mount.name, "mountPath": mount.path, **({"readOnly": True} if mount.read_only else {})})
+    pod_spec["volumes"] = volumes
+    worker["volumeMounts"] = mounts
+    if role.supplemental_groups:
+        pod_spec["securityContext"]["supplementalGroups"] = list(role.supplemental_groups)
+    if role.azure_client_id:
+        account["metadata"]["annotations"] = {WORKLOAD_IDENTITY_CLIENT_ID: role.azure_client_id}
+        pod["metadata"]["labels"][WORKLOAD_IDENTITY_LABEL] = "true"
+    index = out.index(account) + 1
+    out[index:index] = [pipeline_role_object(app=app, labels=labels), pipeline_role_binding(app=app, labels=labels)]
+    return out
+
+
+def pipeline_role_object(*, app: AppSpec, labels: Mapping[str, str]) -> Obj:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _metadata(app.name, app.namespace, labels),
+        "rules": [
+            {"apiGroups": [group], "resources": [resource], "verbs": list(verbs)} for group, resource, verbs in PIPELINE_RULES
+        ],
+    }
+
+
+def pipeline_role_binding(*, app: AppSpec, labels: Mapping[str, str]) -> Obj:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _metadata(app.name, app.namespace, labels),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": app.name},
+        "subjects": [{"kind": "ServiceAccount", "name": app.name, "namespace": app.namespace}],
+    }
 
 
 # ----- YAML, only at the edge -----

@@ -13,10 +13,15 @@ from pathlib import Path
 from pipeline.config import AppConfig, PipelineConfig
 from pipeline.errors import PipelineError
 from pipeline.models import (
+    AcrRegistryRef,
+    AksClusterRef,
     AppSpec,
     BuildSpec,
     ClusterRef,
     DeployRequest,
+    HostMount,
+    ImagePullSecretRef,
+    PipelineRole,
     ResourceSpec,
     RolloutSpec,
     SecretKeyRef,
@@ -65,14 +70,38 @@ def temporal_target(config: PipelineConfig) -> TemporalTarget:
 
 
 def cluster_ref(config: PipelineConfig) -> ClusterRef:
-    """Which kubeconfig activities use: the configured one, else the local cluster's for target local."""
+    """Which cluster activities use: the configured kubeconfig; else the local cluster's for target local,
+    or for target aks the AKS cluster's coordinates (activities ask the AKS API for its kubeconfig)."""
     kubeconfig = config.kubernetes.kubeconfig
+    aks = None
     if kubeconfig:
         path = Path(kubeconfig).expanduser()
         kubeconfig = str(path if path.is_absolute() else (config.path.parent / path).resolve())
     elif config.target == "local":
         kubeconfig = str(local_kubeconfig(config))
-    return ClusterRef(kubeconfig=kubeconfig, context=config.kubernetes.context)
+    else:
+        aks = AksClusterRef(
+            subscription_id=config.azure.subscription_id,
+            resource_group=config.azure.resource_group,
+            cluster_name=config.aks.cluster_name,
+            admin_credentials=config.aks.admin_credentials,
+            endpoint=config.azure.endpoint,
+        )
+    pull_secret = None
+    if config.target == "aks" and config.acr.image_pull_secret:
+        pull_secret = ImagePullSecretRef(name=config.acr.image_pull_secret, registry=acr_registry(config))
+    return ClusterRef(kubeconfig=kubeconfig, context=config.kubernetes.context, aks=aks, image_pull_secret=pull_secret)
+
+
+def acr_registry(config: PipelineConfig) -> AcrRegistryRef:
+    """The ACR registry of target aks, by name only."""
+    return AcrRegistryRef(
+        subscription_id=config.azure.subscription_id,
+        resource_group=config.azure.resource_group,
+        name=config.acr.name,
+        login_server=config.acr.login_server,
+        endpoint=config.azure.endpoint,
+    )
 
 
 def local_kubeconfig(config: PipelineConfig) -> Path:
@@ -113,8 +142,44 @@ def app_spec(config: PipelineConfig, app: AppConfig) -> AppSpec:
             target=app.build_target,
             repository=image_repository(config, app),
             build_args=dict(app.build_args),
+            acr=acr_registry(config) if config.target == "aks" else None,
         ),
+        image_pull_secret=config.acr.image_pull_secret if config.target == "aks" else "",
+        pipeline_role=pipeline_role(config) if app.role == "pipeline" else None,
     )
+
+
+DOCKER_SOCKET = "/var/run/docker.sock"
+
+
+def pipeline_role(config: PipelineConfig, *, docker_socket: str = DOCKER_SOCKET) -> PipelineRole:
+    """What the pipeline's own worker pods need on this target (see models.PipelineRole).
+
+    Target local: the Docker engine's socket (and its group, so uid 10001 may use it) and every
+    app's build context, read-only at the same absolute path, so the BuildSpec.context paths the
+    CLI sends are valid inside the pod. Reads the socket's group here, on the machine whose engine
+    the pods will share (the one node of the local cluster). Target aks: no mounts (ACR Tasks
+    builds), the workload identity's client id.
+    """
+    if config.target != "local":
+        return PipelineRole(azure_client_id=_client_id(config))
+    try:
+        group = os.stat(docker_socket).st_gid
+    except OSError as exc:
+        raise BadRequest(
+            f"the pipeline worker of target local needs the Docker engine's socket {docker_socket}: {exc.strerror}; "
+            "start the local stack (`bootstrap/stack up`)"
+        ) from exc
+    contexts = sorted({str(app.build_context) for app in config.apps.values()})
+    mounts = [HostMount(name="docker-socket", path=docker_socket, read_only=False, type="Socket")]
+    mounts += [
+        HostMount(name=f"build-context-{i}", path=path, read_only=True, type="Directory") for i, path in enumerate(contexts)
+    ]
+    return PipelineRole(host_mounts=tuple(mounts), supplemental_groups=(group,))
+
+
+def _client_id(config: PipelineConfig) -> str:
+    return next((app.azure_client_id for app in config.apps.values() if app.role == "pipeline"), "")
 
 
 def deploy_request(

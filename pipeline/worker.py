@@ -4,11 +4,18 @@
 the pipeline-worker app's command (self-deployment). SIGTERM stops polling
 and gives running activities the grace period to finish; a rollout wait cut
 short is resumed from its heartbeat by another worker.
+
+In a pod it reads what the rendered manifests set, like every deployed worker:
+`POD_NAME` and `BUILD_ID` (its identity `<pod>@<build id>`),
+`HEALTH_HOST`/`HEALTH_PORT` (`/healthz`, and `/readyz` only while polling; no
+health server without `HEALTH_PORT`), `SHUTDOWN_GRACE_SECONDS` (the graceful
+shutdown timeout, kept below terminationGracePeriodSeconds by the renderer).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -20,6 +27,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from pipeline import activities
+from pipeline.health import HealthServer, HealthState
 from pipeline.models import TemporalTarget
 from pipeline.temporal_client import connect
 from pipeline.workflows import DeploymentWorkflow
@@ -43,21 +51,50 @@ def build_worker(
         activity_executor=executor,
         max_concurrent_activities=max_activities,
         identity=identity(),
+        # Reported on every poll (worker_version_capabilities.build_id) without opting into versioning:
+        # what verify_polling checks, as for the sample worker. Unset (a laptop): the SDK's default.
+        build_id=os.environ.get("BUILD_ID") or None,
         graceful_shutdown_timeout=timedelta(seconds=grace_seconds),
     )
 
 
-async def run_worker(target: TemporalTarget, *, task_queue: str, grace_seconds: float = 25) -> None:
-    """Run until SIGTERM or SIGINT, then shut down gracefully."""
-    client = await connect(target, identity=identity())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    with ThreadPoolExecutor(max_workers=32, thread_name_prefix="activity") as executor:
-        worker = build_worker(client, task_queue=task_queue, executor=executor, grace_seconds=grace_seconds)
-        async with worker:
-            log.info("pipeline worker %s polling task queue %r on %s", identity(), task_queue, target.address)
-            await stop.wait()
-            log.info("stopping: no new tasks; running activities get %ss", grace_seconds)
-    log.info("pipeline worker stopped")
+def grace_from_env(default: float = 25) -> float:
+    """SHUTDOWN_GRACE_SECONDS (set by the manifests), else `default`."""
+    value = os.environ.get("SHUTDOWN_GRACE_SECONDS", "")
+    return float(value) if value.replace(".", "", 1).isdigit() else default
+
+
+async def run_worker(
+    target: TemporalTarget, *, task_queue: str, grace_seconds: float | None = None, stop: asyncio.Event | None = None
+) -> None:
+    """Run until SIGTERM or SIGINT (or `stop` is set), then shut down gracefully."""
+    grace = grace_from_env() if grace_seconds is None else grace_seconds
+    me = identity()
+    state = HealthState(pod=me.split("@", 1)[0], build_id=os.environ.get("BUILD_ID", "dev"), task_queue=task_queue)
+    health = None
+    if os.environ.get("HEALTH_PORT", "").isdigit():
+        health = HealthServer(state, host=os.environ.get("HEALTH_HOST") or "127.0.0.1", port=int(os.environ["HEALTH_PORT"]))
+        await health.start()
+    try:
+        client = await connect(target, identity=me)
+        if stop is None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+        with ThreadPoolExecutor(max_workers=32, thread_name_prefix="activity") as executor:
+            worker = build_worker(client, task_queue=task_queue, executor=executor, grace_seconds=grace)
+            async with worker:
+                state.ready = True
+                log.info("pipeline worker %s polling task queue %r on %s", me, task_queue, target.address)
+                await stop.wait()
+                state.ready = False
+                log.info("stopping: no new tasks; running activities get %ss", grace)
+        log.info("pipeline worker stopped")
+    finally:
+        state.ready = False
+        if health is not None:
+            await health.close()
+        # As in sample_worker/worker.py: let the SDK's bridge finish before the interpreter tears down.
+        gc.collect()
+        await asyncio.sleep(0.2)

@@ -61,6 +61,12 @@ NON_RETRYABLE = [
     "VerificationFailed",
     "BuildError",
     "RenderError",
+    # Azure (target aks): a refused credential, a missing role or resource, a bad request, a failed ACR run.
+    "AzureUnauthorized",
+    "AzureForbidden",
+    "AzureNotFound",
+    "AzureBadRequest",
+    "AcrRunFailed",
 ]
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -110,9 +116,11 @@ class DeploymentWorkflow:
     async def run(self, request: DeployRequest) -> DeploymentResult:
         app = request.app
         self._set_outcome("running")
-        previous = (
-            await self._step("read previous revision", lambda: self._read_revision(request), interruptible=False)
-        ).revision
+        try:
+            read = await self._step("read previous revision", lambda: self._read_revision(request), interruptible=False)
+        except ActivityError as err:  # e.g. the cluster is unreachable: nothing was changed
+            return self._finish("failed", request.image, f"read previous revision failed: {_cause(err)}", None)
+        previous = read.revision
         self._status = replace(self._status, previous_image=previous.image if previous else "")
         image = request.image
         build_id = ""
@@ -320,9 +328,14 @@ def _short(build_id: str) -> str:
 
 
 def _cause(err: BaseException) -> str:
-    """The innermost failure message: what actually went wrong, not the wrapping."""
+    """The failure message of what went wrong, not the wrapping.
+
+    The first typed ApplicationError down the chain is the pipeline's own translated error (an
+    activity raises it `from` the library exception it translated, e.g. a KubeForbidden from the
+    kubernetes client's multi-line ForbiddenException), so the walk stops there.
+    """
     cause: BaseException = err
-    while cause.__cause__ is not None:
+    while cause.__cause__ is not None and not (isinstance(cause, ApplicationError) and cause.type):
         cause = cause.__cause__
     if isinstance(cause, ApplicationError) and cause.type:
         return f"{cause.type}: {cause.message}"

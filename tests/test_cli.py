@@ -79,7 +79,7 @@ def test_unknown_app_is_one_line(tmp_path: Path) -> None:
     write_config(tmp_path)
     result = run(tmp_path, "config", "--app", "unknown")
     assert (result.returncode, result.stdout) == (2, "")
-    assert result.stderr == 'config.toml: no app named "unknown"; known apps: "sample-worker"\n'
+    assert result.stderr == 'config.toml: no app named "unknown"; known apps: "sample-worker", "pipeline-worker"\n'
 
 
 def test_config_option_and_env_var_pick_the_file(tmp_path: Path) -> None:

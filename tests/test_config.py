@@ -31,7 +31,7 @@ from pipeline.config import (
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = REPO_ROOT / "config.toml"
 SHIPPED_TEXT = SHIPPED.read_text(encoding="utf-8")
-DOCKERFILE = "FROM python:3.12-slim AS deps\nFROM deps AS sample-worker\n"
+DOCKERFILE = "FROM python:3.12-slim AS deps\nFROM deps AS sample-worker\nFROM deps AS pipeline-worker\n"
 SUB = "0f7c6a3e-1b2d-4c5e-8f90-123456789abc"
 
 
@@ -106,7 +106,7 @@ def test_shipped_config_loads_with_documented_defaults() -> None:
     assert config.env_overrides == {}
 
     app = config.app(None)
-    assert app is config.apps["sample-worker"] and list(config.apps) == ["sample-worker"]
+    assert app is config.apps["sample-worker"] and list(config.apps) == ["sample-worker", "pipeline-worker"]
     assert (app.name, app.task_queue, app.replicas) == ("sample-worker", "sample-worker", 2)
     assert app.build_context == REPO_ROOT and app.dockerfile == REPO_ROOT / "Dockerfile"
     assert (app.build_target, app.command, app.health_port) == ("sample-worker", (), 8080)
@@ -142,7 +142,7 @@ def test_app_lookup_names_the_known_apps(workdir: Path) -> None:
     config = load()
     with pytest.raises(ConfigError) as info:
         config.app("nope")
-    assert info.value.problems == ['config.toml: no app named "nope"; known apps: "sample-worker"']
+    assert info.value.problems == ['config.toml: no app named "nope"; known apps: "sample-worker", "pipeline-worker"']
 
 
 def test_effective_config_round_trips_through_toml(workdir: Path) -> None:
@@ -184,7 +184,7 @@ BAD_VALUES = [
     ("pipeline", "task_queue", '"two words"',
      '[pipeline].task_queue: must be a non-empty task queue name without whitespace, got "two words"'),
     ("pipeline", "default_app", '"nope"',
-     '[pipeline].default_app: must name an [apps.<name>] table (known apps: "sample-worker"), got "nope"'),
+     '[pipeline].default_app: must name an [apps.<name>] table (known apps: "sample-worker", "pipeline-worker"), got "nope"'),
     ("azure", "subscription_id", '"abc"', '[azure].subscription_id: must be a subscription UUID like '
      '"00000000-0000-0000-0000-000000000000", got "abc"'),
     ("azure", "endpoint", '"http://arm.local"',
@@ -245,7 +245,7 @@ BAD_VALUES = [
     (APP, "build_context", '"missing"', f"[{APP}].build_context: must be an existing directory, got {{dir}}/missing"),
     (APP, "dockerfile", '"Nope.dockerfile"', f"[{APP}].dockerfile: must be an existing file, got {{dir}}/Nope.dockerfile"),
     (APP, "build_target", '"worker"', f'[{APP}].build_target: must name a stage of {{dir}}/Dockerfile '
-     '(stages: "deps", "sample-worker"), got "worker"'),
+     '(stages: "deps", "sample-worker", "pipeline-worker"), got "worker"'),
 ]  # fmt: skip
 
 
@@ -462,7 +462,7 @@ def test_bad_env_values_name_their_source(workdir: Path) -> None:
         }
     )
     assert found == [
-        'env PIPELINE__APPS__NOPE__REPLICAS: no app matches "nope" (known apps: "sample-worker"; write "-" as "_")',
+        'env PIPELINE__APPS__NOPE__REPLICAS: no app matches "nope" (known apps: "sample-worker", "pipeline-worker"; write "-" as "_")',
         "env PIPELINE__APPS__SAMPLE_WORKER: must name a key with double underscores, like "
         "PIPELINE__APPS__SAMPLE_WORKER__REPLICAS",
         'env TEMPORAL_ADDRESS: [temporal].address: must be host:port, got "nope"',

@@ -213,7 +213,8 @@ def test_build_context_is_the_allowlist(planted_secrets: PlantedSecrets) -> None
         if line.strip() and not line.startswith("#")
     ]
     sent = exclude_paths(str(REPO_ROOT), patterns, "Dockerfile")
-    assert {path.split("/")[0] for path in sent} <= {"Dockerfile", ".dockerignore", "sample_worker", "wheelhouse"}, sorted(sent)
+    allowed = {"Dockerfile", ".dockerignore", "sample_worker", "pipeline", "wheelhouse"}
+    assert {path.split("/")[0] for path in sent} <= allowed, sorted(sent)
     assert "sample_worker/worker.py" in sent and "sample_worker/requirements.txt" in sent
     assert not [path for path in sent if Path(path).name in planted_secrets.names or "__pycache__" in path], sorted(sent)
 

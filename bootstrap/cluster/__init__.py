@@ -24,9 +24,11 @@ Inside, one asyncio event loop runs the API server (`api.py`), the controllers
 (`controllers/`) and the kubelet (`kubelet/`); the object store (`store.py`) is
 only touched from that loop.
 
-What it does not do: protobuf or CBOR request bodies (so kubectl's typed
+Pods get `hostPath` and `emptyDir` volumes and a mounted service-account token
+(kubelet/volumes.py). What it does not do: protobuf or CBOR request bodies (so kubectl's typed
 generators such as `kubectl create configmap` are refused with 415: use
-manifests), authorization (RBAC objects are stored, not enforced), admission
+manifests), authorization (RBAC objects are stored, not enforced: a pod's
+mounted token is the cluster's one bearer token), admission
 webhooks, CRDs, aggregated discovery, list pagination (`limit` is ignored and
 everything is returned), multiple nodes, scheduling, Service networking
 (pods use host networking with one loopback IP each), and watch history across

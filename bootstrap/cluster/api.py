@@ -16,6 +16,7 @@ client-go and the Python client expect.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import time
@@ -145,7 +146,10 @@ class Api:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         if request.path not in _PUBLIC:
-            if request.headers.get("Authorization", "") != f"Bearer {self.token}":
+            # kube-apiserver's bearer authenticator: the scheme is case-insensitive
+            # (load_incluster_config() sends "bearer <token>").
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token.encode()):
                 return _status_response(errors.ApiError(401, "Unauthorized", "Unauthorized"))
         try:
             return await handler(request)

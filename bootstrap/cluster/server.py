@@ -35,8 +35,12 @@ NODE_NAME = "local-node"
 NO_WORKLOADS_ENV = "CLUSTER_NO_WORKLOADS"
 
 
-def _workloads(store: Store, state_dir: Path) -> tuple[list[Coroutine[Any, Any, None]], LogSource | None]:
+def _workloads(
+    store: Store, state_dir: Path, *, credentials: pki.Credentials | None = None, port: int = 0
+) -> tuple[list[Coroutine[Any, Any, None]], LogSource | None]:
     """The controllers' and kubelet's run() coroutines, and the kubelet (for pods/log).
+
+    With `credentials` and `port`, pods get a service-account token and the API address (kubelet/volumes.py).
 
     With CLUSTER_NO_WORKLOADS=1 the kubelet (and Docker) is left out, and so is
     any controller that cannot be imported; the others still run, so that
@@ -68,11 +72,22 @@ def _workloads(store: Store, state_dir: Path) -> tuple[list[Coroutine[Any, Any, 
         import docker
 
         from bootstrap.cluster.kubelet import Kubelet
+        from bootstrap.cluster.kubelet.volumes import ApiAccess
     except ImportError as exc:
         raise SystemExit(
             f"the cluster's kubelet cannot be imported ({exc}); set {NO_WORKLOADS_ENV}=1 to serve the API alone"
         ) from exc
-    kubelet = Kubelet(store, node_name=NODE_NAME, docker=docker.from_env(), state_dir=state_dir / "kubelet", events=events)
+    api_access = (
+        ApiAccess(port=port, ca_pem=credentials.ca_cert.read_bytes(), token=credentials.token) if credentials and port else None
+    )
+    kubelet = Kubelet(
+        store,
+        node_name=NODE_NAME,
+        docker=docker.from_env(),
+        state_dir=state_dir / "kubelet",
+        events=events,
+        api_access=api_access,
+    )
     runners.append(kubelet.run())
     return runners, kubelet
 
@@ -89,7 +104,7 @@ async def serve(state_dir: Path, *, port: int = 6443, host: str = "127.0.0.1") -
     os.chmod(state_dir, 0o700)
     store = Store(state_dir / "objects")
     credentials = pki.ensure_credentials(state_dir)
-    runners, logs = _workloads(store, state_dir)
+    runners, logs = _workloads(store, state_dir, credentials=credentials, port=port)
     app, _ = make_app(store, token=credentials.token, logs=logs)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0)
     await runner.setup()

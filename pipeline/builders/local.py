@@ -99,23 +99,35 @@ def _raise_on_error(chunk: dict[str, Any], step: str, tail: list[str]) -> None:
         raise BuildError(f"docker {step} failed: {detail}; last lines:\n" + "\n".join(tail[-15:]))
 
 
+def context_files(context: Path, *, dockerfile: str) -> list[str]:
+    """The build context's regular files the engine would be sent, after .dockerignore, relative and sorted.
+
+    Shared by `source_hash` and the ACR builder's archive, so what is hashed is
+    exactly what is uploaded.
+    """
+    patterns: list[str] = []
+    ignore_file = context / ".dockerignore"
+    if ignore_file.exists():
+        patterns = [line.strip() for line in ignore_file.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    selected = []
+    for rel in sorted(exclude_paths(str(context), patterns, dockerfile=dockerfile)):
+        path = context / rel
+        if path.is_file() and not path.is_symlink():
+            selected.append(rel)
+    return selected
+
+
 def source_hash(context: Path, *, dockerfile: str, target: str | None, build_args: Mapping[str, str]) -> str:
     """A content hash of exactly what the engine would be sent (after .dockerignore), and how it is built.
 
     Two builds with the same hash produce the same image, so the hash both
     names the default tag and tells a retried build that its work is done.
     """
-    patterns: list[str] = []
-    ignore_file = context / ".dockerignore"
-    if ignore_file.exists():
-        patterns = [line.strip() for line in ignore_file.read_text().splitlines() if line.strip() and not line.startswith("#")]
     h = hashlib.sha256()
     h.update(f"dockerfile={dockerfile}\ntarget={target or ''}\n".encode())
     for key in sorted(build_args):
         h.update(f"arg {key}={build_args[key]}\n".encode())
-    for rel in sorted(exclude_paths(str(context), patterns, dockerfile=dockerfile)):
-        path = context / rel
-        if path.is_file() and not path.is_symlink():
-            h.update(f"file {rel}\n".encode())
-            h.update(hashlib.sha256(path.read_bytes()).digest())
+    for rel in context_files(context, dockerfile=dockerfile):
+        h.update(f"file {rel}\n".encode())
+        h.update(hashlib.sha256((context / rel).read_bytes()).digest())
     return h.hexdigest()

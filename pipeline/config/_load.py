@@ -18,19 +18,28 @@ DEFAULT_PATH = Path("config.toml")
 _POSITION = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)$")
 
 
-def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> PipelineConfig:
+def load_config(path: Path | None = None, env: Mapping[str, str] | None = None, *, worker: bool = False) -> PipelineConfig:
     """The validated configuration from `path` (default `$PIPELINE_CONFIG` or ./config.toml).
 
     `env` (default `os.environ`) overrides the file. Raises ConfigError listing
     every problem, one line each, so the file can be fixed in one pass.
+
+    `worker=True` is what `pipeline worker` loads: it needs only [temporal] and
+    [pipeline], so when no path was asked for (neither `path` nor
+    PIPELINE_CONFIG) and ./config.toml does not exist, it is the built-in
+    defaults plus the environment (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
+    PIPELINE__PIPELINE__TASK_QUEUE, ...), and no [apps] table is required. That
+    is how the pipeline-worker image runs: it holds no config file.
     """
     environ: Mapping[str, str] = os.environ if env is None else env
+    defaults_only = False
     if path is None:
         path = Path(environ.get("PIPELINE_CONFIG") or DEFAULT_PATH)
-    problems = Problems(str(path))
-    data = _read_toml(path, problems.file.label)
+        defaults_only = worker and not environ.get("PIPELINE_CONFIG") and not path.expanduser().exists()
+    problems = Problems(str(path) if not defaults_only else "(no config file: defaults and environment)")
+    data: dict[str, object] = {} if defaults_only else _read_toml(path, problems.file.label)
     apply_env(data, environ, problems)
-    config = build(data, problems, path=path.expanduser().resolve())
+    config = build(data, problems, path=path.expanduser().resolve(), require_apps=not worker)
     if problems.lines:
         raise ConfigError(problems.lines)
     return config

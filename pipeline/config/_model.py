@@ -56,6 +56,9 @@ class AcrConfig:
 
     name: str
     login_server: str
+    # Name of a Kubernetes Secret of type dockerconfigjson filled from the registry's credential; "" = the
+    # AKS kubelet identity pulls (it needs AcrPull on the registry).
+    image_pull_secret: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +138,12 @@ class AppConfig:
     resources: Resources
     rollout: Rollout
     build_args: Mapping[str, str] = field(default_factory=dict)
+    # "app" (a worker the pipeline deploys) or "pipeline" (the pipeline's own worker: it polls
+    # [pipeline].task_queue and gets a ServiceAccount token, a least-privilege Role, and on target
+    # local the Docker socket and build context; see pipeline/render.py). At most one app has it.
+    role: str = "app"
+    # role "pipeline", target "aks": the workload identity (managed identity) client id; "" = none rendered.
+    azure_client_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,6 +94,11 @@ LOGIN_SERVER = Rule(
     'a registry host like "myregistry.azurecr.io" (no scheme), or "" for the default',
     lambda t: t == "" or _HOST.fullmatch(t) is not None or is_host_port(t),
 )
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+OPTIONAL_SECRET_NAME = Rule(
+    'the NAME of a Kubernetes Secret (a DNS-1123 subdomain: lowercase letters, digits, "-" and ".", at most 253) or ""',
+    lambda t: t == "" or (len(t) <= 253 and _DNS_SUBDOMAIN.fullmatch(t) is not None),
+)
 AKS_NAME = Rule(
     'an AKS cluster name (1-63 letters, digits, "-" or "_", starting and ending with a letter or digit)',
     lambda t: _AKS_NAME.fullmatch(t) is not None,

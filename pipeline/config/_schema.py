@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -59,8 +60,11 @@ CPU = Rule(CPU_RULE, _parses(parse_cpu))
 MEMORY = Rule(MEMORY_RULE, _parses(parse_memory))
 
 
-def build(data: Mapping[str, object], problems: Problems, *, path: Path) -> PipelineConfig:
-    """Read every section of `data`; the result is meaningful only if no problems were added."""
+def build(data: Mapping[str, object], problems: Problems, *, path: Path, require_apps: bool = True) -> PipelineConfig:
+    """Read every section of `data`; the result is meaningful only if no problems were added.
+
+    `require_apps=False` (the pipeline worker's view) skips the check that [pipeline].default_app names an app.
+    """
     root = Table(problems, (), data)
     target: Target = "aks" if root.choice("target", "local", TARGETS) == "aks" else "local"
     temporal = _temporal(root.table("temporal"))
@@ -74,7 +78,9 @@ def build(data: Mapping[str, object], problems: Problems, *, path: Path) -> Pipe
     rollout = _rollout(root.table("rollout"), BUILTIN_ROLLOUT, always=True)
     apps = _apps(root.table("apps"), path.parent, resources, rollout)
     root.finish()
-    _check_default_app(problems, pipeline, apps)
+    if require_apps:
+        _check_default_app(problems, pipeline, apps)
+    apps = _check_pipeline_role(problems, pipeline, apps)
     _check_task_queues(problems, pipeline, apps)
     overrides = {".".join(key): origin.env_name for key, origin in problems.origins.items() if origin.env_name is not None}
     return PipelineConfig(
@@ -135,8 +141,9 @@ def _azure(t: Table, target: Target) -> AzureConfig:
 def _acr(t: Table) -> AcrConfig:
     name = t.string("name", "temporalworkers", rules.ACR_NAME)
     login_server = t.string("login_server", "", rules.LOGIN_SERVER)
+    image_pull_secret = t.string("image_pull_secret", "", rules.OPTIONAL_SECRET_NAME)
     t.finish()
-    return AcrConfig(name=name, login_server=login_server or f"{name.lower()}.azurecr.io")
+    return AcrConfig(name=name, login_server=login_server or f"{name.lower()}.azurecr.io", image_pull_secret=image_pull_secret)
 
 
 def _aks(t: Table) -> AksConfig:
@@ -229,8 +236,18 @@ def _apps(apps: Table, base_dir: Path, resources: Resources, rollout: Rollout) -
     return result
 
 
+APP_ROLES = ("app", "pipeline")
+CLIENT_ID = Rule(
+    'a managed identity client id (a UUID like "00000000-0000-0000-0000-000000000000") or ""',
+    lambda t: t == "" or rules.is_uuid(t),
+)
+
+
 def _app(name: str, t: Table, base_dir: Path, resources: Resources, rollout: Rollout) -> AppConfig:
-    task_queue = t.string("task_queue", None, rules.TASK_QUEUE)
+    role = t.choice("role", "app", APP_ROLES)
+    # The pipeline's own worker polls [pipeline].task_queue: its task_queue may be left out (see _check_task_queues).
+    task_queue = t.string("task_queue", "" if role == "pipeline" else None, rules.TASK_QUEUE)
+    azure_client_id = t.string("azure_client_id", "", CLIENT_ID)
     replicas = t.integer("replicas", 1, 1, 100)
     context_text = t.string("build_context", ".", rules.NON_EMPTY_PATH)
     dockerfile_text = t.string("dockerfile", "Dockerfile", rules.NON_EMPTY_PATH)
@@ -258,6 +275,8 @@ def _app(name: str, t: Table, base_dir: Path, resources: Resources, rollout: Rol
         termination_grace_period_seconds=grace,
         resources=app_resources,
         rollout=app_rollout,
+        role=role,
+        azure_client_id=azure_client_id,
     )
 
 
@@ -297,12 +316,45 @@ def _check_default_app(problems: Problems, pipeline: PipelineSection, apps: Mapp
     problems.add(key, reason)
 
 
+def _check_pipeline_role(problems: Problems, pipeline: PipelineSection, apps: dict[str, AppConfig]) -> dict[str, AppConfig]:
+    """At most one app is the pipeline itself; it polls [pipeline].task_queue and never lets a pod go first.
+
+    Its task_queue, when left out, is [pipeline].task_queue; maxUnavailable must be 0, so an old
+    pipeline pod keeps polling until its replacement is ready (it may be running this very rollout).
+    """
+    owners = [app.name for app in apps.values() if app.role == "pipeline"]
+    for extra in owners[1:]:
+        problems.add(
+            ("apps", extra, "role"), f'"pipeline" is already the role of [apps.{owners[0]}]; only one app can be the pipeline'
+        )
+    result = dict(apps)
+    for name in owners:
+        app = apps[name]
+        if not app.task_queue:
+            app = result[name] = replace(app, task_queue=pipeline.task_queue)
+        elif app.task_queue != pipeline.task_queue and not problems.failed_under(("apps", name, "task_queue")):
+            problems.add(
+                ("apps", name, "task_queue"),
+                f'must be [pipeline].task_queue ("{pipeline.task_queue}") for role "pipeline" (or left out), got "{app.task_queue}"',
+            )
+        if not rules.is_zero(app.rollout.max_unavailable):
+            problems.add(
+                ("apps", name, "rollout", "max_unavailable"),
+                f'must be 0 for role "pipeline" (the old pipeline pods poll until the new ones are ready), '
+                f"got {app.rollout.max_unavailable!r}",
+            )
+    return result
+
+
 def _check_task_queues(problems: Problems, pipeline: PipelineSection, apps: Mapping[str, AppConfig]) -> None:
-    """Two workers polling one task queue would take each other's tasks, so each needs its own."""
+    """Two workers polling one task queue would take each other's tasks, so each needs its own.
+
+    The exception is the pipeline's own worker (role "pipeline"), which polls [pipeline].task_queue.
+    """
     owners: dict[str, str] = {pipeline.task_queue: "[pipeline]"}
     for app in apps.values():
         key = ("apps", app.name, "task_queue")
-        if not app.task_queue or problems.failed_under(key):
+        if not app.task_queue or problems.failed_under(key) or app.role == "pipeline":
             continue
         me = f"[apps.{app.name}]"
         owner = owners.setdefault(app.task_queue, me)

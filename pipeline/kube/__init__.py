@@ -13,7 +13,7 @@ one place (`errors.api_errors`).
 """
 
 from pipeline.kube.apply import ObjectChange, apply_one, diff_for_dry_run, normalize, server_side_apply
-from pipeline.kube.client import KubeClient, connect
+from pipeline.kube.client import KubeClient, connect, in_cluster
 from pipeline.kube.errors import (
     KubeConfigError,
     KubeConflict,
@@ -57,6 +57,7 @@ __all__ = [
     "RolloutTimedOut",
     "apply_one",
     "connect",
+    "in_cluster",
     "delete_object",
     "diff_for_dry_run",
     "get_configmap",

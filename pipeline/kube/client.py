@@ -1,4 +1,4 @@
-"""The connection to one cluster: a `kubernetes.client.ApiClient` made from a kubeconfig.
+"""The connection to one cluster: a `kubernetes.client.ApiClient` made from a kubeconfig, or in-cluster.
 
     kc = connect(kubeconfig=".stack/cluster/kubeconfig")
     with kc:
@@ -6,6 +6,21 @@
 
 Which kubeconfig to use (bootstrap's for the local target, ~/.kube/config for
 AKS) is the caller's decision; this module only loads the one it is given.
+
+The in-cluster rule (how the self-deployed pipeline worker reaches the cluster
+it runs in, with its ServiceAccount's token, exactly as
+`kubernetes.config.load_incluster_config()` does):
+
+- `kubeconfig=""`: in-cluster config, always;
+- a kubeconfig path this process cannot read (absent on this machine, or
+  unreadable: the CLI sends the path *it* uses, and the pod may see the
+  repository read-only with the file's 0600 mode) while a service-account
+  token is mounted (`KUBERNETES_SERVICE_HOST` set and
+  `<service_account_dir>/token` present): in-cluster config, `context` ignored;
+- a readable kubeconfig: that file, always (even inside a pod);
+- otherwise KubeConfigError, naming both what was missing.
+
+In-cluster, the token file is re-read when it changes (projected tokens rotate).
 `KubeClient.request` is the one raw-HTTP entry point (server-side apply and
 generic reads use it); typed calls go through `kc.core` and `kc.apps`.
 """
@@ -22,6 +37,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
+from kubernetes.config.incluster_config import InClusterConfigLoader
 
 from pipeline.kube.errors import KubeConfigError, api_errors
 
@@ -103,11 +119,28 @@ class KubeClient:
         self.close()
 
 
-def connect(*, kubeconfig: str, context: str = "") -> KubeClient:
-    """A client for `context` ("" = current-context) of the kubeconfig file at `kubeconfig`."""
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+SERVICE_HOST_ENV = "KUBERNETES_SERVICE_HOST"
+SERVICE_PORT_ENV = "KUBERNETES_SERVICE_PORT"
+
+
+def in_cluster(*, service_account_dir: str = SERVICE_ACCOUNT_DIR) -> bool:
+    """Whether this process runs in a pod with a mounted service-account token."""
+    return bool(os.environ.get(SERVICE_HOST_ENV)) and os.path.isfile(os.path.join(service_account_dir, "token"))
+
+
+def connect(*, kubeconfig: str, context: str = "", service_account_dir: str = SERVICE_ACCOUNT_DIR) -> KubeClient:
+    """A client for `context` ("" = current-context) of the kubeconfig file at `kubeconfig`, or in-cluster.
+
+    See the module docstring for when the in-cluster config is used.
+    """
+    readable = bool(kubeconfig) and os.path.isfile(kubeconfig) and os.access(kubeconfig, os.R_OK)
+    if not readable and (not kubeconfig or in_cluster(service_account_dir=service_account_dir)):
+        return _connect_in_cluster(service_account_dir, instead_of=kubeconfig)
     where = f"kubeconfig {kubeconfig}" + (f" (context {context})" if context else "")
-    if not kubeconfig or not os.path.isfile(kubeconfig):
-        raise KubeConfigError(f"{where}: no such file; {KubeConfigError.hint}")
+    if not readable:
+        problem = "no such file" if not os.path.exists(kubeconfig) else "not readable by this process"
+        raise KubeConfigError(f"{where}: {problem}, and no service-account token is mounted; {KubeConfigError.hint}")
     try:
         api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
             config_file=kubeconfig, context=context or None, persist_config=False
@@ -116,3 +149,22 @@ def connect(*, kubeconfig: str, context: str = "") -> KubeClient:
         detail = " ".join(str(exc).split())[:300] or type(exc).__name__
         raise KubeConfigError(f"{where}: unusable: {detail}; {KubeConfigError.hint}") from exc
     return KubeClient(api, source=kubeconfig, context=context)
+
+
+def _connect_in_cluster(service_account_dir: str, *, instead_of: str) -> KubeClient:
+    where = f"in-cluster config ({service_account_dir})" + (f" instead of kubeconfig {instead_of}" if instead_of else "")
+    configuration = k8s.Configuration()
+    try:
+        InClusterConfigLoader(  # type: ignore[no-untyped-call]
+            token_filename=os.path.join(service_account_dir, "token"),
+            cert_filename=os.path.join(service_account_dir, "ca.crt"),
+            try_refresh_token=True,
+        ).load_and_set(configuration)
+    except (ConfigException, OSError) as exc:
+        detail = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise KubeConfigError(
+            f"{where}: unusable: {detail}; outside a pod, give a kubeconfig ([kubernetes].kubeconfig or KUBECONFIG); "
+            f"in a pod, its ServiceAccount must mount a token (automountServiceAccountToken) and "
+            f"{SERVICE_HOST_ENV}/{SERVICE_PORT_ENV} must be set"
+        ) from exc
+    return KubeClient(k8s.ApiClient(configuration), source=f"in-cluster:{service_account_dir}", context="")

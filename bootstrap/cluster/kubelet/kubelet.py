@@ -32,6 +32,7 @@ from bootstrap.cluster.kubelet.logs import stream_logs
 from bootstrap.cluster.kubelet.podips import NETWORK as POD_NETWORK
 from bootstrap.cluster.kubelet.podips import PodIPAllocator
 from bootstrap.cluster.kubelet.podworker import PodWorker
+from bootstrap.cluster.kubelet.volumes import ApiAccess, remove_pod_dir
 from bootstrap.cluster.resources import PODS
 from bootstrap.cluster.store import Obj, Store, WatchEvent, now_rfc3339
 
@@ -57,14 +58,18 @@ class Kubelet:
         state_dir: Path,
         events: EventRecorder | None = None,
         pod_network: ipaddress.IPv4Network = POD_NETWORK,
+        api_access: ApiAccess | None = None,
     ) -> None:
+        """`api_access`: the API server pods reach with their mounted service-account token (see volumes.py);
+        None projects no token (an API-less test kubelet)."""
         self.store = store
         self.docker = docker
         self.node_name = node_name
         self.cluster_id = ""  # read from state_dir when run() starts
         self.node_cpus = os.cpu_count() or 1
         self.node_memory = _node_memory()
-        self._state_dir = state_dir
+        self.state_dir = state_dir
+        self.api_access = api_access
         self._events = events or EventRecorder(store)
         self._ips = PodIPAllocator(pod_network)
         self._workers: dict[str, PodWorker] = {}
@@ -130,6 +135,7 @@ class Kubelet:
         """The pod's containers are gone: remove it from the store (kubelet's delete with grace period 0)."""
         meta = pod["metadata"]
         self._ips.release(meta["uid"])
+        remove_pod_dir(self.state_dir, meta["uid"])
         try:
             self.store.delete(PODS, meta["namespace"], meta["name"], grace_period_seconds=0, preconditions={"uid": meta["uid"]})
         except ApiError as err:
@@ -164,8 +170,8 @@ class Kubelet:
 
     def _load_cluster_id(self) -> str:
         """This cluster's identity on the host's containers, kept across restarts in state_dir."""
-        self._state_dir.mkdir(parents=True, exist_ok=True)
-        path = self._state_dir / "cluster-id"
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self.state_dir / "cluster-id"
         if not path.exists():
             path.write_text(uuid.uuid4().hex[:12])
         return path.read_text().strip()
@@ -247,6 +253,7 @@ class Kubelet:
             self._workers.pop(uid, None)
             if not task.cancelled():
                 self._ips.release(uid)
+                remove_pod_dir(self.state_dir, uid)
                 if task.exception() is not None:
                     log.error("pod worker %s failed", uid, exc_info=task.exception())
 

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import docker
@@ -23,6 +24,7 @@ import docker.errors
 from bootstrap.cluster.kubelet import runtime
 from bootstrap.cluster.kubelet.envs import EnvError, build_env
 from bootstrap.cluster.kubelet.probes import Prober
+from bootstrap.cluster.kubelet.volumes import ApiAccess, MountError, container_mounts
 from bootstrap.cluster.store import Obj, Store, now_rfc3339
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,8 @@ class PodHost(Protocol):
     cluster_id: str
     node_cpus: int
     node_memory: int
+    state_dir: Path
+    api_access: ApiAccess | None  # None: no service-account tokens are projected
 
     async def call(self, fn: Callable[[], T]) -> T: ...
     def event(self, pod: Obj, reason: str, message: str, *, warning: bool = False, container: str | None = None) -> None: ...
@@ -287,9 +291,19 @@ class PodWorker:
         restart = st.restart_count + 1 if st.container_id is not None else st.restart_count
         pod_ip = self._host.pod_ip(self.uid)
         try:
+            mounts = container_mounts(
+                self._host.store, self.pod, container, state_dir=self._host.state_dir, api=self._host.api_access
+            )
+        except (MountError, OSError) as err:
+            st.state = {"waiting": {"reason": "ContainerCreating"}}
+            self._host.event(self.pod, "FailedMount", f"MountVolume.SetUp failed: {err}", warning=True)
+            self._wake_after(CONFIG_RETRY)
+            return
+        try:
             env = build_env(
                 self._host.store, self._with_ips(), container, node_cpus=self._host.node_cpus, node_memory=self._host.node_memory
             )
+            env = {**mounts.env, **env}  # the service env first: the container's own env wins
             options = runtime.create_options(
                 self.pod,
                 container,
@@ -299,6 +313,7 @@ class PodWorker:
                 cluster_id=self._host.cluster_id,
                 pod_ip=pod_ip,
                 restart=restart,
+                binds=mounts.binds,
             )
         except (EnvError, runtime.ConfigError) as err:
             st.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(err)}}

@@ -198,8 +198,9 @@ def create_options(
     cluster_id: str,
     pod_ip: str,
     restart: int,
+    binds: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for `client.containers.create` (raises ConfigError)."""
+    """Keyword arguments for `client.containers.create` (raises ConfigError); `binds` are `host:container[:ro]`."""
     env = {"HOSTNAME": pod["metadata"]["name"], **env}
     opts: dict[str, Any] = {
         "image": container["image"],
@@ -218,6 +219,8 @@ def create_options(
         opts["command"] = [expand(str(part), env) for part in container["args"]]
     if container.get("workingDir"):
         opts["working_dir"] = container["workingDir"]
+    if binds:
+        opts["volumes"] = list(binds)
     opts.update(_security(pod, container, image_user))
     opts.update(_resources(container))
     return opts

@@ -1,0 +1,118 @@
+"""Faults injected at runtime (through `/_imitation/faults`) and the per-operation request counts tests assert on.
+
+Fault kinds (JSON bodies of `POST /_imitation/faults`):
+
+- `{"operation": "Runs_Get", "status": 429, "count": 2, "retryAfter": 1}`:
+  the next `count` requests of that operation (or `"*"`: any ARM operation)
+  answer `status` (429 with `Retry-After`, or 500/503 ...) with ARM's error body.
+  Operations are ARM operation ids (`Registries_Get`, `Registries_ScheduleRun`,
+  `ManagedClusters_ListClusterUserCredentials`, ...) plus `Token` (the Entra
+  token endpoint), `Blob_Put` and `Blob_Get`.
+- `{"kind": "failRun", "count": 1, "message": "..."}`: the next scheduled run
+  builds, then ends `Failed` with `message` in its log and `runErrorMessage`.
+- `{"kind": "runDelay", "seconds": 20, "count": 1}`: the next run stays
+  `Running` that long before it starts building (to kill a worker mid-run).
+- `{"kind": "runTimeout", "seconds": 2, "count": 1}`: the next run's timeout is
+  this short (real ACR refuses `timeout` below 300 s, so does the imitation).
+- `{"kind": "expiredToken", "count": 1}`: the next token issued is already
+  expired (while `expires_in` still says an hour, so the client uses it and
+  ARM answers 401 `ExpiredAuthenticationToken`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class FaultError(ValueError):
+    """The fault's JSON is not one of the documented kinds."""
+
+
+@dataclass
+class HttpFault:
+    operation: str
+    status: int
+    count: int
+    retry_after: int | None
+
+
+@dataclass
+class Faults:
+    http: list[HttpFault] = field(default_factory=list)
+    runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # kind -> pending entries
+    requests: Counter[str] = field(default_factory=Counter)
+    log: list[dict[str, Any]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, spec: dict[str, Any]) -> None:
+        kind = spec.get("kind", "http")
+        count = int(spec.get("count", 1))
+        if count < 1:
+            raise FaultError("count must be at least 1")
+        with self._lock:
+            if kind == "http":
+                if "operation" not in spec or "status" not in spec:
+                    raise FaultError('an http fault needs "operation" and "status"')
+                status = int(spec["status"])
+                retry_after = spec.get("retryAfter")
+                if status == 429 and retry_after is None:
+                    retry_after = 1
+                self.http.append(
+                    HttpFault(str(spec["operation"]), status, count, None if retry_after is None else int(retry_after))
+                )
+            elif kind in ("failRun", "runDelay", "runTimeout", "expiredToken"):
+                self.runs.setdefault(kind, []).append(dict(spec, count=count))
+            else:
+                raise FaultError(f"unknown fault kind {kind!r}: http, failRun, runDelay, runTimeout, expiredToken")
+
+    def take_http(self, operation: str) -> HttpFault | None:
+        with self._lock:
+            for fault in self.http:
+                if fault.operation in (operation, "*") and fault.count > 0:
+                    if fault.operation == "*" and operation in ("Token", "Blob_Put", "Blob_Get"):
+                        continue
+                    fault.count -= 1
+                    if fault.count == 0:
+                        self.http.remove(fault)
+                    return fault
+        return None
+
+    def take(self, kind: str) -> dict[str, Any] | None:
+        """Consume one use of the oldest pending fault of `kind` (failRun, runDelay, runTimeout, expiredToken)."""
+        with self._lock:
+            pending = self.runs.get(kind) or []
+            if not pending:
+                return None
+            entry = pending[0]
+            entry["count"] -= 1
+            if entry["count"] <= 0:
+                pending.pop(0)
+            return dict(entry)
+
+    def record(self, *, operation: str, method: str, path: str, status: int, client_id: str | None) -> None:
+        with self._lock:
+            self.requests[operation] += 1
+            self.log.append({"operation": operation, "method": method, "path": path, "status": status, "clientId": client_id})
+            del self.log[:-2000]
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "counts": dict(self.requests),
+                "log": list(self.log),
+                "pending": {
+                    "http": [vars(f) for f in self.http],
+                    **{kind: list(entries) for kind, entries in self.runs.items() if entries},
+                },
+            }
+
+    def clear(self, *, requests: bool) -> None:
+        with self._lock:
+            self.http.clear()
+            self.runs.clear()
+            if requests:
+                self.requests.clear()
+                self.log.clear()

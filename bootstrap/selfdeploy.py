@@ -1,0 +1,186 @@
+"""`pipeline bootstrap`: the pipeline's first deployment of itself, then the hand-over.
+
+    code = asyncio.run(selfdeploy.bootstrap(config, say=print))
+
+The pipeline's own worker is an app of config.toml (`role = "pipeline"`,
+`[apps.pipeline-worker]`), deployed by the same DeploymentWorkflow as every
+app. The first time, nothing in the cluster can run that workflow, so:
+
+1. If the pipeline app is already deployed and verified polling (its
+   Deployment exists, its newest ReplicaSet is available, and every pod of it
+   polls `[pipeline].task_queue`, workflow and activity queues, with the build
+   id of the Deployment's pod template, since the pod started), say so and
+   change nothing (exit 0).
+2. Else run a temporary pipeline worker in this process on `[pipeline].task_queue`
+   (identity `<host>@<build id or dev>`), start the DeploymentWorkflow for the
+   pipeline app (or, when one is already running, e.g. an interrupted
+   bootstrap, follow that one), follow it to its end, check again that the
+   in-cluster pods are verified polling, then stop the local worker
+   gracefully: the in-cluster worker now serves the queue ("hand-over").
+
+Exit codes are `pipeline deploy`'s: 0 verified, 1 failed, 3 rolled back,
+2 bad input. The local stack's own `pipeline` service (a `pipeline worker` on
+the same queue, see bootstrap/services.py) is not touched: with it running,
+both poll the queue until `bootstrap/stack down` stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+
+from pipeline import deployments, kube
+from pipeline.commands import prepare, report
+from pipeline.config import AppConfig, PipelineConfig
+from pipeline.errors import PipelineError
+from pipeline.models import DeploymentResult, DeployRequest
+from pipeline.render import BUILD_ID_ANNOTATION
+from pipeline.requests import temporal_target
+from pipeline.temporal_client import connect as temporal_connect
+from pipeline.verify import PodState, describe_pollers, judge
+from pipeline.worker import run_worker
+from pipeline.workflows import deployment_workflow_id
+
+# How long the hand-over check waits for the in-cluster pods after a verified deployment.
+HANDOVER_TIMEOUT = 60.0
+LOCAL_WORKER_GRACE = 10.0
+
+
+class NoPipelineApp(PipelineError):
+    """The config has no app with role "pipeline"."""
+
+
+@dataclass(frozen=True)
+class PipelineState:
+    """Whether the pipeline app runs in the cluster and polls its queue, as Temporal sees it."""
+
+    ok: bool
+    detail: str
+    pods: list[str]
+
+
+def pipeline_app(config: PipelineConfig) -> AppConfig:
+    for app in config.apps.values():
+        if app.role == "pipeline":
+            return app
+    raise NoPipelineApp(
+        f'{config.source}: no app has role = "pipeline"; add [apps.pipeline-worker] with role = "pipeline" '
+        "(see the shipped config.toml)"
+    )
+
+
+async def pipeline_state(client: Client, request: DeployRequest, *, task_queue: str) -> PipelineState:
+    """Deployment present and available, and every pod of its newest ReplicaSet polling with its build id."""
+    app = request.app
+    cluster = request.cluster
+
+    def read() -> tuple[dict[str, Any] | None, list[kube.ReplicaSetInfo], list[kube.PodInfo]]:
+        with kube.connect(kubeconfig=cluster.kubeconfig, context=cluster.context) as kc:
+            dep = kube.get_deployment(kc, namespace=app.namespace, name=app.name)
+            if dep is None:
+                return None, [], []
+            sets = kube.replica_sets_of(kc, namespace=app.namespace, deployment=app.name)
+            pods = kube.list_pods(kc, namespace=app.namespace, selector={"app.kubernetes.io/name": app.name})
+            return dep, sets, pods
+
+    dep, sets, pods = await asyncio.to_thread(read)
+    where = f"Deployment {app.namespace}/{app.name}"
+    if dep is None:
+        return PipelineState(False, f"{where} does not exist", [])
+    annotations = ((dep.get("spec") or {}).get("template") or {}).get("metadata", {}).get("annotations") or {}
+    build_id = str(annotations.get(BUILD_ID_ANNOTATION) or "")
+    if not sets or not build_id:
+        return PipelineState(False, f"{where} has no ReplicaSet or build id yet", [])
+    newest = sets[0]
+    wanted = int((dep.get("spec") or {}).get("replicas") or 1)
+    if newest.available_replicas < wanted:
+        return PipelineState(False, f"{where}: {newest.available_replicas}/{wanted} pods of {newest.name} available", [])
+    pollers = await describe_pollers(client, namespace=request.temporal.namespace, task_queue=task_queue)
+    verdict = judge(pods=[_pod_state(p) for p in pods], pollers=pollers, new_hash=newest.pod_template_hash, build_id=build_id)
+    return PipelineState(verdict.ok, f"{where}: {verdict.detail}", verdict.polling_pods)
+
+
+def _pod_state(pod: kube.PodInfo) -> PodState:
+    started = datetime.fromisoformat(pod.start_time.replace("Z", "+00:00")) if pod.start_time else None
+    return PodState(pod.name, pod.pod_template_hash, started, pod.terminating, pod.phase)
+
+
+async def bootstrap(config: PipelineConfig, *, say: Callable[[str], None]) -> int:
+    """Deploy the pipeline app with a temporary local worker unless it already runs; the exit code."""
+    app = pipeline_app(config)
+    queue = config.pipeline.task_queue
+    request = prepare(config, app.name)
+    client = await temporal_connect(temporal_target(config))
+    state = await pipeline_state(client, request, task_queue=queue)
+    if state.ok:
+        say(
+            f"{app.name} is already deployed to {config.target} and polling task queue {queue!r} "
+            f"({', '.join(state.pods)}): nothing to do"
+        )
+        return 0
+    say(f"{app.name} is not serving task queue {queue!r} yet ({state.detail})")
+    say(f"Starting a temporary pipeline worker here on task queue {queue!r} to deploy it")
+    stop = asyncio.Event()
+    local = asyncio.create_task(
+        run_worker(temporal_target(config), task_queue=queue, grace_seconds=LOCAL_WORKER_GRACE, stop=stop)
+    )
+    try:
+        handle = await _start_or_attach(client, request, task_queue=queue, say=say)
+        description = await handle.describe()
+        url = deployments.workflow_url(config.temporal.ui_url, config.temporal.namespace, handle.id, description.run_id)
+        say(f"Web UI: {url}")
+        result = await _follow(client, handle, local, say=say)
+        code = report(result, url)
+        if code != 0:
+            return code
+        state = await _eventually_serving(client, request, task_queue=queue)
+        if not state.ok:
+            say(f"Deployed, but the hand-over check failed: {state.detail}")
+            return 1
+    finally:
+        stop.set()
+        await asyncio.gather(local, return_exceptions=True)
+    say(f"Handed over: the temporary local worker stopped; {', '.join(state.pods)} serve task queue {queue!r}")
+    return 0
+
+
+async def _start_or_attach(
+    client: Client, request: DeployRequest, *, task_queue: str, say: Callable[[str], None]
+) -> WorkflowHandle[Any, DeploymentResult]:
+    try:
+        handle = await deployments.start(client, request, task_queue=task_queue)
+        say(f"Deploying {request.app.name} to {request.environment}: workflow {handle.id}")
+        return handle
+    except deployments.DeploymentAlreadyRunning:
+        workflow_id = deployment_workflow_id(request.environment, request.app.name)
+        say(f"A deployment of {request.app.name} is already running (workflow {workflow_id}): following it")
+        return client.get_workflow_handle(workflow_id, result_type=DeploymentResult)
+
+
+async def _follow(
+    client: Client, handle: WorkflowHandle[Any, DeploymentResult], local: asyncio.Task[None], *, say: Callable[[str], None]
+) -> DeploymentResult:
+    """Follow the deployment; fail at once if the local worker dies (nothing else may run the workflow)."""
+    following = asyncio.ensure_future(deployments.follow(client, handle, say=say))
+    await asyncio.wait({following, local}, return_when=asyncio.FIRST_COMPLETED)
+    if not following.done():
+        following.cancel()
+        error = local.exception() if not local.cancelled() else None
+        raise PipelineError(
+            f"the temporary local pipeline worker stopped: {error or 'cancelled'}; run `pipeline bootstrap` again"
+        )
+    return following.result()
+
+
+async def _eventually_serving(client: Client, request: DeployRequest, *, task_queue: str) -> PipelineState:
+    deadline = asyncio.get_running_loop().time() + HANDOVER_TIMEOUT
+    while True:
+        state = await pipeline_state(client, request, task_queue=task_queue)
+        if state.ok or asyncio.get_running_loop().time() > deadline:
+            return state
+        await asyncio.sleep(0.5)

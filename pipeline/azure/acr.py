@@ -1,0 +1,228 @@
+"""ACR Tasks, as thin typed calls: upload a build context, schedule a Docker build, follow the run.
+
+    registry = Registry(subscription_id=..., resource_group=..., name="myacr", endpoint=...)
+    with acr.session(registry) as s:
+        source = s.upload_source(archive_bytes)                       # listBuildSourceUploadUrl + blob PUT
+        run = s.schedule_docker_build(source=source, image_names=[...], dockerfile="Dockerfile", ...)
+        run = s.get_run(run.run_id)                                    # Queued -> Running -> Succeeded/...
+        link = s.log_link(run.run_id); chunk = s.read_log(link, offset)
+
+Everything returns small frozen dataclasses, never SDK models, so callers
+(`pipeline.builders.acr`) stay free of `azure.*`; every failure is an
+`AzureError` (translated in `errors.azure_errors`). Blob URLs carry a SAS
+signature: they are used, never logged or returned to a workflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import requests
+from azure.mgmt.containerregistry import ContainerRegistryManagementClient
+from azure.mgmt.containerregistry.v2025_03_01_preview import models as m
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from pipeline.azure.clients import acr_client
+from pipeline.azure.credentials import ca_bundle
+from pipeline.azure.errors import AzureError, Resource, azure_errors, translate_blob_status
+
+TERMINAL_STATUSES = frozenset({"Succeeded", "Failed", "Canceled", "Error", "Timeout"})
+
+
+@dataclass(frozen=True)
+class Registry:
+    subscription_id: str
+    resource_group: str
+    name: str
+    endpoint: str = "https://management.azure.com"
+
+    def resource(self) -> Resource:
+        return Resource("registry", self.name, self.resource_group, self.subscription_id, "[acr].name")
+
+
+@dataclass(frozen=True)
+class OutputImage:
+    registry: str
+    repository: str
+    tag: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class RunState:
+    run_id: str
+    status: str
+    output_images: tuple[OutputImage, ...] = ()
+    error_message: str = ""
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True)
+class RegistryLogin:
+    """A registry credential (username, password): only ever written into a Kubernetes Secret."""
+
+    login_server: str
+    username: str
+    password: str
+
+    def __repr__(self) -> str:  # never print the password, even in a traceback's locals
+        return f"RegistryLogin(login_server={self.login_server!r}, username={self.username!r}, password=***)"
+
+
+def _run_state(run: m.Run) -> RunState:
+    return RunState(
+        run_id=str(run.run_id or run.name or ""),
+        status=str(run.status or "Queued"),
+        output_images=tuple(
+            OutputImage(str(i.registry or ""), str(i.repository or ""), str(i.tag or ""), str(i.digest or ""))
+            for i in (run.output_images or [])
+        ),
+        error_message=str(run.run_error_message or ""),
+    )
+
+
+class Session:
+    """One registry's management client and an HTTP session for its blobs; close it (or use `session()`)."""
+
+    def __init__(self, registry: Registry, client: ContainerRegistryManagementClient) -> None:
+        self.registry = registry
+        self.client = client
+        self.http = requests.Session()
+        self.http.verify = ca_bundle() or True
+        # Blob storage throttles and fails like ARM does: the same bounded retries, honouring Retry-After.
+        retry = Retry(
+            total=5,
+            backoff_factor=0.5,
+            status_forcelist=(429, 500, 502, 503, 504),
+            allowed_methods=frozenset({"GET", "PUT"}),
+            respect_retry_after_header=True,
+            raise_on_status=False,
+        )
+        self.http.mount("https://", HTTPAdapter(max_retries=retry))
+
+    def close(self) -> None:
+        self.http.close()
+        self.client.close()  # type: ignore[no-untyped-call]
+
+    def _run_resource(self, run_id: str) -> Resource:
+        r = self.registry
+        return Resource("ACR run", f"{run_id} of registry {r.name}", r.resource_group, r.subscription_id, "[acr].name")
+
+    def login_server(self) -> str:
+        with azure_errors(self.registry.resource()):
+            return str(self.client.registries.get(self.registry.resource_group, self.registry.name).login_server)
+
+    def upload_source(self, archive: bytes) -> str:
+        """Upload a tar.gz build context; returns the `relativePath` that scheduleRun's `sourceLocation` takes."""
+        r = self.registry
+        with azure_errors(r.resource()):
+            upload = self.client.registries.get_build_source_upload_url(r.resource_group, r.name)
+        url, relative = str(upload.upload_url), str(upload.relative_path)
+        try:
+            response = self.http.put(url, data=archive, headers={"x-ms-blob-type": "BlockBlob"}, timeout=(10, 300))
+        except requests.RequestException as exc:
+            raise translate_blob_status(None, f"upload of the build context to registry {r.name}", str(exc)) from exc
+        if response.status_code not in (200, 201):
+            raise translate_blob_status(
+                response.status_code,
+                f"upload of the build context to registry {r.name}",
+                response.headers.get("x-ms-error-code", ""),
+            )
+        return relative
+
+    def schedule_docker_build(
+        self,
+        *,
+        source: str,
+        image_names: Sequence[str],
+        dockerfile: str,
+        target: str,
+        platform: str,
+        build_args: Mapping[str, str],
+        timeout_seconds: int,
+        push: bool = True,
+    ) -> RunState:
+        """Registries_ScheduleRun with a DockerBuildRequest (build arguments are sent as non-secret)."""
+        os_name, _, rest = platform.partition("/")
+        architecture, _, variant = rest.partition("/")
+        request = m.DockerBuildRequest(
+            source_location=source,
+            docker_file_path=dockerfile,
+            image_names=list(image_names),
+            is_push_enabled=push,
+            target=target or None,
+            platform=m.PlatformProperties(
+                os=os_name.capitalize() or "Linux", architecture=architecture or "amd64", variant=variant or None
+            ),
+            arguments=[m.Argument(name=k, value=v, is_secret=False) for k, v in sorted(build_args.items())],
+            timeout=timeout_seconds,
+        )
+        r = self.registry
+        with azure_errors(r.resource()):
+            return _run_state(self.client.registries.schedule_run(r.resource_group, r.name, request))
+
+    def get_run(self, run_id: str) -> RunState:
+        with azure_errors(self._run_resource(run_id)):
+            return _run_state(self.client.runs.get(self.registry.resource_group, self.registry.name, run_id))
+
+    def cancel_run(self, run_id: str) -> None:
+        with azure_errors(self._run_resource(run_id)):
+            self.client.runs.cancel(self.registry.resource_group, self.registry.name, run_id)
+
+    def list_runs(self, *, run_filter: str = "", top: int | None = None) -> list[RunState]:
+        r = self.registry
+        with azure_errors(r.resource()):
+            return [
+                _run_state(run) for run in self.client.runs.list(r.resource_group, r.name, filter=run_filter or None, top=top)
+            ]
+
+    def log_link(self, run_id: str) -> str:
+        """The run log's SAS URL (a secret for as long as it is valid: do not log it)."""
+        with azure_errors(self._run_resource(run_id)):
+            return str(self.client.runs.get_log_sas_url(self.registry.resource_group, self.registry.name, run_id).log_link)
+
+    def read_log(self, link: str, offset: int) -> bytes | None:
+        """The log's bytes from `offset` on; b"" when nothing new; None when the link was refused (expired: ask again)."""
+        try:
+            response = self.http.get(
+                link, headers={"x-ms-range": f"bytes={offset}-", "x-ms-version": "2021-08-06"}, timeout=(10, 60)
+            )
+        except requests.RequestException as exc:
+            raise translate_blob_status(None, f"reading the run log of registry {self.registry.name}", str(exc)) from exc
+        if response.status_code in (200, 206):
+            return response.content if response.status_code == 206 or offset == 0 else response.content[offset:]
+        if response.status_code in (404, 416):  # not written yet / nothing past `offset`
+            return b""
+        if response.status_code == 403:
+            return None
+        raise translate_blob_status(
+            response.status_code,
+            f"reading the run log of registry {self.registry.name}",
+            response.headers.get("x-ms-error-code", ""),
+        )
+
+    def admin_login(self) -> RegistryLogin:
+        """The registry's admin user (Registries_ListCredentials): what an imagePullSecret is made of."""
+        r = self.registry
+        with azure_errors(r.resource()):
+            login_server = str(self.client.registries.get(r.resource_group, r.name).login_server)
+            creds = self.client.registries.list_credentials(r.resource_group, r.name)
+        passwords = [p.value for p in (creds.passwords or []) if p.value]
+        if not creds.username or not passwords:
+            raise AzureError(f"{r.resource().describe()}: ListCredentials returned no admin password; enable the admin user")
+        return RegistryLogin(login_server, str(creds.username), str(passwords[0]))
+
+
+@contextmanager
+def session(registry: Registry) -> Iterator[Session]:
+    s = Session(registry, acr_client(subscription_id=registry.subscription_id, endpoint=registry.endpoint))
+    try:
+        yield s
+    finally:
+        s.close()

@@ -1,0 +1,173 @@
+"""The Azure layer's errors: every failure of azure-identity and the management SDKs, translated in one place.
+
+    PipelineError
+    └── AzureError                 `.status` (HTTP status or None), `.code` (ARM's error code), `.retryable`
+        ├── AzureUnauthorized      401, or no credential could get a token      (not retried)
+        ├── AzureForbidden         403: the identity lacks the role             (not retried)
+        ├── AzureNotFound          404: subscription, resource group, registry, cluster or run
+        ├── AzureThrottled         429 after the SDK's own Retry-After retries  (retryable)
+        ├── AzureUnavailable       5xx, connection refused/reset, timeouts      (retryable)
+        ├── AzureBadRequest        400/409/...: the request itself is wrong     (not retried)
+        └── AcrRunFailed           an ACR Tasks run ended Failed/Timeout/Canceled/Error;
+                                   the message carries the tail of the run log  (not retried)
+
+`azure_errors(resource)` is the only place that translates. Each error is
+raised `from` the azure.core exception, says which resource (by name, resource
+group and subscription) and what to do next, in one line, and carries at most
+`BODY_LIMIT` characters of ARM's message. Nothing here ever includes a token,
+password or key: ARM's messages do not contain them, and request headers are
+never quoted.
+
+The workflow's retry policy names the non-retryable types (see
+`pipeline.workflows.NON_RETRYABLE`); the retryable ones have already been
+retried inside the SDK (honouring Retry-After, see `clients.py`), and are
+retried again by Temporal with back-off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from azure.core.exceptions import AzureError as SdkAzureError
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+
+from pipeline.errors import PipelineError
+
+BODY_LIMIT = 300
+
+
+class AzureError(PipelineError):
+    """An Azure call failed; `retryable` says whether the same call may succeed later."""
+
+    retryable = False
+    hint = "see the message above"
+
+    def __init__(self, message: str, *, status: int | None = None, code: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class AzureUnauthorized(AzureError):
+    hint = (
+        "the Azure credential was refused or is missing; check AZURE_TENANT_ID/AZURE_CLIENT_ID and the secret or "
+        "federated token (workload identity), or run `az login` on a laptop"
+    )
+
+
+class AzureForbidden(AzureError):
+    hint = "the identity has no role allowing this; grant it (e.g. Contributor on the registry, AKS Cluster User on the cluster)"
+
+
+class AzureNotFound(AzureError):
+    hint = "check [azure].subscription_id, [azure].resource_group and the resource's name in config.toml"
+
+
+class AzureThrottled(AzureError):
+    retryable = True
+    hint = "Azure is throttling this identity; the pipeline retries with back-off"
+
+
+class AzureUnavailable(AzureError):
+    retryable = True
+    hint = "Azure (or [azure].endpoint) is unreachable or failing; the pipeline retries with back-off"
+
+
+class AzureBadRequest(AzureError):
+    hint = "Azure refused the request as invalid; check the values in config.toml"
+
+
+class AcrRunFailed(AzureError):
+    """An ACR Tasks run ended without success; the message ends with the tail of its log."""
+
+    hint = "fix the build (the run log's last lines are above) and deploy again"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """What a call was about, for messages: `kind` is "registry", "AKS cluster", "run", ..."""
+
+    kind: str
+    name: str
+    resource_group: str
+    subscription_id: str
+    config_key: str = ""  # the config.toml key that names it, e.g. "[acr].name"
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.name} (resource group {self.resource_group}, subscription {self.subscription_id})"
+
+
+def _capped(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= BODY_LIMIT else text[:BODY_LIMIT] + "... (truncated)"
+
+
+def _arm_error(exc: HttpResponseError) -> tuple[str, str]:
+    """(code, message) of ARM's `{"error": {...}}` body, else of the exception."""
+    error = getattr(exc, "error", None)
+    code = str(getattr(error, "code", "") or "")
+    message = str(getattr(error, "message", "") or "") or str(exc.reason or "") or str(exc.message or "")
+    return code, _capped(message.splitlines()[0] if message else "")
+
+
+def translate(exc: SdkAzureError, resource: Resource) -> AzureError:
+    """The AzureError for an azure.core exception raised by a call about `resource`."""
+    if isinstance(exc, HttpResponseError) and exc.status_code:
+        status = int(exc.status_code)
+        code, message = _arm_error(exc)
+        shown = f"{status} {code}".strip()
+        if status == 404:
+            if code == "SubscriptionNotFound":
+                text = f"subscription {resource.subscription_id} not found (or not visible to this identity)"
+                return AzureNotFound(f"{text}: {message}; check [azure].subscription_id", status=status, code=code)
+            if code == "ResourceGroupNotFound":
+                text = f"resource group {resource.resource_group} not found in subscription {resource.subscription_id}"
+                return AzureNotFound(f"{text}; check [azure].resource_group", status=status, code=code)
+            where = f"{resource.kind} {resource.name} not found in resource group {resource.resource_group} of subscription {resource.subscription_id}"
+            key = f"check {resource.config_key}, " if resource.config_key else "check "
+            return AzureNotFound(f"{where}; {key}[azure].resource_group and [azure].subscription_id", status=status, code=code)
+        if status == 401:
+            cls: type[AzureError] = AzureUnauthorized
+        elif status == 403:
+            cls = AzureForbidden
+        elif status == 429:
+            cls = AzureThrottled
+        elif status >= 500 or status == 408:
+            cls = AzureUnavailable
+        else:
+            cls = AzureBadRequest
+        return cls(f"{resource.describe()}: {shown}: {message}; {cls.hint}", status=status, code=code)
+    if isinstance(exc, ClientAuthenticationError):
+        # No status: the credential chain could not get a token at all (a refused secret, no identity).
+        detail = _capped(str(exc.message or exc).splitlines()[0] if str(exc.message or exc) else type(exc).__name__)
+        return AzureUnauthorized(f"{resource.describe()}: no Azure token: {detail}; {AzureUnauthorized.hint}")
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        return AzureUnavailable(f"{resource.describe()}: cannot reach Azure: {_capped(str(exc))}; {AzureUnavailable.hint}")
+    return AzureError(f"{resource.describe()}: {type(exc).__name__}: {_capped(str(exc))}")
+
+
+def translate_blob_status(status: int | None, what: str, detail: str) -> AzureError:
+    """The AzureError for a blob (SAS URL) request that failed with `status` (None: no answer at all)."""
+    detail = _capped(detail)
+    if status is None:
+        return AzureUnavailable(f"{what}: cannot reach blob storage: {detail}; {AzureUnavailable.hint}")
+    cls: type[AzureError] = AzureUnavailable if status >= 500 or status == 429 else AzureBadRequest
+    if status == 403:
+        cls = AzureForbidden
+    return cls(f"{what}: {status} {detail}; {cls.hint}", status=status, code=detail)
+
+
+@contextmanager
+def azure_errors(resource: Resource) -> Iterator[None]:
+    """Translate azure.core exceptions raised inside into AzureErrors about `resource`."""
+    try:
+        yield
+    except SdkAzureError as exc:
+        raise translate(exc, resource) from exc

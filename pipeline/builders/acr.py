@@ -1,0 +1,255 @@
+"""Build with ACR Tasks (target "aks"): the equivalent of `az acr build`, without the az CLI or a Docker daemon.
+
+In production the pipeline worker runs in a pod with no Docker engine, so the
+image is built where Azure builds it:
+
+    pack the context (.dockerignore honoured) ─▶ listBuildSourceUploadUrl ─▶ PUT blob
+      ─▶ scheduleRun(DockerBuildRequest) ─▶ heartbeat the run id
+      ─▶ poll Runs_Get until terminal, following the run log (ranged blob reads)
+      ─▶ Succeeded: the pushed digest from outputImages; otherwise AcrRunFailed with the log tail
+
+Idempotency, in the order a retried activity meets it:
+
+1. The run id is heartbeated as soon as scheduleRun answers; a retry reads it
+   from `activity.info().heartbeat_details` and follows *that* run instead of
+   scheduling another (a worker killed mid-build costs no second build).
+2. Before scheduling, an image already in the registry under the same tag
+   with the same `pipeline.source-hash` label is reused. The registry is asked
+   directly (`pipeline.registry.find_image`) only when the login server is a
+   loopback address (the local imitation pushes to 127.0.0.1:5000, plain
+   HTTP). A real ACR login server would need an Entra-to-ACR token exchange on
+   its data plane; that check is skipped there, and the cost is a rebuild of
+   identical sources (the default tag `src-<hash>` is content-addressed, so
+   the result is the same image name).
+
+The label: DockerBuildRequest has no `labels`, so the archive's copy of the
+Dockerfile gets `LABEL pipeline.source-hash=<hash>` as the last instruction
+of the target stage (of the last stage when no target is set). The user's
+files are not changed.
+
+Secrets: build arguments are sent as non-secret (they come from config.toml,
+which holds none). No registry credential is needed here (ACR Tasks pushes
+with the registry's own identity); SAS URLs are used, never logged or
+heartbeated.
+"""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import re
+import tarfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import CancelledError
+
+from pipeline.azure import acr
+from pipeline.azure.errors import AcrRunFailed
+from pipeline.builders.local import BuildError, context_files, source_hash
+from pipeline.models import AcrRegistryRef, BuildImageInput, BuiltImage
+from pipeline.registry import SOURCE_HASH_LABEL, find_image
+
+_FROM = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*\S+(?:\s+AS\s+(?P<name>\S+))?\s*$", re.IGNORECASE)
+POLL_SECONDS = 1.0
+LOG_TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class Reporter:
+    """Where progress goes: the activity's heartbeat and logger in production, anything in tests."""
+
+    heartbeat: Callable[..., None]
+    log: Callable[[str], None]
+    cancelled: Callable[[], bool]
+    resumed: Mapping[str, Any] | None = None  # the last heartbeat of a previous attempt, if any
+
+
+def build_image(request: BuildImageInput) -> BuiltImage:
+    """The build activity for target "aks" (called by `pipeline.activities.build_image`)."""
+    details = activity.info().heartbeat_details
+    last = details[-1] if details else None
+    reporter = Reporter(
+        heartbeat=activity.heartbeat,
+        log=lambda line: activity.logger.info("acr: %s", line),
+        cancelled=activity.is_cancelled,
+        resumed=last if isinstance(last, Mapping) else None,
+    )
+    return build(request, reporter)
+
+
+def build(request: BuildImageInput, reporter: Reporter) -> BuiltImage:
+    spec = request.build
+    if spec.acr is None:
+        raise BuildError(f'build of {request.app} for target "aks" has no ACR registry; set [acr] in config.toml')
+    context = Path(spec.context)
+    if not (context / spec.dockerfile).is_file():
+        raise BuildError(f"Dockerfile {context / spec.dockerfile} does not exist (apps.{request.app}.dockerfile)")
+    digest_of_source = source_hash(context, dockerfile=spec.dockerfile, target=spec.target, build_args=spec.build_args)
+    tag = request.tag or f"src-{digest_of_source[:16]}"
+    name = _repository_name(spec.repository, spec.acr.login_server)
+    registry = _registry(spec.acr)
+    with acr.session(registry) as session:
+        run_id = str((reporter.resumed or {}).get("run_id") or "")
+        offset = int((reporter.resumed or {}).get("log_offset") or 0)
+        if run_id:
+            reporter.log(f"resuming ACR run {run_id} of a previous attempt instead of scheduling another")
+        else:
+            existing = _existing(spec.acr.login_server, name, tag)
+            if existing is not None and existing.labels.get(SOURCE_HASH_LABEL) == digest_of_source:
+                reporter.log(f"{spec.repository}:{tag} already pushed as {existing.digest}; not rebuilding")
+                return BuiltImage(spec.repository, tag, existing.digest, reused=True)
+            archive = pack(context, dockerfile=spec.dockerfile, target=spec.target, label_value=digest_of_source)
+            source = session.upload_source(archive)
+            run = session.schedule_docker_build(
+                source=source,
+                image_names=[f"{name}:{tag}"],
+                dockerfile=spec.dockerfile,
+                target=spec.target,
+                platform=spec.platform,
+                build_args=spec.build_args,
+                timeout_seconds=spec.timeout_seconds,
+            )
+            run_id = run.run_id
+            reporter.heartbeat({"run_id": run_id, "status": run.status, "log_offset": 0})
+            reporter.log(
+                f"scheduled ACR run {run_id} in registry {registry.name} for {name}:{tag} ({len(archive)} bytes of context)"
+            )
+        state, tail = _follow(session, run_id, offset, reporter)
+    if state.status != "Succeeded":
+        shown = "\n".join(tail[-LOG_TAIL_LINES:])
+        why = f": {state.error_message}" if state.error_message else ""
+        raise AcrRunFailed(
+            f"ACR run {run_id} in registry {registry.name} ended {state.status}{why}; {AcrRunFailed.hint}. "
+            f"Last lines of the run log:\n{shown}",
+            code=state.status,
+        )
+    pushed = next((i for i in state.output_images if i.tag == tag and i.digest), None) or next(
+        (i for i in state.output_images if i.digest), None
+    )
+    if pushed is None:
+        raise AcrRunFailed(f"ACR run {run_id} in registry {registry.name} succeeded but reported no pushed image digest")
+    repository = f"{pushed.registry}/{pushed.repository}" if pushed.registry and pushed.repository else spec.repository
+    return BuiltImage(repository, pushed.tag or tag, pushed.digest)
+
+
+def _follow(session: acr.Session, run_id: str, offset: int, reporter: Reporter) -> tuple[acr.RunState, list[str]]:
+    """Poll the run until it is terminal, logging and heartbeating each new log line; (final state, log tail)."""
+    link = ""
+    tail: list[str] = []
+    pending = b""
+    while True:
+        if reporter.cancelled():
+            session.cancel_run(run_id)
+            reporter.log(f"ACR run {run_id} cancelled with the activity")
+            raise CancelledError(f"ACR run {run_id} cancelled")
+        state = session.get_run(run_id)
+        if not link:
+            link = session.log_link(run_id)
+        chunk = session.read_log(link, offset)
+        if chunk is None:  # the SAS link expired: ask for a new one next round
+            link = ""
+            chunk = b""
+        offset += len(chunk)
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for raw in lines:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if line:
+                tail.append(line)
+                del tail[:-LOG_TAIL_LINES]
+                reporter.log(line)
+        reporter.heartbeat(
+            {
+                "run_id": run_id,
+                "status": state.status,
+                "log_offset": offset - len(pending),
+                "line": tail[-1][:200] if tail else "",
+            }
+        )
+        if state.terminal:
+            # The log is complete once the run is terminal: drain what is left, then stop.
+            rest = session.read_log(link, offset) if link else b""
+            for raw in (pending + (rest or b"")).split(b"\n"):
+                line = raw.decode("utf-8", "replace").rstrip()
+                if line:
+                    tail.append(line)
+                    reporter.log(line)
+            return state, tail[-LOG_TAIL_LINES:]
+        time.sleep(POLL_SECONDS)
+
+
+def pack(context: Path, *, dockerfile: str, target: str, label_value: str) -> bytes:
+    """The build context as tar.gz: exactly `context_files` (.dockerignore honoured), the Dockerfile labelled."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for rel in context_files(context, dockerfile=dockerfile):
+            path = context / rel
+            info = tar.gettarinfo(str(path), arcname=rel)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            data = path.read_bytes()
+            if Path(rel) == Path(dockerfile):
+                data = labelled_dockerfile(data.decode("utf-8"), target=target, label_value=label_value).encode()
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def labelled_dockerfile(text: str, *, target: str, label_value: str) -> str:
+    """`text` with the source-hash LABEL as the last instruction of the `target` stage (of the last stage if "").
+
+    Inside the stage, not as a new stage after the file's end: the classic
+    builder builds every stage up to the target, so a stage appended last
+    would drag in unrelated later stages.
+    """
+    label = f'# added by the pipeline (ACR Tasks has no --label)\nLABEL {SOURCE_HASH_LABEL}="{label_value}"\n'
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    insert_at = len(lines)
+    if target:
+        own = next(
+            (i for i, line in enumerate(lines) if (m := _FROM.match(line)) and (m.group("name") or "").lower() == target.lower()),
+            None,
+        )
+        if own is None:
+            raise BuildError(f"the Dockerfile has no stage named {target!r} (apps.<name>.build_target)")
+        insert_at = next((i for i in range(own + 1, len(lines)) if _FROM.match(lines[i])), len(lines))
+        while insert_at > own + 1 and not lines[insert_at - 1].strip():
+            insert_at -= 1  # keep the label next to the stage's instructions, before the blank lines
+    return "".join(lines[:insert_at] + [label] + lines[insert_at:])
+
+
+def _repository_name(repository: str, login_server: str) -> str:
+    """The repository path inside the registry: "sample-worker" of "myacr.azurecr.io/sample-worker"."""
+    prefix = login_server.rstrip("/") + "/"
+    return repository[len(prefix) :] if repository.startswith(prefix) else repository.split("/", 1)[-1]
+
+
+def _registry(ref: AcrRegistryRef) -> acr.Registry:
+    return acr.Registry(
+        subscription_id=ref.subscription_id, resource_group=ref.resource_group, name=ref.name, endpoint=ref.endpoint
+    )
+
+
+def _is_loopback(login_server: str) -> bool:
+    host = login_server.rsplit(":", 1)[0] if login_server.count(":") == 1 else login_server
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _existing(login_server: str, name: str, tag: str) -> Any:
+    """The image already under `tag`, when the registry can be asked directly (loopback only; see the module doc)."""
+    if not _is_loopback(login_server):
+        return None
+    return find_image(f"{login_server}/{name}", tag)

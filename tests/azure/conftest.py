@@ -1,0 +1,72 @@
+"""One ARM imitation process per test session, reached only through the real Azure SDKs.
+
+`azure_arm` is the session's `bootstrap.azure_arm.Imitation` (endpoint, CA bundle,
+client env, subscription id, resource group, registry and cluster names, and the
+admin API: `inject(...)`, `count(...)`, `requests()`, `reset()`). Tests isolate
+themselves by image names and run ids, never by restarting it; `arm` is the same
+object with faults cleared after each test. The kubeconfig handed out by
+listClusterUserCredential is the running stack's cluster
+(`.stack/cluster/kubeconfig`, or `ARM_IMITATION_KUBECONFIG`); override the
+`arm_kubeconfig` fixture to point it at another cluster.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from azure.identity import ClientSecretCredential
+
+from bootstrap.azure_arm import Imitation, start
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+ARM_SCOPE = "https://management.azure.com/.default"
+AKS_SCOPE = "6dae42f8-4368-4678-94ff-3960e28e3630/.default"
+TASKS_API_VERSION = "2025-03-01-preview"
+
+
+@pytest.fixture(scope="session")
+def arm_kubeconfig() -> Path | None:
+    path = Path(os.environ.get("ARM_IMITATION_KUBECONFIG") or REPO_ROOT / ".stack/cluster/kubeconfig")
+    return path if path.exists() else None
+
+
+@pytest.fixture(scope="session")
+def azure_arm(tmp_path_factory: pytest.TempPathFactory, arm_kubeconfig: Path | None) -> Iterator[Imitation]:
+    """`python -m bootstrap.azure_arm serve` on a free port with a temporary state directory."""
+    imitation = start(tmp_path_factory.mktemp("azure-arm"), kubeconfig=arm_kubeconfig)
+    try:
+        yield imitation
+    finally:
+        imitation.stop()
+
+
+@pytest.fixture
+def arm(azure_arm: Imitation) -> Iterator[Imitation]:
+    """The session imitation, with any fault a test left pending cleared afterwards."""
+    yield azure_arm
+    azure_arm.clear_faults()
+
+
+@pytest.fixture
+def arm_env(arm: Imitation, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The client environment (AZURE_*, REQUESTS_CA_BUNDLE, SSL_CERT_FILE) set in os.environ for one test."""
+    for key, value in arm.env.items():
+        monkeypatch.setenv(key, value)
+    return arm.env
+
+
+@pytest.fixture
+def arm_credential(arm: Imitation) -> ClientSecretCredential:
+    """The `pipeline` principal, configured the way production code must be to reach the imitation."""
+    return ClientSecretCredential(
+        arm.tenant_id,
+        arm.client_id,
+        arm.client_secret,
+        authority=arm.endpoint,
+        disable_instance_discovery=True,  # else MSAL asks login.microsoftonline.com about the unknown host
+        connection_verify=str(arm.ca_bundle),
+    )

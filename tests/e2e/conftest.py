@@ -1,0 +1,124 @@
+"""End-to-end fixtures: the local stack's real services, one isolated app per test module.
+
+These tests drive the real `pipeline` console script against the stack that
+`bootstrap/stack up` runs (Temporal dev server 127.0.0.1:7233 with its Web UI
+on :8233, registry 127.0.0.1:5000, the local cluster on :6443, Docker), so
+every deployment they make shows up in the Web UI like any other.
+
+Isolation is by name, not by restart: each module gets its own app (which
+names the Deployment, the image repository and the workflow id), Kubernetes
+namespace, app task queue and pipeline task queue, a config.toml per version
+(`E2eApp.config(...)`), and a `pipeline worker` subprocess on that pipeline
+task queue, so nothing here touches the stack's own `deployments` worker or
+the `temporal-workers` namespace. The namespace is deleted at the end of the
+module, which stops its pods (set E2E_KEEP_NAMESPACES=1 to keep them for a look).
+
+A module is a script of deployments (v1, v2, ...): its tests build on the ones
+before them and run in file order.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+
+from pipeline import kube
+from tests.conftest import eventually
+from tests.e2e.support import (
+    KUBECONFIG,
+    PIPELINE,
+    REGISTRY,
+    TEMPORAL_ADDRESS,
+    TEMPORAL_NAMESPACE,
+    E2eApp,
+    listening,
+    pollers_of,
+)
+
+_TIMINGS: dict[str, float] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "e2e: needs the local stack (bootstrap/stack up); deselect with -m 'not e2e'")
+
+
+@pytest.fixture(scope="session")
+def stack() -> None:
+    """Skip the e2e tests (saying how to fix it) when the local stack is not up."""
+    down = [a for a in (TEMPORAL_ADDRESS, REGISTRY, "127.0.0.1:6443", "127.0.0.1:8233") if not listening(a)]
+    if down or not KUBECONFIG.is_file():
+        pytest.skip(f"the local stack is not up ({', '.join(down) or KUBECONFIG}): run `bootstrap/stack up`")
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def stack_client(stack: None) -> Client:
+    """A client of the stack's dev server (not the unit tests' private one), so the Web UI shows what we do."""
+    return await Client.connect(TEMPORAL_ADDRESS, namespace=TEMPORAL_NAMESPACE)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def e2e_app(request: pytest.FixtureRequest, stack_client: Client) -> AsyncIterator[E2eApp]:
+    """A fresh app with a `pipeline worker` subprocess on its own pipeline task queue; its namespace is deleted after."""
+    short = re.sub(r"[^a-z0-9]+", "-", request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_"))[:12].strip("-")
+    name = f"e2e-{short}-{uuid.uuid4().hex[:6]}"
+    # Not under pytest's basetemp: other pytest sessions on this machine prune old basetemps while we run.
+    directory = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    app = E2eApp(name=name, directory=directory, worker_log=directory / "pipeline-worker.log")
+    with app.worker_log.open("wb") as log:
+        worker = subprocess.Popen(
+            [PIPELINE, "worker"], env=app.env(app.config()), cwd=directory, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+
+        async def polling() -> None:
+            assert worker.poll() is None, f"`pipeline worker` exited {worker.returncode}:\n{app.worker_log.read_text()}"
+            assert await pollers_of(stack_client, app.pipeline_queue), "the pipeline worker does not poll yet"
+
+        await eventually(polling, timeout=30, what=f"`pipeline worker` polling {app.pipeline_queue!r}")
+        yield app
+    finally:
+        _stop(worker)
+        if os.environ.get("E2E_KEEP_NAMESPACES"):
+            print(f"{name}: pipeline worker log {app.worker_log}; namespace {app.namespace} kept (E2E_KEEP_NAMESPACES)")
+        else:
+            with app.kube_client() as kc:
+                kube.delete_object(kc, api_version="v1", kind="Namespace", name=app.namespace)
+            print(f"{name}: pipeline worker log {app.worker_log}; namespace {app.namespace} deleted")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def timings() -> Iterator[dict[str, float]]:
+    """Durations a module measures: printed at the end of the run, never asserted."""
+    measured: dict[str, float] = {}
+    yield measured
+    _TIMINGS.update(measured)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _TIMINGS:
+        terminalreporter.section("e2e timings (measured, not asserted)")
+        for key, value in _TIMINGS.items():
+            terminalreporter.write_line(f"{key:<55} {value:6.1f}s")
+    sys.stdout.flush()

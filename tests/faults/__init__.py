@@ -1,0 +1,1 @@
+"""Fault-injection tests against the local stack (issue 7)."""
