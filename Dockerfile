@@ -40,6 +40,7 @@ COPY --from=deps /opt/venv /opt/venv
 WORKDIR /app
 # Owned by root, so the worker user cannot rewrite its own code.
 COPY sample_worker/ /app/sample_worker/
+COPY worker_health/ /app/worker_health/
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     PYTHONUNBUFFERED=1 \
@@ -77,6 +78,7 @@ RUN groupadd --system --gid 10001 worker \
 COPY --from=pipeline-deps /opt/venv /opt/venv
 WORKDIR /app
 COPY pipeline/ /app/pipeline/
+COPY worker_health/ /app/worker_health/
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     PYTHONUNBUFFERED=1 \

@@ -27,10 +27,10 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from pipeline import activities
-from pipeline.health import HealthServer, HealthState
 from pipeline.models import TemporalTarget
 from pipeline.temporal_client import connect
 from pipeline.workflows import DeploymentWorkflow
+from worker_health import HealthServer, HealthState
 
 log = logging.getLogger("pipeline.worker")
 

@@ -27,9 +27,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from sample_worker.activities import charge_payment, reserve_inventory, ship_order
-from sample_worker.health import HealthServer, HealthState
 from sample_worker.settings import Settings, connect, load_or_exit
 from sample_worker.workflows import OrderWorkflow
+from worker_health import HealthServer, HealthState
 
 logger = logging.getLogger("sample_worker")
 

@@ -28,11 +28,11 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
-from sample_worker.health import HealthServer, HealthState
 from sample_worker.settings import Settings, SettingsError, load_settings
 from sample_worker.worker import build_worker, run
 from sample_worker.workflows import OrderInput, OrderResult, OrderWorkflow
 from tests.conftest import REPO_ROOT, eventually, unique_name
+from worker_health import HealthServer, HealthState
 
 # Variables the worker reads; stripped from inherited environments so a developer's shell cannot leak in.
 WORKER_VARS = (

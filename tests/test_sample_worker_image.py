@@ -213,7 +213,7 @@ def test_build_context_is_the_allowlist(planted_secrets: PlantedSecrets) -> None
         if line.strip() and not line.startswith("#")
     ]
     sent = exclude_paths(str(REPO_ROOT), patterns, "Dockerfile")
-    allowed = {"Dockerfile", ".dockerignore", "sample_worker", "pipeline", "wheelhouse"}
+    allowed = {"Dockerfile", ".dockerignore", "sample_worker", "pipeline", "worker_health", "wheelhouse"}
     assert {path.split("/")[0] for path in sent} <= allowed, sorted(sent)
     assert "sample_worker/worker.py" in sent and "sample_worker/requirements.txt" in sent
     assert not [path for path in sent if Path(path).name in planted_secrets.names or "__pycache__" in path], sorted(sent)

@@ -1,7 +1,8 @@
-"""Liveness and readiness over HTTP, stdlib only, for the pipeline worker pod's probes.
+"""Liveness and readiness over HTTP, stdlib only, for Kubernetes probes of any Temporal worker.
 
-The same contract as sample_worker/health.py (each image ships only its own package,
-so the pipeline keeps its copy): the manifests rendered for every app probe these paths.
+Shared by the sample worker and the pipeline worker (each image copies this one
+module beside its own package): the manifests the pipeline renders probe
+`/healthz` and `/readyz` on every app it deploys.
 
 ``GET /healthz`` answers 200 while the event loop runs (a wedged loop fails the
 liveness probe). ``GET /readyz`` answers 200 only while the worker is connected
