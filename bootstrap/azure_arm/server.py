@@ -16,7 +16,8 @@ from bootstrap.azure_arm import arm, blobs, identity
 from bootstrap.azure_arm.builds import RunExecutor
 from bootstrap.azure_arm.faults import FaultError, Faults
 from bootstrap.azure_arm.state import RunStore, Seed
-from bootstrap.azure_arm.tls import ensure_certificates, server_context, write_private
+from bootstrap.azure_arm.tls import ensure_certificates, server_context
+from bootstrap.tls import write_private
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bootstrap.azure_arm.tls import write_private
+from bootstrap.tls import write_private
 
 AKS_SERVER_APP_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
 """The Entra application of every AKS API server: tokens for `<this>/.default` are what AAD clusters accept."""
