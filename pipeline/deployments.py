@@ -133,6 +133,8 @@ async def follow(
                 say(f"     {detail}")
                 last_detail = detail
         if finished:
+            if not result_task.cancelled():
+                result_task.exception()  # seen; result_of asks again, and survives a server restart in between
             return await result_of(handle)
         await asyncio.wait([result_task], timeout=interval)
 
