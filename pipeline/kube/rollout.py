@@ -4,10 +4,10 @@
                                timeout=300, on_progress=heartbeat, cancelled=lambda: False)
 
 Two watches, the Deployment (by field selector) and the pods of its selector,
-are read in turns in short server-side slices (`WATCH_SLICE_SECONDS`), each
-resuming from its last resourceVersion, so `cancelled()` and the overall
-timeout are checked every couple of seconds without any sleep. A watch whose
-resourceVersion expired (410) is relisted and resumed.
+each streamed by its own thread into one queue, resuming from its last
+resourceVersion (relisting after a 410); the waiting thread judges the rollout
+the moment an event arrives, and checks `cancelled()` and the deadline every
+`POLL_SECONDS` in between, without sleeping.
 
 Done, as `kubectl rollout status` judges it: the controller observed the
 applied generation, updatedReplicas >= spec.replicas, status.replicas <=
@@ -26,6 +26,8 @@ progress deadline when the pods already show it:
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -38,7 +40,12 @@ from pipeline.kube.client import KubeClient
 from pipeline.kube.errors import KubeExpired, RolloutCancelled, RolloutFailed, RolloutTimedOut, api_errors
 from pipeline.kube.pods import HASH_LABEL, REVISION_ANNOTATION, ContainerState, PodInfo, pod_info, selector_string
 
-WATCH_SLICE_SECONDS = 1
+# A watch request's server-side length: only bounds how long a stopped pump lingers.
+WATCH_SLICE_SECONDS = 5
+# How often the waiting thread checks cancellation and the deadline between events.
+POLL_SECONDS = 0.25
+# The longest gap between two progress reports (the activity's heartbeats) when nothing moves.
+PROGRESS_SECONDS = 2.0
 FAILING_WAITING_REASONS = frozenset(
     {
         "CrashLoopBackOff",
@@ -56,7 +63,7 @@ DEADLINE_REASON = "ProgressDeadlineExceeded"
 
 @dataclass(frozen=True)
 class RolloutProgress:
-    """Where the rollout is; sent to `on_progress` after every watch slice (at least every ~2 s)."""
+    """Where the rollout is; sent to `on_progress` after every burst of events (and at least every 2 s)."""
 
     replicas: int
     updated: int
@@ -113,20 +120,42 @@ def wait_for_rollout(
     """
     deadline = time.monotonic() + timeout
     state = _State(namespace=namespace, name=name, generation=generation)
-    dep_rv = _list_deployment(kc, state)
+    items, dep_rv = _list_deployment(kc, state)
+    state.deployment = items[0] if items else None
     if state.deployment is None:
         raise RolloutFailed("NotFound", f"{state.what}: not found; apply the manifests before waiting for the rollout")
     if state.generation <= 0:
         state.generation = int(state.deployment["metadata"].get("generation") or 0)
     selector = _selector(state.deployment)
-    pods_rv = _list_pods(kc, state, selector)
-    dep_watch, pod_watch = _new_watch(), _new_watch()
-    last = _Judge(kc, state).judge()
-    on_progress(last.progress)
-    while True:
-        for source in ("deployment", "pods"):
-            if last.outcome is not None:
-                return last.outcome
+    items, pods_rv = _list_pods(kc, state, selector)
+    state.pods = {item["metadata"]["name"]: item for item in items}
+    events: queue.Queue[_Event] = queue.Queue()
+    stop = threading.Event()
+    pumps = (
+        _Pump(
+            "deployment",
+            events,
+            stop,
+            dep_rv,
+            lambda w, rv: _watch_deployment(kc, state, w, rv),
+            lambda: _list_deployment(kc, state),
+        ),
+        _Pump(
+            "pods",
+            events,
+            stop,
+            pods_rv,
+            lambda w, rv: _watch_pods(kc, state, w, selector, rv),
+            lambda: _list_pods(kc, state, selector),
+        ),
+    )
+    for pump in pumps:
+        pump.start()
+    try:
+        last = _Judge(kc, state).judge()
+        on_progress(last.progress)
+        reported = time.monotonic()
+        while last.outcome is None:
             if cancelled():
                 raise RolloutCancelled(
                     "Cancelled", f"{state.what}: stopped waiting for the rollout: cancelled ({last.progress.message})"
@@ -138,45 +167,106 @@ def wait_for_rollout(
                     f"{state.what}: the rollout did not finish within {timeout:g}s: {last.progress.message}; "
                     f"see `kubectl -n {namespace} describe deployment {name}`",
                 )
-            slice_seconds = max(1, min(WATCH_SLICE_SECONDS, int(remaining + 0.999)))
             try:
-                if source == "deployment":
-                    dep_rv = _watch_deployment(kc, state, dep_watch, dep_rv, slice_seconds)
-                else:
-                    pods_rv = _watch_pods(kc, state, pod_watch, selector, pods_rv, slice_seconds)
-            except KubeExpired:
-                if source == "deployment":
-                    dep_rv = _list_deployment(kc, state)
-                else:
-                    pods_rv = _list_pods(kc, state, selector)
+                _apply_event(state, events.get(timeout=min(POLL_SECONDS, remaining)))
+            except queue.Empty:
+                if time.monotonic() - reported >= PROGRESS_SECONDS:  # a heartbeat even when nothing moves
+                    on_progress(last.progress)
+                    reported = time.monotonic()
+                continue
+            while not events.empty():  # judge once per burst of events
+                _apply_event(state, events.get_nowait())
             last = _Judge(kc, state).judge()
             on_progress(last.progress)
+            reported = time.monotonic()
+        return last.outcome
+    finally:
+        stop.set()
 
 
-# ----- lists and watches -----
+# ----- watches, each pumped by its own thread into one queue -----
+
+# (source, event type or "RELIST" or "ERROR", object / list of objects / exception)
+_Event = tuple[str, str, Any]
 
 
-def _list_deployment(kc: KubeClient, state: _State) -> str:
+class _Pump(threading.Thread):
+    """Streams one watch into the queue, resuming from its resourceVersion and relisting after 410.
+
+    Only the waiting thread touches the rollout state: a pump hands over events,
+    relisted items and its own failure, so judging happens the moment an event
+    arrives rather than after a watch slice ends.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        out: queue.Queue[_Event],
+        stop: threading.Event,
+        rv: str,
+        stream: Callable[[watch.Watch, str], Iterator[tuple[str, dict[str, Any]]]],
+        relist: Callable[[], tuple[list[dict[str, Any]], str]],
+    ) -> None:
+        super().__init__(name=f"rollout-watch-{source}", daemon=True)
+        self.source, self.out, self.stop, self.rv, self.stream, self.relist = source, out, stop, rv, stream, relist
+
+    def run(self) -> None:
+        w = _new_watch()
+        while not self.stop.is_set():
+            try:
+                for kind, obj in self.stream(w, self.rv):
+                    self.rv = str(obj.get("metadata", {}).get("resourceVersion") or self.rv)
+                    if kind in ("ADDED", "MODIFIED", "DELETED"):
+                        self.out.put((self.source, kind, obj))
+                    if self.stop.is_set():
+                        w.stop()  # type: ignore[no-untyped-call]
+                        return
+            except KubeExpired:
+                items, self.rv = self.relist()
+                self.out.put((self.source, "RELIST", items))
+            except Exception as exc:  # handed to the waiting thread, which raises it
+                self.out.put((self.source, "ERROR", exc))
+                return
+
+
+def _apply_event(state: _State, event: _Event) -> None:
+    source, kind, payload = event
+    if kind == "ERROR":
+        raise payload
+    if source == "deployment":
+        if kind == "DELETED":
+            raise RolloutFailed("DeploymentDeleted", f"{state.what}: was deleted while rolling out")
+        if kind == "RELIST":
+            state.deployment = payload[0] if payload else state.deployment
+        else:
+            state.deployment = payload
+        return
+    if kind == "RELIST":
+        state.pods = {item["metadata"]["name"]: item for item in payload}
+    elif kind == "DELETED":
+        state.pods.pop(str(payload.get("metadata", {}).get("name") or ""), None)
+    else:
+        state.pods[str(payload.get("metadata", {}).get("name") or "")] = payload
+
+
+def _list_deployment(kc: KubeClient, state: _State) -> tuple[list[dict[str, Any]], str]:
     raw = kc.request(
         method="GET",
         path=f"/apis/apps/v1/namespaces/{state.namespace}/deployments",
         what=state.what,
         query=[("fieldSelector", f"metadata.name={state.name}")],
     )
-    items = raw.get("items") or []
-    state.deployment = items[0] if items else None
-    return str((raw.get("metadata") or {}).get("resourceVersion") or "")
+    return list(raw.get("items") or []), str((raw.get("metadata") or {}).get("resourceVersion") or "")
 
 
-def _list_pods(kc: KubeClient, state: _State, selector: Mapping[str, str]) -> str:
+def _list_pods(kc: KubeClient, state: _State, selector: Mapping[str, str]) -> tuple[list[dict[str, Any]], str]:
     raw = kc.request(
         method="GET",
         path=f"/api/v1/namespaces/{state.namespace}/pods",
         what=f"pods of {state.what}",
         query=[("labelSelector", selector_string(selector))],
     )
-    state.pods = {item["metadata"]["name"]: item for item in raw.get("items") or []}
-    return str((raw.get("metadata") or {}).get("resourceVersion") or "")
+    return list(raw.get("items") or []), str((raw.get("metadata") or {}).get("resourceVersion") or "")
 
 
 def _new_watch() -> watch.Watch:
@@ -191,41 +281,30 @@ def _events(w: watch.Watch, func: Callable[..., Any], what: str, **kwargs: Any) 
             yield str(event["type"]), event["raw_object"]
 
 
-def _watch_deployment(kc: KubeClient, state: _State, w: watch.Watch, rv: str, seconds: int) -> str:
-    for kind, obj in _events(
+def _watch_deployment(kc: KubeClient, state: _State, w: watch.Watch, rv: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    return _events(
         w,
         kc.apps.list_namespaced_deployment,
         state.what,
         namespace=state.namespace,
         field_selector=f"metadata.name={state.name}",
         resource_version=rv,
-        timeout_seconds=seconds,
-    ):
-        rv = str(obj.get("metadata", {}).get("resourceVersion") or rv)
-        if kind == "DELETED":
-            raise RolloutFailed("DeploymentDeleted", f"{state.what}: was deleted while rolling out")
-        if kind in ("ADDED", "MODIFIED"):
-            state.deployment = obj
-    return rv
+        timeout_seconds=WATCH_SLICE_SECONDS,
+    )
 
 
-def _watch_pods(kc: KubeClient, state: _State, w: watch.Watch, selector: Mapping[str, str], rv: str, seconds: int) -> str:
-    for kind, obj in _events(
+def _watch_pods(
+    kc: KubeClient, state: _State, w: watch.Watch, selector: Mapping[str, str], rv: str
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    return _events(
         w,
         kc.core.list_namespaced_pod,
         f"pods of {state.what}",
         namespace=state.namespace,
         label_selector=selector_string(selector),
         resource_version=rv,
-        timeout_seconds=seconds,
-    ):
-        rv = str(obj.get("metadata", {}).get("resourceVersion") or rv)
-        pod = str(obj.get("metadata", {}).get("name") or "")
-        if kind == "DELETED":
-            state.pods.pop(pod, None)
-        elif kind in ("ADDED", "MODIFIED"):
-            state.pods[pod] = obj
-    return rv
+        timeout_seconds=WATCH_SLICE_SECONDS,
+    )
 
 
 def _selector(deployment: Mapping[str, Any]) -> dict[str, str]:

@@ -1,0 +1,326 @@
+"""The real `pipeline` CLI with `target = "aks"` against the ARM imitation, a `pipeline worker` subprocess doing the work.
+
+Issue 5's "Done when", end to end through the console script (as tests/e2e do):
+
+v1        `pipeline deploy --follow`: built by one ACR run, kubeconfig from
+          listClusterUserCredential, the sample worker rolled out to the local
+          cluster and verified polling
+rollback  a never-ready version rolling out; `pipeline rollback` restores v1
+killed    v2's ACR run held Running; the pipeline worker is SIGKILLed once the
+          run id is heartbeated; a new worker resumes that run (one scheduled run)
+secrets   no client secret, token or registry password in any history, log or CLI output
+
+The CLI's environment holds no Azure settings (for `aks` it calls no Azure API);
+only the worker's has the imitation's client environment.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import tempfile
+import time
+import tomllib
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import yaml
+from azure.identity import ClientSecretCredential
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from bootstrap.azure_arm import Imitation
+from pipeline import kube
+from pipeline.config import to_toml
+from pipeline.workflows import DeploymentWorkflow
+from tests.azure.conftest import AKS_SCOPE, ARM_SCOPE
+from tests.conftest import eventually
+from tests.e2e.support import (
+    EXIT_ROLLED_BACK,
+    KUBECONFIG,
+    PIPELINE,
+    REGISTRY,
+    TEMPORAL_ADDRESS,
+    TEMPORAL_NAMESPACE,
+    Deployed,
+    E2eApp,
+    deployed,
+    listening,
+    pollers_of,
+    readable_text,
+)
+
+# Starts, never serves /readyz: the rollout stalls with the v1 pod still up (as tests/e2e/test_rollback.py).
+NEVER_READY = [
+    "python",
+    "-c",
+    "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); time.sleep(3600)",
+]
+AZURE_ENV_PREFIXES = ("AZURE_", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "ACR_", "AKS_")
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
+
+
+@dataclass
+class AksApp(E2eApp):
+    """An E2eApp whose configs say `target = "aks"` against the imitation."""
+
+    arm: Imitation | None = None
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    worker_logs: list[Path] = field(default_factory=list)
+
+    @property
+    def workflow_id(self) -> str:
+        return f"deploy-aks-{self.name}"
+
+    def config(
+        self,
+        version: str = "v1",
+        *,
+        command: Sequence[str] = (),
+        replicas: int = 1,
+        rollout: Mapping[str, Any] | None = None,
+    ) -> Path:
+        assert self.arm is not None
+        base = super().config(version, command=command, replicas=replicas, rollout=rollout)
+        data = tomllib.loads(base.read_text())
+        data["target"] = "aks"
+        data["azure"].update(
+            subscription_id=self.arm.subscription_id, resource_group=self.arm.resource_group, endpoint=self.arm.endpoint
+        )
+        data["acr"].update(name=self.arm.registry_name, login_server=self.arm.login_server, image_pull_secret="acr-pull")
+        data["aks"].update(cluster_name=self.arm.cluster_name)
+        data["kubernetes"].update(kubeconfig="")  # the AKS API supplies it
+        path = base.with_name(base.stem + "-aks.toml")
+        path.write_text(to_toml(data))
+        return path
+
+    def env(self, config: Path) -> dict[str, str]:
+        """The CLI's environment: no Azure settings or secrets at all."""
+        return {k: v for k, v in super().env(config).items() if not k.startswith(AZURE_ENV_PREFIXES)}
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        assert self.arm is not None
+        log_path = self.directory / f"pipeline-worker-{len(self.workers)}.log"
+        env = {**self.env(self.config()), **self.arm.env}
+        with log_path.open("wb") as log:
+            worker = subprocess.Popen([PIPELINE, "worker"], env=env, cwd=self.directory, stdout=log, stderr=subprocess.STDOUT)
+        self.workers.append(worker)
+        self.worker_logs.append(log_path)
+        return worker
+
+    def worker_log_text(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in self.worker_logs if p.exists())
+
+
+async def wait_polling(client: Client, app: AksApp, worker: subprocess.Popen[bytes]) -> None:
+    async def polling() -> None:
+        assert worker.poll() is None, f"`pipeline worker` exited {worker.returncode}:\n{app.worker_log_text()}"
+        log = app.worker_logs[app.workers.index(worker)].read_text(errors="replace")
+        assert "polling task queue" in log, "this worker does not poll yet"  # (identities are <host>@<build>, not per process)
+        assert await pollers_of(client, app.pipeline_queue, "activity"), "no activity poller"
+
+    await eventually(polling, timeout=30, what=f"`pipeline worker` (pid {worker.pid}) polling {app.pipeline_queue!r}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def client() -> Client:
+    """The stack's Temporal dev server (the CLI and the worker subprocess use it too)."""
+    down = [a for a in (TEMPORAL_ADDRESS, REGISTRY, "127.0.0.1:6443") if not listening(a)]
+    if down or not KUBECONFIG.is_file():
+        pytest.skip(f"the local stack is not up ({', '.join(down) or KUBECONFIG}): run `bootstrap/stack up`")
+    return await Client.connect(TEMPORAL_ADDRESS, namespace=TEMPORAL_NAMESPACE)
+
+
+@pytest.fixture(scope="module")
+def arm_module(azure_arm: Imitation) -> Imitation:
+    azure_arm.clear_faults()
+    return azure_arm
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def aks_app(arm_module: Imitation, client: Client, arm_kubeconfig: Path | None) -> AsyncIterator[AksApp]:
+    if arm_kubeconfig is None:
+        pytest.skip("no local cluster kubeconfig (bootstrap/stack up)")
+    name = f"aks-cli-{uuid.uuid4().hex[:6]}"
+    directory = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    app = AksApp(name=name, directory=directory, worker_log=directory / "pipeline-worker-0.log", arm=arm_module)
+    try:
+        await wait_polling(client, app, app.start_worker())
+        yield app
+    finally:
+        arm_module.clear_faults()
+        for worker in app.workers:
+            _stop(worker)
+        with kube.connect(kubeconfig=str(KUBECONFIG)) as kc:
+            kube.delete_object(kc, api_version="v1", kind="Namespace", name=app.namespace)
+        print(f"{name}: worker logs {[str(p) for p in app.worker_logs]}; namespace {app.namespace} deleted")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def v1(aks_app: AksApp, arm_module: Imitation) -> Deployed:
+    before = arm_module.requests()["counts"]
+    run = await aks_app.cli("deploy", "--follow", config=aks_app.config("v1"), timeout=240)
+    after = arm_module.requests()["counts"]
+    version = deployed(run, aks_app)
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    assert delta.get("Registries_ScheduleRun") == 1, delta
+    assert delta.get("Registries_GetBuildSourceUploadUrl") == 1, delta
+    assert delta.get("Runs_Get", 0) > 0 and delta.get("Runs_GetLogSasUrl", 0) > 0, delta
+    assert delta.get("ManagedClusters_ListClusterUserCredentials", 0) > 0, delta
+    assert delta.get("Registries_ListCredentials", 0) > 0, delta  # the pull Secret was filled from ACR
+    return version
+
+
+async def test_deploy_builds_with_acr_gets_aks_credentials_and_verifies(aks_app: AksApp, v1: Deployed) -> None:
+    assert ": verified" in v1.run.stdout
+    assert v1.image.startswith(f"{aks_app.repository}@sha256:"), v1.image
+    live = aks_app.deployment()["spec"]["template"]["spec"]
+    assert live["containers"][0]["image"] == v1.image
+    assert live["imagePullSecrets"] == [{"name": "acr-pull"}]
+
+
+async def test_rollback_during_a_rollout_restores_v1(
+    aks_app: AksApp, v1: Deployed, client: Client, arm_module: Imitation
+) -> None:
+    slow = aks_app.config("v1", command=NEVER_READY, rollout={"progress_deadline_seconds": 600})
+    args = ("deploy", "--follow")
+    started = time.monotonic()
+    process = await aks_app.start(*args, config=slow)
+    handle = client.get_workflow_handle(aks_app.workflow_id)
+    reason = "aks: the new version never gets ready"
+    try:
+
+        async def rolling_out() -> None:
+            description = await handle.describe()
+            assert description.run_id != v1.run.run_id and description.status == WorkflowExecutionStatus.RUNNING
+            status = await handle.query(DeploymentWorkflow.status)
+            assert status.step == "rollout", f"step {status.step}"
+            commands = [p["spec"]["containers"][0].get("command") for p in aks_app.raw_pods()]
+            assert NEVER_READY in commands, "no pod of the slow version yet"
+
+        await eventually(rolling_out, timeout=90, interval=0.5, what="the slow version rolling out")
+        credentials = arm_module.count("ManagedClusters_ListClusterUserCredentials")
+        rollback = await aks_app.cli("rollback", aks_app.name, "--reason", reason, config=aks_app.config("v1"), timeout=120)
+        rollback.expect(0, diagnose=aks_app.diagnose)
+        assert f"Rolled back to {v1.image}: rollback requested: {reason}" in rollback.stderr, rollback.output
+        assert arm_module.count("ManagedClusters_ListClusterUserCredentials") > credentials  # re-applied through AKS
+    finally:
+        deploy = await aks_app.finish(process, args, started=started, timeout=120)
+    deploy.expect(EXIT_ROLLED_BACK, diagnose=aks_app.diagnose)
+    assert f"rollback requested: {reason}" in deploy.output
+    live = aks_app.deployment()["spec"]["template"]["spec"]["containers"][0]
+    assert live["image"] == v1.image and not live.get("command"), live
+
+
+def _kubeconfig_token(path: Path) -> str:
+    return str(yaml.safe_load(path.read_text())["users"][0]["user"]["token"])
+
+
+def _heartbeated_run_id(description: Any) -> str:
+    for pending in description.raw_description.pending_activities:
+        if pending.activity_type.name != "build_image":
+            continue
+        for payload in pending.heartbeat_details.payloads:
+            details = json.loads(payload.data or b"null")
+            if isinstance(details, dict) and details.get("run_id"):
+                return str(details["run_id"])
+    return ""
+
+
+async def test_killed_worker_resumes_the_same_acr_run(
+    aks_app: AksApp, v1: Deployed, client: Client, arm_module: Imitation, timings: dict[str, float]
+) -> None:
+    scheduled = arm_module.count("Registries_ScheduleRun")
+    arm_module.inject(kind="runDelay", seconds=8)
+    args = ("deploy", "--follow")
+    started = time.monotonic()
+    process = await aks_app.start(*args, config=aks_app.config("v2"))
+    handle = client.get_workflow_handle(aks_app.workflow_id)
+    try:
+        run_ids: list[str] = []
+
+        async def run_id_heartbeated() -> None:
+            description = await handle.describe()
+            assert description.run_id != v1.run.run_id
+            run_id = _heartbeated_run_id(description)
+            assert run_id, "no ACR run id heartbeated yet"
+            run_ids.append(run_id)
+
+        await eventually(run_id_heartbeated, timeout=60, interval=0.3, what="the build activity heartbeating its run id")
+        old = aks_app.workers[-1]
+        old.send_signal(signal.SIGKILL)
+        old.wait(timeout=10)
+        killed_at = time.monotonic()
+        assert arm_module.count("Registries_ScheduleRun") == scheduled + 1
+        await wait_polling(client, aks_app, aks_app.start_worker())
+    finally:
+        deploy = await aks_app.finish(process, args, started=started, timeout=200)
+    timings["aks: worker SIGKILLed during the ACR run -> verified"] = time.monotonic() - killed_at
+    v2 = deployed(deploy, aks_app)
+    assert v2.image != v1.image
+    assert arm_module.count("Registries_ScheduleRun") == scheduled + 1, "the retried build scheduled another ACR run"
+    assert f"resuming ACR run {run_ids[-1]} of a previous attempt" in aks_app.worker_log_text()
+    history = await handle.fetch_history()
+    attempts = [
+        e.activity_task_started_event_attributes.attempt
+        for e in history.events
+        if e.HasField("activity_task_started_event_attributes")
+    ]
+    assert max(attempts) >= 2, f"no activity was retried: {attempts}"
+
+
+@pytest.fixture(scope="module")
+def timings() -> dict[str, float]:
+    return {}
+
+
+async def test_no_secret_token_or_password_in_histories_logs_or_cli_output(
+    aks_app: AksApp,
+    v1: Deployed,
+    client: Client,
+    arm_module: Imitation,
+    arm_kubeconfig: Path,
+    arm_credential: ClientSecretCredential,
+) -> None:
+    # ARM tokens are JWTs the pattern below sees; the AKS-scope token is the local cluster's opaque one, scanned literally.
+    assert JWT.fullmatch(arm_credential.get_token(ARM_SCOPE).token), "the scan's pattern misses the imitation's ARM tokens"
+    aks_token = arm_credential.get_token(AKS_SCOPE).token
+    run_ids = {r.run_id for r in aks_app.runs if "Web UI: " in r.stdout}
+    async for execution in client.list_workflows(f'WorkflowId = "{aks_app.workflow_id}"'):
+        run_ids.add(execution.run_id)
+    assert len(run_ids) >= 3, run_ids  # v1, the rolled-back one, v2 (when run together)
+    texts = {
+        f"history {run_id}": readable_text(await client.get_workflow_handle(aks_app.workflow_id, run_id=run_id).fetch_history())
+        for run_id in sorted(run_ids)
+    }
+    texts["worker logs"] = aks_app.worker_log_text()
+    texts["CLI output"] = "\n".join(r.output for r in aks_app.runs)
+    cluster_token = _kubeconfig_token(arm_kubeconfig)
+    secrets = {
+        "client secret": arm_module.client_secret,
+        "no-access client secret": arm_module.no_access_client[1],
+        "cluster token (listClusterUserCredential)": cluster_token,
+        "AKS-scope token": aks_token,
+        **{f"registry password {i}": p for r in arm_module.seed["registries"] for i, p in enumerate(r["passwords"])},
+    }
+    assert all(len(s) >= 8 for s in secrets.values()), "a secret too short to scan for"
+    found = [f"{what} in {where}" for where, text in texts.items() for what, secret in secrets.items() if secret in text]
+    found += [f"JWT-like token {m[:16]}... in {where}" for where, text in texts.items() for m in JWT.findall(text)]
+    assert not found, found
+    assert "Run ID:" in texts["worker logs"] or "scheduled ACR run" in texts["worker logs"], "the scan saw no build log"
