@@ -68,6 +68,7 @@ NON_RETRYABLE = [
     "AzureBadRequest",
     "AcrRunFailed",
 ]
+ROLLBACK_VERIFY_SECONDS = 60
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -175,8 +176,13 @@ class DeploymentWorkflow:
             rollout = await self._step(
                 "rollback: rollout", lambda: self._wait_rollout(request, applied.deployment_generation), interruptible=False
             )
+            # The safety net gets at least ROLLBACK_VERIFY_SECONDS: the failed version's pods must be
+            # gone before "no old pod runs" holds, and a busy node can take a while to stop them.
+            window = ROLLBACK_VERIFY_SECONDS if workflow.patched("rollback-verify-window") else 0
             verified = await self._step(
-                "rollback: verify", lambda: self._verify(request, previous.build_id, rollout), interruptible=False
+                "rollback: verify",
+                lambda: self._verify(request, previous.build_id, rollout, at_least=window),
+                interruptible=False,
             )
             await self._step("rollback: record", lambda: self._record(request, previous), interruptible=False)
         except ActivityError as err:
@@ -258,8 +264,8 @@ class DeploymentWorkflow:
             summary=f"Wait for rollout of {r.app.name} ({r.app.replicas} replicas, generation {generation})",
         )
 
-    def _verify(self, r: DeployRequest, build_id: str, rollout: RolloutResult) -> Awaitable[VerifyResult]:
-        timeout = r.app.rollout.verification_timeout_seconds
+    def _verify(self, r: DeployRequest, build_id: str, rollout: RolloutResult, *, at_least: int = 0) -> Awaitable[VerifyResult]:
+        timeout = max(r.app.rollout.verification_timeout_seconds, at_least)
         return workflow.execute_activity(
             activities.verify_polling,
             VerifyInput(

@@ -133,7 +133,8 @@ def rolled_out(kc: KubeClient, app: AppSpec) -> bool:
 def namespace_containers(engine: docker.DockerClient, cluster: ClusterProcess, namespace: str) -> list[Any]:
     """The session cluster's containers for pods of `namespace` (by the kubelet's labels)."""
     labels = [f"bootstrap.cluster/cluster-id={cluster.cluster_id}", f"io.kubernetes.pod.namespace={namespace}"]
-    return list(engine.containers.list(all=True, filters={"label": labels}))
+    # sparse: no per-container inspect, which races with the kubelet removing containers
+    return list(engine.containers.list(all=True, filters={"label": labels}, sparse=True))
 
 
 def _time(text: str) -> datetime:
