@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import docker
@@ -33,7 +32,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from pipeline import kube, render
 from pipeline.azure import aks, pull_secret
 from pipeline.builders import acr as acr_builder
-from pipeline.builders.local import BuildError, BuildRequest, build_and_push, source_hash
+from pipeline.builders.local import BuildError, BuildRequest, build_and_push, is_build_of, require_dockerfile, source_and_tag
 from pipeline.errors import PipelineError
 from pipeline.models import (
     AppliedObject,
@@ -142,13 +141,10 @@ def build_image(request: BuildImageInput) -> BuiltImage:
     if request.target == "aks":
         return acr_builder.build_image(request)
     spec = request.build
-    context = Path(spec.context)
-    if not (context / spec.dockerfile).is_file():
-        raise BuildError(f"Dockerfile {context / spec.dockerfile} does not exist (apps.{request.app}.dockerfile)")
-    digest_of_source = source_hash(context, dockerfile=spec.dockerfile, target=spec.target, build_args=spec.build_args)
-    tag = request.tag or f"src-{digest_of_source[:16]}"
+    context = require_dockerfile(spec, app=request.app)
+    digest_of_source, tag = source_and_tag(spec, request.tag)
     existing = find_image(spec.repository, tag)
-    if existing is not None and existing.labels.get(SOURCE_HASH_LABEL) == digest_of_source:
+    if existing is not None and is_build_of(existing, digest_of_source):
         activity.logger.info("%s:%s already pushed as %s; not rebuilding", spec.repository, tag, existing.digest)
         return BuiltImage(spec.repository, tag, existing.digest, reused=True)
     engine = docker.from_env(timeout=600)

@@ -8,12 +8,10 @@ current source, so nothing is built just to look.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from pipeline.builders.local import source_hash
+from pipeline.builders.local import is_build_of, source_and_tag
 from pipeline.errors import PipelineError
 from pipeline.models import DeployRequest
-from pipeline.registry import SOURCE_HASH_LABEL, RegistryError, find_image
+from pipeline.registry import RegistryError, find_image
 
 
 class ImageNotFound(PipelineError):
@@ -51,15 +49,12 @@ def image_for_preview(request: DeployRequest) -> tuple[str, str]:
     build = request.app.build
     if build is None:
         raise ImageNotFound(f"{request.app.name}: no image given and nothing to build")
-    digest_of_source = source_hash(
-        Path(build.context), dockerfile=build.dockerfile, target=build.target, build_args=build.build_args
-    )
-    tag = request.tag or f"src-{digest_of_source[:16]}"
+    digest_of_source, tag = source_and_tag(build, request.tag)
     try:
         found = find_image(build.repository, tag)
     except RegistryError as exc:
         raise ImageNotFound(f"{build.repository}:{tag}: {exc}") from exc
-    if found is None or found.labels.get(SOURCE_HASH_LABEL) != digest_of_source:
+    if found is None or not is_build_of(found, digest_of_source):
         raise ImageNotFound(
             f"{build.repository}:{tag} has not been built from the current source yet; "
             "pass --image REF, or deploy once to build it"

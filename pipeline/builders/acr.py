@@ -50,7 +50,7 @@ from temporalio.exceptions import CancelledError
 
 from pipeline.azure import acr
 from pipeline.azure.errors import AcrRunFailed
-from pipeline.builders.local import BuildError, context_files, source_hash
+from pipeline.builders.local import BuildError, context_files, is_build_of, require_dockerfile, source_and_tag
 from pipeline.models import AcrRegistryRef, BuildImageInput, BuiltImage
 from pipeline.registry import SOURCE_HASH_LABEL, find_image
 
@@ -86,11 +86,8 @@ def build(request: BuildImageInput, reporter: Reporter) -> BuiltImage:
     spec = request.build
     if spec.acr is None:
         raise BuildError(f'build of {request.app} for target "aks" has no ACR registry; set [acr] in config.toml')
-    context = Path(spec.context)
-    if not (context / spec.dockerfile).is_file():
-        raise BuildError(f"Dockerfile {context / spec.dockerfile} does not exist (apps.{request.app}.dockerfile)")
-    digest_of_source = source_hash(context, dockerfile=spec.dockerfile, target=spec.target, build_args=spec.build_args)
-    tag = request.tag or f"src-{digest_of_source[:16]}"
+    context = require_dockerfile(spec, app=request.app)
+    digest_of_source, tag = source_and_tag(spec, request.tag)
     name = _repository_name(spec.repository, spec.acr.login_server)
     registry = _registry(spec.acr)
     with acr.session(registry) as session:
@@ -100,7 +97,7 @@ def build(request: BuildImageInput, reporter: Reporter) -> BuiltImage:
             reporter.log(f"resuming ACR run {run_id} of a previous attempt instead of scheduling another")
         else:
             existing = _existing(spec.acr.login_server, name, tag)
-            if existing is not None and existing.labels.get(SOURCE_HASH_LABEL) == digest_of_source:
+            if existing is not None and is_build_of(existing, digest_of_source):
                 reporter.log(f"{spec.repository}:{tag} already pushed as {existing.digest}; not rebuilding")
                 return BuiltImage(spec.repository, tag, existing.digest, reused=True)
             archive = pack(context, dockerfile=spec.dockerfile, target=spec.target, label_value=digest_of_source)

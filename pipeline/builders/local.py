@@ -17,6 +17,9 @@ import docker
 import docker.errors
 from docker.utils.build import exclude_paths
 
+from pipeline.models import BuildSpec
+from pipeline.registry import SOURCE_HASH_LABEL, RegistryImage
+
 
 class BuildError(RuntimeError):
     """The build or the push failed; the message carries the tail of the log."""
@@ -131,3 +134,22 @@ def source_hash(context: Path, *, dockerfile: str, target: str | None, build_arg
         h.update(f"file {rel}\n".encode())
         h.update(hashlib.sha256((context / rel).read_bytes()).digest())
     return h.hexdigest()
+
+
+def require_dockerfile(spec: BuildSpec, *, app: str) -> Path:
+    """The build context, once its Dockerfile is known to exist (a BuildError names the config key otherwise)."""
+    context = Path(spec.context)
+    if not (context / spec.dockerfile).is_file():
+        raise BuildError(f"Dockerfile {context / spec.dockerfile} does not exist (apps.{app}.dockerfile)")
+    return context
+
+
+def source_and_tag(spec: BuildSpec, tag: str = "") -> tuple[str, str]:
+    """(source hash, tag): the tag defaults to one named after the source, so equal sources share it."""
+    digest_of_source = source_hash(Path(spec.context), dockerfile=spec.dockerfile, target=spec.target, build_args=spec.build_args)
+    return digest_of_source, tag or f"src-{digest_of_source[:16]}"
+
+
+def is_build_of(found: RegistryImage | None, digest_of_source: str) -> bool:
+    """True if the registry's image under the tag was built from exactly this source (its label says so)."""
+    return found is not None and found.labels.get(SOURCE_HASH_LABEL) == digest_of_source
