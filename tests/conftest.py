@@ -96,3 +96,28 @@ def task_queue() -> str:
 @pytest.fixture(scope="session")
 def repo_root() -> Iterator[Path]:
     yield REPO_ROOT
+
+
+# ----- the shared local stack (bootstrap/stack up), for the e2e and fault tests -----
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "e2e: needs the local stack (bootstrap/stack up); deselect with -m 'not e2e'")
+
+
+@pytest.fixture(scope="session")
+def stack() -> None:
+    """Skip the tests that need the local stack (saying how to fix it) when it is not up."""
+    from tests.e2e.support import KUBECONFIG, REGISTRY, TEMPORAL_ADDRESS, listening
+
+    down = [a for a in (TEMPORAL_ADDRESS, REGISTRY, "127.0.0.1:6443", "127.0.0.1:8233") if not listening(a)]
+    if down or not KUBECONFIG.is_file():
+        pytest.skip(f"the local stack is not up ({', '.join(down) or KUBECONFIG}): run `bootstrap/stack up`")
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def stack_client(stack: None) -> Client:
+    """A client of the stack's dev server (not the unit tests' private one), so the Web UI shows what we do."""
+    from tests.e2e.support import TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE
+
+    return await Client.connect(TEMPORAL_ADDRESS, namespace=TEMPORAL_NAMESPACE)

@@ -37,35 +37,12 @@ from temporalio.client import Client
 from pipeline import kube
 from tests.conftest import eventually
 from tests.e2e.support import (
-    KUBECONFIG,
     PIPELINE,
-    REGISTRY,
-    TEMPORAL_ADDRESS,
-    TEMPORAL_NAMESPACE,
     E2eApp,
-    listening,
     pollers_of,
 )
 
 _TIMINGS: dict[str, float] = {}
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "e2e: needs the local stack (bootstrap/stack up); deselect with -m 'not e2e'")
-
-
-@pytest.fixture(scope="session")
-def stack() -> None:
-    """Skip the e2e tests (saying how to fix it) when the local stack is not up."""
-    down = [a for a in (TEMPORAL_ADDRESS, REGISTRY, "127.0.0.1:6443", "127.0.0.1:8233") if not listening(a)]
-    if down or not KUBECONFIG.is_file():
-        pytest.skip(f"the local stack is not up ({', '.join(down) or KUBECONFIG}): run `bootstrap/stack up`")
-
-
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def stack_client(stack: None) -> Client:
-    """A client of the stack's dev server (not the unit tests' private one), so the Web UI shows what we do."""
-    return await Client.connect(TEMPORAL_ADDRESS, namespace=TEMPORAL_NAMESPACE)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -23,30 +23,9 @@ from tests.conftest import eventually
 from tests.e2e.support import (
     KUBECONFIG,
     PIPELINE,
-    REGISTRY,
-    TEMPORAL_ADDRESS,
-    TEMPORAL_NAMESPACE,
     E2eApp,
-    listening,
     pollers_of,
 )
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "e2e: needs the local stack (bootstrap/stack up); deselect with -m 'not e2e'")
-
-
-@pytest.fixture(scope="session")
-def stack() -> None:
-    """Skip (saying how to fix it) when the local stack is not up."""
-    down = [a for a in (TEMPORAL_ADDRESS, REGISTRY, "127.0.0.1:6443") if not listening(a)]
-    if down or not KUBECONFIG.is_file():
-        pytest.skip(f"the local stack is not up ({', '.join(down) or KUBECONFIG}): run `bootstrap/stack up`")
-
-
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def stack_client(stack: None) -> Client:
-    return await Client.connect(TEMPORAL_ADDRESS, namespace=TEMPORAL_NAMESPACE)
 
 
 def new_app(prefix: str) -> E2eApp:
