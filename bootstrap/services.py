@@ -20,15 +20,13 @@ from typing import Protocol
 
 import docker
 import docker.errors
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from bootstrap.process import ManagedProcess
 from bootstrap.settings import REPO_ROOT, StackSettings
 from pipeline.search_attributes import dev_server_flags
 from pipeline.temporal_client import run as run_async
+from pipeline.verify import describe_pollers
 
 
 @dataclass(frozen=True)
@@ -273,15 +271,12 @@ def _polls_since(address: str, task_queue: str, since: float) -> bool:
     """True if some poller of `task_queue`'s workflow queue polled after `since` (a Unix time)."""
 
     async def ask() -> bool:
-        client = await Client.connect(address)
-        response = await client.workflow_service.describe_task_queue(
-            DescribeTaskQueueRequest(
-                namespace="default",
-                task_queue=TaskQueue(name=task_queue),
-                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-            )
+        pollers = await describe_pollers(await Client.connect(address), namespace="default", task_queue=task_queue)
+        return any(
+            datetime.fromisoformat(p.last_access_time.rstrip("Z")).replace(tzinfo=UTC).timestamp() >= since
+            for p in pollers
+            if p.task_queue_type == "workflow"
         )
-        return any(p.last_access_time.ToDatetime(UTC).timestamp() >= since for p in response.pollers)
 
     host, port = address.rsplit(":", 1)
     if not _tcp_open(host, int(port)):
