@@ -8,25 +8,24 @@ started on the same port: such a service is used as it is and left alone by
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
+import subprocess
 import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 import docker
 import docker.errors
-from temporalio.client import Client
 
-from bootstrap.process import ManagedProcess
+from bootstrap.process import ManagedProcess, ProcessError
 from bootstrap.settings import REPO_ROOT, StackSettings
 from pipeline.search_attributes import dev_server_flags
 from pipeline.temporal_client import run as run_async
-from pipeline.verify import describe_pollers
 
 
 @dataclass(frozen=True)
@@ -235,56 +234,94 @@ class LocalCluster(_ProcessService):
         return _http_ok(f"https://{self.settings.host}:{self.settings.cluster_port}/readyz", verify=False)
 
 
-class PipelineWorker(_ProcessService):
-    """`pipeline worker`: runs deployment workflows for `pipeline deploy` on this machine."""
+class SelfDeployedPipeline:
+    """The pipeline's own worker, deployed into the local cluster by `pipeline bootstrap`.
+
+    Not a local process: `start` runs the first self-deploy (a temporary local
+    worker deploys the `role = "pipeline"` app of config.toml, then hands over
+    and exits), so afterwards the in-cluster pods serve the pipeline's task
+    queue, exactly as they would on AKS. `probe` asks what `pipeline bootstrap`
+    asks: is the Deployment available and is every pod of it polling the queue,
+    as Temporal sees it. `stop` has nothing local to stop: the Deployment is
+    cluster state and its pods stop with the cluster's containers.
+    """
 
     name = "pipeline"
+    start_timeout = 900.0  # the first run builds the pipeline-worker image
 
-    def argv(self) -> list[str]:
-        return [sys.executable, "-m", "pipeline.cli", "worker"]
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self.log_file = settings.logs_dir / "pipeline.log"
+        self.config_file = REPO_ROOT / "config.toml"
 
-    def start(self) -> None:
-        started = datetime.now(UTC).timestamp()
-        self.process.start(
-            self.argv(),
-            ready=lambda: _polls_since(self.settings.temporal_address, self.settings.pipeline_task_queue, started),
-            timeout=self.start_timeout,
-            cwd=REPO_ROOT,
-        )
-
-    def where(self) -> str:
-        return f"task queue {self.settings.pipeline_task_queue!r} on {self.settings.temporal_address}"
+    def env(self) -> dict[str, str]:
+        """config.toml, pointed at this stack (its Temporal, registry, cluster and task queue)."""
+        return {
+            **os.environ,
+            "PIPELINE__TEMPORAL__ADDRESS": self.settings.temporal_address,
+            "PIPELINE__TEMPORAL__UI_URL": self.settings.temporal_ui_url,
+            "PIPELINE__REGISTRY__ADDRESS": self.settings.registry_address,
+            "PIPELINE__KUBERNETES__KUBECONFIG": str(self.settings.state_dir / "cluster" / "kubeconfig"),
+            "PIPELINE__PIPELINE__TASK_QUEUE": self.settings.pipeline_task_queue,
+        }
 
     def probe(self) -> bool:
-        """Our worker process is alive and polled recently.
-
-        Temporal keeps listing a stopped poller for a while, so a poller alone
-        proves nothing: the pid file decides whether this worker is ours and alive.
-        """
-        if self.process.pid() is None:
+        if not _tcp_open(self.settings.host, self.settings.temporal_port):
             return False
-        recent = datetime.now(UTC).timestamp() - 75
-        return _polls_since(self.settings.temporal_address, self.settings.pipeline_task_queue, recent)
+        from bootstrap import selfdeploy
+        from pipeline.commands import prepare
+        from pipeline.config import load_config
+        from pipeline.errors import PipelineError
+        from pipeline.requests import temporal_target
+        from pipeline.temporal_client import connect
 
+        async def ask() -> bool:
+            config = load_config(self.config_file, env=self.env())
+            request = prepare(config, selfdeploy.pipeline_app(config).name)
+            client = await connect(temporal_target(config))
+            state = await selfdeploy.pipeline_state(client, request, task_queue=config.pipeline.task_queue)
+            return state.ok
 
-def _polls_since(address: str, task_queue: str, since: float) -> bool:
-    """True if some poller of `task_queue`'s workflow queue polled after `since` (a Unix time)."""
+        try:
+            return run_async(ask())
+        except (PipelineError, OSError, RuntimeError):
+            return False
 
-    async def ask() -> bool:
-        pollers = await describe_pollers(await Client.connect(address), namespace="default", task_queue=task_queue)
-        return any(
-            datetime.fromisoformat(p.last_access_time.rstrip("Z")).replace(tzinfo=UTC).timestamp() >= since
-            for p in pollers
-            if p.task_queue_type == "workflow"
+    def start(self) -> None:
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "pipeline.cli", "--config", str(self.config_file), "bootstrap"]
+        with self.log_file.open("ab") as log:
+            try:
+                result = subprocess.run(
+                    argv, env=self.env(), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=self.start_timeout
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise ProcessError(
+                    f"pipeline: `pipeline bootstrap` did not finish within {self.start_timeout:.0f}s; see {self.log_file}"
+                ) from exc
+        if result.returncode != 0:
+            raise ProcessError(
+                f"pipeline: `pipeline bootstrap` exited {result.returncode}; last lines of {self.log_file}:\n{self.log_tail()}"
+            )
+
+    def stop(self) -> bool:
+        return False
+
+    def where(self) -> str:
+        return (
+            f"task queue {self.settings.pipeline_task_queue!r} on {self.settings.temporal_address}, "
+            "served by the pipeline-worker pods in the cluster"
         )
 
-    host, port = address.rsplit(":", 1)
-    if not _tcp_open(host, int(port)):
-        return False
-    try:
-        return run_async(ask())
-    except RuntimeError:
-        return False
+    def status(self) -> ServiceStatus:
+        state = "running" if self.probe() else "stopped"
+        return ServiceStatus(self.name, state, self.where(), None, self.log_file)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
 
 
 def _tcp_open(host: str, port: int) -> bool:

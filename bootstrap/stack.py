@@ -1,8 +1,11 @@
 """Bring the local stack up, down, and report on it; every step safe to repeat.
 
 Order matters: the Docker engine first (the base image and, later, the local
-cluster's pods need it), then the registry and the Temporal dev server, then
-the build artifacts (base image and wheelhouse) that image builds use.
+cluster's pods need it), then the registry, the Temporal dev server and the
+cluster, then the build artifacts (base image and wheelhouse) that image builds
+use, and last the pipeline itself: `pipeline bootstrap` deploys the pipeline's
+own worker into the cluster (the first self-deploy), so no pipeline worker
+runs as a local process once `up` is done.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from bootstrap import base_image, wheelhouse
 from bootstrap.services import (
     DockerEngine,
     LocalCluster,
-    PipelineWorker,
     Registry,
+    SelfDeployedPipeline,
     Service,
     ServiceStatus,
     TemporalDevServer,
@@ -45,20 +48,17 @@ def services(settings: StackSettings, only: frozenset[str] | None = None) -> lis
         Registry(settings),
         TemporalDevServer(settings),
         LocalCluster(settings),
-        PipelineWorker(settings),
+        SelfDeployedPipeline(settings),
     ]
     return [s for s in all_services if only is None or s.name in only]
 
 
 def up(settings: StackSettings, *, only: frozenset[str] | None = None, say: Callable[[str], None] = print) -> None:
     """Start what is not running and build what is missing; leave everything else as it is."""
-    for service in services(settings, only):
-        if service.probe():
-            say(f"{service.name}: already running ({service.status().where})")
-            continue
-        say(f"{service.name}: starting")
-        service.start()
-        say(f"{service.name}: running ({service.status().where})")
+    processes = [s for s in services(settings, only) if s.name != "pipeline"]
+    pipeline = [s for s in services(settings, only) if s.name == "pipeline"]
+    for service in processes:
+        _ensure_running(service, say)
     if only is None or "base-image" in only:
         client = docker.DockerClient(base_url=DockerEngine(settings).where())
         try:
@@ -77,12 +77,25 @@ def up(settings: StackSettings, *, only: frozenset[str] | None = None, say: Call
     if only is None or "wheelhouse" in only:
         built = wheelhouse.ensure(REPO_ROOT, log_file=settings.logs_dir / "wheelhouse.log")
         say(f"wheelhouse: {'downloaded' if built else 'up to date'} ({REPO_ROOT / 'wheelhouse'})")
+    for service in pipeline:  # last: its image build needs the base image and the wheelhouse
+        _ensure_running(service, say, starting="deploying itself into the cluster with `pipeline bootstrap`")
+
+
+def _ensure_running(service: Service, say: Callable[[str], None], *, starting: str = "starting") -> None:
+    if service.probe():
+        say(f"{service.name}: already running ({service.status().where})")
+        return
+    say(f"{service.name}: {starting}")
+    service.start()
+    say(f"{service.name}: running ({service.status().where})")
 
 
 def down(settings: StackSettings, *, only: frozenset[str] | None = None, say: Callable[[str], None] = print) -> None:
     """Stop what `up` started, in reverse order; services it did not start are left running."""
     for service in reversed(services(settings, only)):
-        if service.stop():
+        if isinstance(service, SelfDeployedPipeline):
+            say(f"{service.name}: deployed in the cluster; its pods stop with the Docker engine")
+        elif service.stop():
             say(f"{service.name}: stopped")
         elif service.probe():
             say(f"{service.name}: left running (not started by bootstrap)")

@@ -20,12 +20,12 @@ from temporalio.service import RPCError
 
 from pipeline import deployments, images, kube, render
 from pipeline.config import PipelineConfig
+from pipeline.contract import WORKFLOW_TYPE
 from pipeline.errors import PipelineError
 from pipeline.models import DeploymentResult, DeployRequest, RenderInput
 from pipeline.requests import deploy_request, temporal_target
 from pipeline.temporal_client import connect as temporal_connect
 from pipeline.temporal_client import run as run_async
-from pipeline.worker import run_worker
 
 T = TypeVar("T")
 
@@ -156,7 +156,7 @@ async def _history(config: PipelineConfig, app: str | None, limit: int) -> list[
 
 def history_url(config: PipelineConfig, app: str | None) -> str:
     """The Web UI's workflow list, filtered like `pipeline history`."""
-    query = f"WorkflowType='DeploymentWorkflow' AND DeploymentEnvironment='{config.target}'"
+    query = f"WorkflowType='{WORKFLOW_TYPE}' AND DeploymentEnvironment='{config.target}'"
     if app:
         query += f" AND DeploymentApp='{app}'"
     base = config.temporal.ui_url.rstrip("/")
@@ -171,5 +171,9 @@ def render_yaml(config: PipelineConfig, app_name: str | None, image: str) -> str
 
 
 def worker(config: PipelineConfig) -> None:
+    # Imported here: the worker module brings every activity's client library, which the
+    # other commands do not need (see pipeline/contract.py).
+    from pipeline.worker import run_worker
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run(run_worker(temporal_target(config), task_queue=config.pipeline.task_queue))

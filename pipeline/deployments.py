@@ -27,9 +27,9 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from pipeline import search_attributes as sa
+from pipeline.contract import ROLLBACK_SIGNAL, STATUS_QUERY, WORKFLOW_TYPE, RollbackRequest, deployment_workflow_id
 from pipeline.errors import PipelineError
 from pipeline.models import DeploymentResult, DeploymentStatus, DeployRequest
-from pipeline.workflows import DeploymentWorkflow, RollbackRequest, deployment_workflow_id
 
 
 class DeploymentAlreadyRunning(PipelineError):
@@ -51,8 +51,9 @@ async def start(client: Client, request: DeployRequest, *, task_queue: str) -> W
     what = request.image or (f"{request.app.build.repository}" if request.app.build else request.app.name)
     try:
         return await client.start_workflow(
-            DeploymentWorkflow.run,
+            WORKFLOW_TYPE,
             request,
+            result_type=DeploymentResult,
             id=workflow_id,
             task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
@@ -92,7 +93,7 @@ class Progress:
 
 
 async def observe(client: Client, handle: WorkflowHandle[Any, Any]) -> Progress:
-    status: DeploymentStatus = await handle.query(DeploymentWorkflow.status)
+    status: DeploymentStatus = await handle.query(STATUS_QUERY, result_type=DeploymentStatus)
     description = await handle.describe()
     pending = description.raw_description.pending_activities
     activity, heartbeat, attempt, failure = "", None, 0, ""
@@ -162,7 +163,7 @@ def format_detail(p: Progress) -> str:
 
 
 async def latest(client: Client, *, environment: str, app: str) -> WorkflowHandle[Any, DeploymentResult]:
-    handle = client.get_workflow_handle_for(DeploymentWorkflow.run, deployment_workflow_id(environment, app))
+    handle = client.get_workflow_handle(deployment_workflow_id(environment, app), result_type=DeploymentResult)
     try:
         await handle.describe()
     except RPCError as exc:
@@ -180,7 +181,7 @@ async def request_rollback(
             f"no deployment of {app} to {environment} is running (the last one is {description.status.name.lower() if description.status else 'unknown'}); "
             f"to go back to an earlier image, deploy it: pipeline deploy --app {app} --image <image@digest>"
         )
-    await handle.signal(DeploymentWorkflow.rollback, RollbackRequest(reason=reason, requested_by=requested_by))
+    await handle.signal(ROLLBACK_SIGNAL, RollbackRequest(reason=reason, requested_by=requested_by))
     return handle
 
 
@@ -209,7 +210,7 @@ class HistoryRow:
 
 async def history(client: Client, *, app: str | None, environment: str | None, limit: int = 20) -> list[HistoryRow]:
     """Past deployments from Temporal visibility, newest first."""
-    clauses = ["WorkflowType = 'DeploymentWorkflow'"]
+    clauses = [f"WorkflowType = '{WORKFLOW_TYPE}'"]
     if app:
         clauses.append(f"DeploymentApp = '{app}'")
     if environment:

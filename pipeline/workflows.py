@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
 from typing import TypeVar
 
@@ -27,6 +27,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 
 with workflow.unsafe.imports_passed_through():
     from pipeline import activities, search_attributes
+    from pipeline.contract import ROLLBACK_SIGNAL, STATUS_QUERY, WORKFLOW_TYPE, RollbackRequest
     from pipeline.models import (
         ApplyInput,
         ApplyResult,
@@ -78,22 +79,11 @@ RETRY = RetryPolicy(
 )
 
 
-@dataclass(frozen=True)
-class RollbackRequest:
-    reason: str = ""
-    requested_by: str = ""
-
-
 class _RollbackRequested(Exception):
     """Raised inside the workflow when the rollback signal interrupts a step."""
 
 
-def deployment_workflow_id(environment: str, app: str) -> str:
-    """One id per app and environment: Temporal itself refuses a second concurrent deployment."""
-    return f"deploy-{environment}-{app}"
-
-
-@workflow.defn
+@workflow.defn(name=WORKFLOW_TYPE)
 class DeploymentWorkflow:
     @workflow.init
     def __init__(self, request: DeployRequest) -> None:
@@ -102,14 +92,14 @@ class DeploymentWorkflow:
         self._rollback: RollbackRequest | None = None
         self._steps: list[str] = []
 
-    @workflow.signal
+    @workflow.signal(name=ROLLBACK_SIGNAL)
     def rollback(self, request: RollbackRequest) -> None:
         """Stop forward progress and restore the previous verified revision (accepted at any step)."""
         if self._rollback is None:
             self._rollback = request
             self._status = replace(self._status, rollback_requested=True, rollback_reason=request.reason)
 
-    @workflow.query
+    @workflow.query(name=STATUS_QUERY)
     def status(self) -> DeploymentStatus:
         return self._status
 

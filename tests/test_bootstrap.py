@@ -15,7 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from temporalio.client import Client
 
+from pipeline import kube
+from pipeline.verify import describe_pollers
 from tests.conftest import REPO_ROOT
 
 
@@ -67,7 +70,8 @@ def test_status_reports_each_service_with_address_and_log() -> None:
     assert "http://127.0.0.1:5000/v2/" in lines["registry"]
     assert "grpc 127.0.0.1:7233" in lines["temporal"] and "Web UI http://127.0.0.1:8233" in lines["temporal"]
     assert f"https://127.0.0.1:6443, kubeconfig {REPO_ROOT / '.stack' / 'cluster' / 'kubeconfig'}" in lines["cluster"]
-    assert "task queue 'deployments' on 127.0.0.1:7233" in lines["pipeline"]
+    assert "task queue 'deployments' on 127.0.0.1:7233, served by the pipeline-worker pods in the cluster" in lines["pipeline"]
+    assert " pid " not in lines["pipeline"], "the pipeline must not run as a local process"
     for name in ("docker", "registry", "temporal", "cluster", "pipeline"):
         assert "running" in lines[name]
     for name in ("registry", "temporal", "cluster", "pipeline"):
@@ -123,3 +127,16 @@ def test_unknown_part_is_one_line() -> None:
     assert result.stderr.strip() == (
         "bootstrap status: --only: unknown part kafka; known: docker, registry, temporal, cluster, pipeline, base-image, wheelhouse"
     )
+
+
+async def test_the_stacks_pipeline_worker_is_the_self_deployed_one_in_the_cluster(stack_client: Client) -> None:
+    """After `up`, every poller of the pipeline's task queue is a pipeline-worker pod (`<pod>@<build id>`)."""
+    pollers = await describe_pollers(stack_client, namespace="default", task_queue="deployments")
+    recent = [p for p in pollers if p.task_queue_type == "workflow"]
+    assert recent, "nothing polls the pipeline's task queue"
+    with kube.connect(kubeconfig=str(REPO_ROOT / ".stack" / "cluster" / "kubeconfig")) as kc:
+        pods = kube.list_pods(kc, namespace="temporal-workers", selector={"app.kubernetes.io/name": "pipeline-worker"})
+    live = {p.name for p in pods if p.phase == "Running" and not p.terminating}
+    assert live, "no pipeline-worker pod runs in the cluster"
+    identities = {p.identity.split("@", 1)[0] for p in recent}
+    assert live <= identities, f"pods {sorted(live - identities)} do not poll 'deployments' ({sorted(identities)})"

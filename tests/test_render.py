@@ -179,7 +179,7 @@ def test_probes_on_the_health_port() -> None:
     c = worker(deployment())
     assert c["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"}]
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
-    assert (c["readinessProbe"]["periodSeconds"], c["readinessProbe"]["failureThreshold"]) == (2, 3)
+    assert (c["readinessProbe"]["periodSeconds"], c["readinessProbe"]["failureThreshold"]) == (1, 3)
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert (c["livenessProbe"]["initialDelaySeconds"], c["livenessProbe"]["periodSeconds"]) == (10, 10)
 

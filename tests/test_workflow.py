@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio import activity
+from temporalio import activity, workflow
 from temporalio.client import Client, WorkflowHistory
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer, Worker
 
-from pipeline import deployments
+from pipeline import contract, deployments
 from pipeline.models import (
     AppliedObject,
     ApplyInput,
@@ -291,3 +291,12 @@ async def test_recorded_histories_still_replay() -> None:
     for path in files:
         history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))
         await replayer.replay_workflow(history)
+
+
+def test_the_clients_contract_names_the_workflow_its_signal_and_its_query() -> None:
+    """The CLI reaches the workflow by pipeline/contract.py's names only; a rename here would strand it."""
+    definition = workflow._Definition.must_from_class(DeploymentWorkflow)
+    assert definition.name == contract.WORKFLOW_TYPE
+    assert contract.ROLLBACK_SIGNAL in definition.signals
+    assert contract.STATUS_QUERY in definition.queries
+    assert RollbackRequest is contract.RollbackRequest

@@ -27,6 +27,7 @@ generic reads use it); typed calls go through `kc.core` and `kc.apps`.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -52,8 +53,17 @@ class KubeClient:
         self.api = api
         self.source = source
         self.context = context
-        self.core = k8s.CoreV1Api(api)
-        self.apps = k8s.AppsV1Api(api)
+
+    # Typed APIs are made on first use: importing them costs about half a second
+    # (kubernetes 37's pydantic models), which a CLI that only checks the
+    # kubeconfig, or an activity that only uses `request`, should not pay.
+    @functools.cached_property
+    def core(self) -> k8s.CoreV1Api:
+        return k8s.CoreV1Api(self.api)
+
+    @functools.cached_property
+    def apps(self) -> k8s.AppsV1Api:
+        return k8s.AppsV1Api(self.api)
 
     @property
     def host(self) -> str:
