@@ -34,6 +34,7 @@ from pipeline.azure import aks, pull_secret
 from pipeline.builders import acr as acr_builder
 from pipeline.builders.local import BuildError, BuildRequest, build_and_push, is_build_of, require_dockerfile, source_and_tag
 from pipeline.errors import PipelineError
+from pipeline.keepalive import Keepalive
 from pipeline.models import (
     AppliedObject,
     ApplyInput,
@@ -153,23 +154,24 @@ def build_image(request: BuildImageInput) -> BuiltImage:
     def progress(line: str) -> None:
         nonlocal last_beat
         if time.monotonic() - last_beat > 1.0:
-            activity.heartbeat(line[:200])
+            beat(line[:200])
             last_beat = time.monotonic()
 
     try:
-        pushed = build_and_push(
-            engine,
-            BuildRequest(
-                context=context,
-                dockerfile=spec.dockerfile,
-                target=spec.target or None,
-                repository=spec.repository,
-                tag=tag,
-                build_args=spec.build_args,
-                labels={SOURCE_HASH_LABEL: digest_of_source},
-            ),
-            on_progress=progress,
-        )
+        with Keepalive(activity.heartbeat) as beat:
+            pushed = build_and_push(
+                engine,
+                BuildRequest(
+                    context=context,
+                    dockerfile=spec.dockerfile,
+                    target=spec.target or None,
+                    repository=spec.repository,
+                    tag=tag,
+                    build_args=spec.build_args,
+                    labels={SOURCE_HASH_LABEL: digest_of_source},
+                ),
+                on_progress=progress,
+            )
     except docker.errors.DockerException as exc:
         raise BuildError(f"docker engine unavailable: {exc}") from exc
     finally:

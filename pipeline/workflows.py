@@ -217,7 +217,8 @@ class DeploymentWorkflow:
             activities.build_image,
             BuildImageInput(app=r.app.name, target=r.target, build=r.app.build, tag=r.tag),
             start_to_close_timeout=timedelta(minutes=30),
-            heartbeat_timeout=timedelta(seconds=60),
+            # Heartbeats come every few seconds even through silent build steps (pipeline/keepalive.py).
+            heartbeat_timeout=timedelta(seconds=20),
             retry_policy=replace(RETRY, maximum_attempts=3),
             summary=f"Build and push {r.app.build.repository}" + (f":{r.tag}" if r.tag else ""),
         )

@@ -51,6 +51,7 @@ from temporalio.exceptions import CancelledError
 from pipeline.azure import acr
 from pipeline.azure.errors import AcrRunFailed
 from pipeline.builders.local import BuildError, context_files, is_build_of, require_dockerfile, source_and_tag
+from pipeline.keepalive import Keepalive
 from pipeline.models import AcrRegistryRef, BuildImageInput, BuiltImage
 from pipeline.registry import SOURCE_HASH_LABEL, find_image
 
@@ -73,13 +74,14 @@ def build_image(request: BuildImageInput) -> BuiltImage:
     """The build activity for target "aks" (called by `pipeline.activities.build_image`)."""
     details = activity.info().heartbeat_details
     last = details[-1] if details else None
-    reporter = Reporter(
-        heartbeat=activity.heartbeat,
-        log=lambda line: activity.logger.info("acr: %s", line),
-        cancelled=activity.is_cancelled,
-        resumed=last if isinstance(last, Mapping) else None,
-    )
-    return build(request, reporter)
+    with Keepalive(activity.heartbeat, initial=(last,) if last is not None else ()) as beat:
+        reporter = Reporter(
+            heartbeat=beat,
+            log=lambda line: activity.logger.info("acr: %s", line),
+            cancelled=activity.is_cancelled,
+            resumed=last if isinstance(last, Mapping) else None,
+        )
+        return build(request, reporter)
 
 
 def build(request: BuildImageInput, reporter: Reporter) -> BuiltImage:
