@@ -229,9 +229,28 @@ class LocalCluster(_ProcessService):
     def where(self) -> str:
         return f"https://{self.settings.host}:{self.settings.cluster_port}, kubeconfig {self.kubeconfig}"
 
+    @property
+    def ca_file(self) -> Path:
+        return self.state_dir / "pki" / "ca.crt"
+
     def probe(self) -> bool:
-        # Loopback health check only: the CA that verifies the API is in the kubeconfig, for real clients.
-        return _http_ok(f"https://{self.settings.host}:{self.settings.cluster_port}/readyz", verify=False)
+        """Ready, and ours: its certificate must verify with this stack's CA.
+
+        Another checkout's cluster on the same port answers /readyz too, but
+        every client of this stack (its kubeconfig) would fail on its certificate.
+        """
+        if not self.ca_file.exists():
+            return False
+        return _http_ok(f"https://{self.settings.host}:{self.settings.cluster_port}/readyz", cafile=self.ca_file)
+
+    def start(self) -> None:
+        if _tcp_open(self.settings.host, self.settings.cluster_port):
+            raise ProcessError(
+                f"cluster: https://{self.settings.host}:{self.settings.cluster_port} is served by another cluster "
+                f"(its certificate is not signed by {self.ca_file}); stop it (`bootstrap/stack down` in its "
+                "checkout) or move this stack with STACK_CLUSTER_PORT"
+            )
+        super().start()
 
 
 class SelfDeployedPipeline:
@@ -332,8 +351,8 @@ def _tcp_open(host: str, port: int) -> bool:
         return False
 
 
-def _http_ok(url: str, *, verify: bool = True) -> bool:
-    context = None if verify else ssl._create_unverified_context()
+def _http_ok(url: str, *, cafile: Path | None = None) -> bool:
+    context = ssl.create_default_context(cafile=str(cafile)) if cafile else None
     try:
         with urllib.request.urlopen(url, timeout=2, context=context) as response:
             return bool(200 <= response.status < 300)

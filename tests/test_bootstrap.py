@@ -140,3 +140,18 @@ async def test_the_stacks_pipeline_worker_is_the_self_deployed_one_in_the_cluste
     assert live, "no pipeline-worker pod runs in the cluster"
     identities = {p.identity.split("@", 1)[0] for p in recent}
     assert live <= identities, f"pods {sorted(live - identities)} do not poll 'deployments' ({sorted(identities)})"
+
+
+def test_another_checkouts_cluster_on_the_port_is_refused_not_adopted(tmp_path: Path) -> None:
+    """A second stack whose cluster port is the shared stack's: that cluster answers, but with another CA."""
+    env = {"STACK_DIR": str(tmp_path / "stack"), "STACK_CLUSTER_PORT": "6443"}
+    status = status_rows(env, "cluster")
+    assert status["cluster"]["state"] == "stopped", status
+    up = run_bootstrap("up", "--only", "cluster", env=env)
+    assert up.returncode == 1
+    assert up.stderr.strip() == (
+        "bootstrap up: cluster: https://127.0.0.1:6443 is served by another cluster (its certificate is not signed by "
+        f"{tmp_path / 'stack' / 'cluster' / 'pki' / 'ca.crt'}); stop it (`bootstrap/stack down` in its checkout) "
+        "or move this stack with STACK_CLUSTER_PORT"
+    )
+    assert not (tmp_path / "stack" / "run" / "cluster.pid").exists()
