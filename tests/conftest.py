@@ -3,21 +3,30 @@
 Modelled on temporalio/sdk-python's own fixtures: one Temporal dev server per
 test session (never one per test), isolation by unique task queue and
 workflow id, and polling for a condition instead of sleeping.
+
+And one check over the whole session (issue 7, item 9): every secret value a
+fixture made (cluster tokens, the Azure imitation's client secrets and registry
+passwords, canary Secrets) is registered with `never_leak`, and when the
+session ends every workflow history it produced, on the session's dev server
+and on the stack's, is searched for each of them, payloads decoded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 import pytest_asyncio  # noqa: F401  (registers the asyncio plugin's fixtures)
+import yaml
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -121,3 +130,55 @@ async def stack_client(stack: None) -> Client:
     from tests.e2e.support import TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE
 
     return await Client.connect(TEMPORAL_ADDRESS, namespace=TEMPORAL_NAMESPACE)
+
+
+# ----- no secret in any history of the session -----
+
+_NEVER_LEAK: dict[str, str] = {}  # secret value -> what it is
+MIN_SECRET_LENGTH = 12  # shorter values would match by chance
+
+
+def never_leak(what: str, value: str) -> None:
+    """Register a secret value the suite made: no workflow history of the session may contain it."""
+    if len(value) >= MIN_SECRET_LENGTH:
+        _NEVER_LEAK[value] = what
+
+
+def kubeconfig_tokens(path: Path) -> list[str]:
+    """The bearer tokens of a kubeconfig's users (what the local clusters accept)."""
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    return [str(u["user"]["token"]) for u in config.get("users") or [] if (u.get("user") or {}).get("token")]
+
+
+async def _histories_with_secrets(client: Client, since: datetime) -> list[str]:
+    from tests.e2e.support import readable_text
+
+    found: list[str] = []
+    query = f"StartTime >= '{since.strftime('%Y-%m-%dT%H:%M:%SZ')}'"
+    async for execution in client.list_workflows(query):
+        text = readable_text(await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history())
+        found += [f"{what} in the history of {execution.id} ({execution.run_id})" for v, what in _NEVER_LEAK.items() if v in text]
+    return found
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session", autouse=True)
+async def no_secret_in_any_history(temporal_env: WorkflowEnvironment) -> AsyncIterator[None]:
+    """After the last test: search every history the session produced for every registered secret."""
+    since = datetime.now(UTC).replace(microsecond=0)
+    yield
+    for path in (REPO_ROOT / ".stack" / "cluster" / "kubeconfig",):
+        for token in kubeconfig_tokens(path):
+            never_leak(f"the bearer token of {path}", token)
+    from tests.e2e.support import TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE
+
+    clients = [temporal_env.client]
+    host, port = TEMPORAL_ADDRESS.rsplit(":", 1)
+    with socket.socket() as probe:
+        stack_up = probe.connect_ex((host, int(port))) == 0
+    if stack_up:
+        clients.append(await Client.connect(TEMPORAL_ADDRESS, namespace=TEMPORAL_NAMESPACE))
+    found = [hit for c in clients for hit in await _histories_with_secrets(c, since)]
+    assert not found, "secrets in workflow histories:\n" + "\n".join(found)

@@ -21,6 +21,7 @@ from pipeline.config import PipelineConfig, load_config
 from pipeline.models import RenderInput, SecretKeyRef, TemporalTarget
 from pipeline.render import build_id_for
 from pipeline.requests import app_spec
+from tests.conftest import kubeconfig_tokens, never_leak
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_CONFIG = REPO_ROOT / "config.toml"
@@ -95,6 +96,8 @@ class LocalCluster:
             try:
                 with urllib.request.urlopen(f"https://127.0.0.1:{self.port}/readyz", context=context, timeout=1) as resp:
                     if resp.status == 200 and self.kubeconfig.exists():
+                        for token in kubeconfig_tokens(self.kubeconfig):
+                            never_leak(f"the bearer token of the test cluster {self.kubeconfig}", token)
                         return
             except OSError:
                 time.sleep(0.1)
