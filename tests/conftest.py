@@ -127,7 +127,9 @@ def stack() -> None:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def stack_client(stack: None) -> Client:
     """A client of the stack's dev server (not the unit tests' private one), so the Web UI shows what we do."""
-    from tests.e2e.support import TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE
+    from tests.e2e.support import CANARY_SECRET, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE
+
+    never_leak("the e2e canary (the CLI's TEMPORAL_API_KEY)", CANARY_SECRET)
 
     return await Client.connect(TEMPORAL_ADDRESS, namespace=TEMPORAL_NAMESPACE)
 
@@ -172,7 +174,9 @@ async def no_secret_in_any_history(temporal_env: WorkflowEnvironment) -> AsyncIt
     for path in (REPO_ROOT / ".stack" / "cluster" / "kubeconfig",):
         for token in kubeconfig_tokens(path):
             never_leak(f"the bearer token of {path}", token)
-    from tests.e2e.support import TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE
+    from tests.e2e.support import CANARY_SECRET, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE
+
+    never_leak("the e2e canary (the CLI's TEMPORAL_API_KEY)", CANARY_SECRET)
 
     clients = [temporal_env.client]
     host, port = TEMPORAL_ADDRESS.rsplit(":", 1)
