@@ -37,14 +37,14 @@ from temporalio.client import Client, WorkflowHandle
 from pipeline import deployments, kube
 from pipeline.commands import prepare, report
 from pipeline.config import AppConfig, PipelineConfig
+from pipeline.contract import deployment_workflow_id
 from pipeline.errors import PipelineError
-from pipeline.models import DeploymentResult, DeployRequest
+from pipeline.models import ClusterRef, DeploymentResult, DeployRequest
 from pipeline.render import BUILD_ID_ANNOTATION
 from pipeline.requests import temporal_target
 from pipeline.temporal_client import connect as temporal_connect
 from pipeline.verify import PodState, describe_pollers, judge
 from pipeline.worker import run_worker
-from pipeline.workflows import deployment_workflow_id
 
 # How long the hand-over check waits for the in-cluster pods after a verified deployment.
 HANDOVER_TIMEOUT = 60.0
@@ -80,7 +80,7 @@ async def pipeline_state(client: Client, request: DeployRequest, *, task_queue: 
     cluster = request.cluster
 
     def read() -> tuple[dict[str, Any] | None, list[kube.ReplicaSetInfo], list[kube.PodInfo]]:
-        with kube.connect(kubeconfig=cluster.kubeconfig, context=cluster.context) as kc:
+        with _connect(cluster) as kc:
             dep = kube.get_deployment(kc, namespace=app.namespace, name=app.name)
             if dep is None:
                 return None, [], []
@@ -103,6 +103,15 @@ async def pipeline_state(client: Client, request: DeployRequest, *, task_queue: 
     pollers = await describe_pollers(client, namespace=request.temporal.namespace, task_queue=task_queue)
     verdict = judge(pods=[_pod_state(p) for p in pods], pollers=pollers, new_hash=newest.pod_template_hash, build_id=build_id)
     return PipelineState(verdict.ok, f"{where}: {verdict.detail}", verdict.polling_pods)
+
+
+def _connect(cluster: ClusterRef) -> kube.KubeClient:
+    """The cluster as the activities reach it: for target aks a kubeconfig from the AKS API (pipeline/azure)."""
+    if cluster.aks is not None:
+        from pipeline.azure import aks  # only target aks needs the Azure SDKs
+
+        return aks.connect(cluster.aks, context=cluster.context)
+    return kube.connect(kubeconfig=cluster.kubeconfig, context=cluster.context)
 
 
 def _pod_state(pod: kube.PodInfo) -> PodState:

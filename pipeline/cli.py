@@ -179,11 +179,20 @@ def render_command(ctx: click.Context, app_name: str | None, image: str | None) 
 
 
 @cli.command("bootstrap")
+@click.option(
+    "--azure",
+    is_flag=True,
+    help="First ensure the resource group, ACR registry and AKS cluster (OIDC issuer, workload identity, "
+    'AcrPull for its kubelet identity) exist; needs target = "aks".',
+)
 @click.pass_context
-def bootstrap_command(ctx: click.Context) -> None:
+def bootstrap_command(ctx: click.Context, azure: bool) -> None:
     """Deploy the pipeline's own worker into the cluster (the first time with a temporary local worker).
 
     Already deployed and polling [pipeline].task_queue: says so and changes nothing.
+    With --azure, the Azure resources are ensured first, one line each
+    ("created" or "exists"); an existing one with incompatible settings is
+    reported and left alone (exit 2), a failed Azure operation exits 1.
     Exit codes as `deploy`: 0 verified, 1 failed, 3 rolled back, 2 bad input.
     """
     import logging
@@ -191,9 +200,23 @@ def bootstrap_command(ctx: click.Context) -> None:
     from bootstrap import selfdeploy
     from pipeline import commands
 
+    config = load(ctx)
+    if azure:
+        if config.target != "aks":
+            raise PipelineError(
+                f'{config.source}: `pipeline bootstrap --azure` needs target = "aks" (it is "{config.target}"); '
+                "set it and the [azure], [acr] and [aks] settings, or run `pipeline bootstrap` without --azure"
+            )
+        from pipeline.azure import provision
+
+        try:
+            provision.provision(provision.plan_for(config), say=click.echo)
+        except provision.AzureOperationFailed as error:
+            click.echo(error.message, err=True)
+            raise click.exceptions.Exit(1) from None
     # Warnings only: the temporary worker's INFO lines would drown the deployment's progress.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    raise click.exceptions.Exit(commands.run(selfdeploy.bootstrap(load(ctx), say=click.echo)))
+    raise click.exceptions.Exit(commands.run(selfdeploy.bootstrap(config, say=click.echo)))
 
 
 @cli.command("worker")

@@ -6,7 +6,10 @@ examples (`../shared/azure-examples/`), and does the real work behind them:
 
     Entra ID   GET  /{tenant}/v2.0/.well-known/openid-configuration
                POST /{tenant}/oauth2/v2.0/token            (client credentials)
-    ARM        Registries_Get, Registries_ListCredentials                 (2025-11-01, 2025-04-01, ...)
+    ARM        ResourceGroups_CreateOrUpdate, ResourceGroups_Get          (2025-04-01, ...)
+               Registries_Create (long-running), RoleAssignments_Create/Get (2022-04-01),
+               ManagedClusters_CreateOrUpdate (long-running), *_GetOperationStatus
+               Registries_Get, Registries_ListCredentials                 (2025-11-01, 2025-04-01, ...)
                Registries_GetBuildSourceUploadUrl, Registries_ScheduleRun,
                Runs_Get, Runs_GetLogSasUrl, Runs_Cancel, Runs_List        (2025-03-01-preview)
                ManagedClusters_Get, ManagedClusters_ListCluster{User,Admin}Credentials (2026-08-01)
@@ -33,6 +36,9 @@ Decisions a client must know:
   (tokens, then 403 AuthorizationFailed). MSAL's instance discovery goes to
   login.microsoftonline.com for an unknown authority host: credentials need
   `disable_instance_discovery=True`.
+
+`--empty` starts DIR with no resource group, registry or cluster (`pipeline
+bootstrap --azure` creates them; created resources are saved to the seed).
 
 State in DIR: `seed.json` (0600), `ca.pem` (trust this), `env`/`env.json`
 (0600, what a client needs), `endpoint` (written last: the server is up),

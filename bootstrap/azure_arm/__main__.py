@@ -1,4 +1,4 @@
-"""`python -m bootstrap.azure_arm serve --state-dir DIR [--port N] [--registry HOST:PORT] [--kubeconfig PATH]`."""
+"""`python -m bootstrap.azure_arm serve --state-dir DIR [--port N] [--registry HOST:PORT] [--kubeconfig PATH] [--empty]`."""
 
 from __future__ import annotations
 
@@ -26,10 +26,17 @@ def main(argv: list[str] | None = None) -> None:
     serve_cmd.add_argument(
         "--kubeconfig", type=Path, help="the local cluster's kubeconfig, handed out by listClusterUserCredential"
     )
+    serve_cmd.add_argument(
+        "--empty",
+        action="store_true",
+        help="at the first start of DIR, seed no resource group, registry or cluster (`pipeline bootstrap --azure` creates them)",
+    )
     serve_cmd.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(state_dir=args.state_dir, port=args.port, registry=args.registry, kubeconfig=args.kubeconfig))
+    asyncio.run(
+        serve(state_dir=args.state_dir, port=args.port, registry=args.registry, kubeconfig=args.kubeconfig, empty=args.empty)
+    )
 
 
 if __name__ == "__main__":

@@ -5,11 +5,19 @@ A request under `/subscriptions/` goes through, in ARM's order: route
 operation (400) -> subscription (404) -> role check (403) -> injected faults
 (429/500) -> resource group (404) -> the handler (which answers 404 for a
 missing resource). Every answer carries ARM's headers. To add an operation,
-add a `Route` to `ROUTES` (a later issue adds PUT/GET/LRO creation).
+add a `Route` to `ROUTES`.
+
+Creation (`pipeline bootstrap --azure`): ResourceGroups_CreateOrUpdate/Get,
+Registries_Create and ManagedClusters_CreateOrUpdate (long-running: 201 with
+`Azure-AsyncOperation` and `Retry-After: 1`, provisioningState `Creating` until
+the operation's status answers `Succeeded` a short while later, or `Failed`
+with an injected `failOperation` fault), RoleAssignments_Create/Get at a
+registry's scope. Created resources are added to the seed and saved.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime
 import json
@@ -27,7 +35,17 @@ from aiohttp import web
 from bootstrap.azure_arm import blobs, identity
 from bootstrap.azure_arm.builds import now_iso
 from bootstrap.azure_arm.faults import Faults
-from bootstrap.azure_arm.state import AKS_SERVER_APP_ID, TERMINAL_STATUSES, ClusterSeed, RegistrySeed, RunStore, Seed
+from bootstrap.azure_arm.state import (
+    AKS_SERVER_APP_ID,
+    TERMINAL_STATUSES,
+    ClusterSeed,
+    GroupSeed,
+    Operation,
+    RegistrySeed,
+    RoleAssignmentSeed,
+    RunStore,
+    Seed,
+)
 
 REGISTRY_VERSIONS = frozenset(
     {
@@ -42,6 +60,32 @@ AKS_VERSIONS = frozenset(
     {f"{y}-{m:02d}-01" for y in (2024, 2025, 2026) for m in range(1, 13) if (y, m) <= (2026, 8)}
     | {"2026-08-01-preview", "2026-06-02-preview"}
 )
+RESOURCE_VERSIONS = frozenset(
+    {"2019-10-01", "2020-06-01", "2020-10-01", "2021-01-01", "2021-04-01", "2022-09-01", "2023-07-01", "2024-03-01",
+     "2024-07-01", "2024-11-01", "2025-03-01", "2025-04-01"}
+)  # fmt: skip
+AUTHORIZATION_VERSIONS = frozenset(
+    {"2015-07-01", "2018-01-01-preview", "2018-09-01-preview", "2020-03-01-preview", "2020-04-01-preview",
+     "2020-08-01-preview", "2020-10-01-preview", "2022-01-01-preview", "2022-04-01"}
+)  # fmt: skip
+# Built-in role definitions (the same GUIDs in every tenant) the imitation knows.
+ROLE_DEFINITIONS = {
+    "7f951dca-d1b7-4d0a-9b11-ce1bf1cd58da": "AcrPull",
+    "8311e382-0749-4cb8-b61a-304f252e45ec": "AcrPush",
+    "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
+    "acdd72a7-3385-48ef-bd42-f606fba81ae7": "Reader",
+}
+# Regions a resource may be created in (ARM's names, lower case without spaces).
+LOCATIONS = frozenset(
+    {"eastus", "eastus2", "westus", "westus2", "westus3", "centralus", "northcentralus", "southcentralus", "westcentralus",
+     "canadacentral", "brazilsouth", "northeurope", "westeurope", "uksouth", "ukwest", "francecentral",
+     "germanywestcentral", "swedencentral", "switzerlandnorth", "norwayeast", "polandcentral", "italynorth",
+     "eastasia", "southeastasia", "japaneast", "japanwest", "koreacentral", "australiaeast", "centralindia",
+     "southafricanorth", "uaenorth"}
+)  # fmt: skip
+REGISTRY_SKUS = ("Basic", "Standard", "Premium")
+# How long a created registry / cluster stays provisioningState "Creating" (real ones take ~10 s / ~5 min).
+OPERATION_SECONDS = {"registry": 1.0, "cluster": 2.0}
 KUBELOGIN_CLIENT_ID = "80faf920-1908-4b52-b5ef-a8e7bedfc67a"  # the Azure CLI's public client, what AKS puts in exec kubeconfigs
 
 
@@ -61,19 +105,27 @@ class Context:
     claims: identity.TokenClaims
     base_url: str
 
+    @property
+    def group(self) -> str:
+        return self.params["resourceGroupName"]
+
     def registry(self) -> RegistrySeed:
         name = self.params["registryName"]
-        found = self.seed.registry(name)
+        found = self.seed.registry(name, self.group)
         if found is None:
-            raise _not_found("Microsoft.ContainerRegistry/registries", name, self.seed.resource_group)
+            raise _not_found("Microsoft.ContainerRegistry/registries", name, self.group)
         return found
 
     def cluster(self) -> ClusterSeed:
         name = self.params["resourceName"]
-        found = self.seed.cluster(name)
+        found = self.seed.cluster(name, self.group)
         if found is None:
-            raise _not_found("Microsoft.ContainerService/managedClusters", name, self.seed.resource_group)
+            raise _not_found("Microsoft.ContainerService/managedClusters", name, self.group)
         return found
+
+    def save(self) -> None:
+        """Persist the seed (created or changed resources) to DIR/seed.json."""
+        self.seed.save(self.request.app["state_dir"] / "seed.json")
 
 
 Handler = Callable[[Context], Awaitable[web.StreamResponse]]
@@ -88,6 +140,7 @@ class Route:
     action: str  # the RBAC action ARM checks
     resource_type: str  # for NoRegisteredProviderFound messages
     handler: Handler
+    in_group: bool = True  # the path names a resource group that must exist (404 ResourceGroupNotFound)
 
 
 def _not_found(resource_type: str, name: str, group: str) -> ArmError:
@@ -105,16 +158,21 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 def _registry_id(seed: Seed, registry: RegistrySeed) -> str:
     return (
-        f"/subscriptions/{seed.subscription_id}/resourceGroups/{seed.resource_group}"
+        f"/subscriptions/{seed.subscription_id}/resourceGroups/{seed.group_of(registry)}"
         f"/providers/Microsoft.ContainerRegistry/registries/{registry.name}"
     )
 
 
 def _cluster_id(seed: Seed, cluster: ClusterSeed) -> str:
     return (
-        f"/subscriptions/{seed.subscription_id}/resourceGroups/{seed.resource_group}"
+        f"/subscriptions/{seed.subscription_id}/resourceGroups/{seed.group_of(cluster)}"
         f"/providers/Microsoft.ContainerService/managedClusters/{cluster.name}"
     )
+
+
+def _location(value: Any) -> str:
+    """ARM's normal form of a location ("West Europe" -> "westeurope")."""
+    return str(value or "").replace(" ", "").lower()
 
 
 async def _body(ctx: Context) -> dict[str, Any]:
@@ -136,42 +194,43 @@ async def _body(ctx: Context) -> dict[str, Any]:
 
 
 async def registries_get(ctx: Context) -> web.StreamResponse:
-    registry = ctx.registry()
-    return _json(
-        {
-            "id": _registry_id(ctx.seed, registry),
-            "name": registry.name,
-            "type": "Microsoft.ContainerRegistry/registries",
-            "location": registry.location,
-            "tags": {},
-            "sku": {"name": "Standard", "tier": "Standard"},
-            "properties": {
-                "loginServer": registry.login_server,
-                "creationDate": registry.creation_date,
-                "provisioningState": "Succeeded",
-                "adminUserEnabled": registry.admin_user_enabled,
-                "networkRuleSet": {"defaultAction": "Allow", "ipRules": []},
-                "policies": {
-                    "quarantinePolicy": {"status": "disabled"},
-                    "trustPolicy": {"type": "Notary", "status": "disabled"},
-                    "retentionPolicy": {"days": 7, "lastUpdatedTime": registry.creation_date, "status": "disabled"},
-                    "exportPolicy": {"status": "enabled"},
-                    "azureADAuthenticationAsArmPolicy": {"status": "enabled"},
-                },
-                "encryption": {"status": "disabled"},
-                "status": None,
-                "dataEndpointEnabled": False,
-                "dataEndpointHostNames": [],
-                "privateEndpointConnections": [],
-                "publicNetworkAccess": "Enabled",
-                "networkRuleBypassOptions": "AzureServices",
-                "networkRuleBypassAllowedForTasks": False,
-                "zoneRedundancy": "Disabled",
-                "anonymousPullEnabled": False,
-                "roleAssignmentMode": "LegacyRegistryPermissions",
+    return _json(_registry_body(ctx.seed, ctx.registry()))
+
+
+def _registry_body(seed: Seed, registry: RegistrySeed) -> dict[str, Any]:
+    return {
+        "id": _registry_id(seed, registry),
+        "name": registry.name,
+        "type": "Microsoft.ContainerRegistry/registries",
+        "location": registry.location,
+        "tags": dict(registry.tags),
+        "sku": {"name": registry.sku, "tier": registry.sku},
+        "properties": {
+            "loginServer": registry.login_server,
+            "creationDate": registry.creation_date,
+            "provisioningState": registry.provisioning_state,
+            "adminUserEnabled": registry.admin_user_enabled,
+            "networkRuleSet": {"defaultAction": "Allow", "ipRules": []},
+            "policies": {
+                "quarantinePolicy": {"status": "disabled"},
+                "trustPolicy": {"type": "Notary", "status": "disabled"},
+                "retentionPolicy": {"days": 7, "lastUpdatedTime": registry.creation_date, "status": "disabled"},
+                "exportPolicy": {"status": "enabled"},
+                "azureADAuthenticationAsArmPolicy": {"status": "enabled"},
             },
-        }
-    )
+            "encryption": {"status": "disabled"},
+            "status": None,
+            "dataEndpointEnabled": False,
+            "dataEndpointHostNames": [],
+            "privateEndpointConnections": [],
+            "publicNetworkAccess": "Enabled",
+            "networkRuleBypassOptions": "AzureServices",
+            "networkRuleBypassAllowedForTasks": False,
+            "zoneRedundancy": "Disabled",
+            "anonymousPullEnabled": False,
+            "roleAssignmentMode": "LegacyRegistryPermissions",
+        },
+    }
 
 
 async def registries_list_credentials(ctx: Context) -> web.StreamResponse:
@@ -361,11 +420,25 @@ async def runs_list(ctx: Context) -> web.StreamResponse:
 
 
 async def managed_clusters_get(ctx: Context) -> web.StreamResponse:
-    cluster = ctx.cluster()
+    return _json(_cluster_body(ctx, ctx.cluster()))
+
+
+def _identity_key(seed: Seed, cluster: ClusterSeed) -> str:
+    """What a cluster's identities' GUIDs derive from: its name (seeded clusters), or group/name (created ones)."""
+    return f"{cluster.resource_group}/{cluster.name}" if cluster.resource_group else cluster.name
+
+
+def _kubelet_object_id(seed: Seed, cluster: ClusterSeed) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, _identity_key(seed, cluster) + "/kubelet-object"))
+
+
+def _cluster_body(ctx: Context, cluster: ClusterSeed) -> dict[str, Any]:
     server = _local_cluster(ctx)["server"] if ctx.request.app["kubeconfig"] else ""
     host = urllib.parse.urlsplit(server).hostname or "127.0.0.1"
+    key = _identity_key(ctx.seed, cluster)
+    group = ctx.seed.group_of(cluster)
     properties: dict[str, Any] = {
-        "provisioningState": "Succeeded",
+        "provisioningState": cluster.provisioning_state,
         "powerState": {"code": "Running"},
         "kubernetesVersion": cluster.kubernetes_version,
         "currentKubernetesVersion": cluster.kubernetes_version,
@@ -375,31 +448,40 @@ async def managed_clusters_get(ctx: Context) -> web.StreamResponse:
         "agentPoolProfiles": [
             {
                 "name": "nodepool1",
-                "count": 1,
-                "vmSize": "Standard_D2s_v3",
+                "count": cluster.node_count,
+                "vmSize": cluster.vm_size,
                 "maxPods": 110,
                 "osType": "Linux",
                 "mode": "System",
                 "orchestratorVersion": cluster.kubernetes_version,
                 "currentOrchestratorVersion": cluster.kubernetes_version,
-                "provisioningState": "Succeeded",
+                "provisioningState": cluster.provisioning_state,
                 "powerState": {"code": "Running"},
             }
         ],
         "maxAgentPools": 100,
         "enableRBAC": True,
         "disableLocalAccounts": False,
-        "nodeResourceGroup": f"MC_{ctx.seed.resource_group}_{cluster.name}_{cluster.location}",
+        "nodeResourceGroup": f"MC_{group}_{cluster.name}_{cluster.location}",
         "networkProfile": {"networkPlugin": "kubenet", "outboundType": "loadBalancer", "loadBalancerSku": "standard"},
         "servicePrincipalProfile": {"clientId": "msi"},
         "identityProfile": {
             "kubeletidentity": {
-                "resourceId": f"/subscriptions/{ctx.seed.subscription_id}/resourceGroups/MC_{ctx.seed.resource_group}_{cluster.name}_{cluster.location}"
+                "resourceId": f"/subscriptions/{ctx.seed.subscription_id}/resourceGroups/MC_{group}_{cluster.name}_{cluster.location}"
                 f"/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{cluster.name}-agentpool",
-                "clientId": str(uuid.uuid5(uuid.NAMESPACE_URL, cluster.name + "/kubelet")),
-                "objectId": str(uuid.uuid5(uuid.NAMESPACE_URL, cluster.name + "/kubelet-object")),
+                "clientId": str(uuid.uuid5(uuid.NAMESPACE_URL, key + "/kubelet")),
+                "objectId": _kubelet_object_id(ctx.seed, cluster),
             }
         },
+        "oidcIssuerProfile": {"enabled": cluster.oidc_issuer}
+        | (
+            {
+                "issuerURL": f"https://{cluster.location}.oic.prod-aks.azure.com/{ctx.seed.tenant_id}/{uuid.uuid5(uuid.NAMESPACE_URL, key + '/oidc')}/"
+            }
+            if cluster.oidc_issuer
+            else {}
+        ),
+        "securityProfile": {"workloadIdentity": {"enabled": cluster.workload_identity}},
     }
     if cluster.aad:
         properties["aadProfile"] = {
@@ -408,23 +490,21 @@ async def managed_clusters_get(ctx: Context) -> web.StreamResponse:
             "tenantID": ctx.seed.tenant_id,
             "adminGroupObjectIDs": [],
         }
-    return _json(
-        {
-            "id": _cluster_id(ctx.seed, cluster),
-            "name": cluster.name,
-            "type": "Microsoft.ContainerService/managedClusters",
-            "location": cluster.location,
-            "eTag": uuid.uuid5(uuid.NAMESPACE_URL, cluster.name).hex[:8],
-            "tags": {},
-            "sku": {"name": "Base", "tier": "Free"},
-            "identity": {
-                "type": "SystemAssigned",
-                "principalId": str(uuid.uuid5(uuid.NAMESPACE_URL, cluster.name + "/principal")),
-                "tenantId": ctx.seed.tenant_id,
-            },
-            "properties": properties,
-        }
-    )
+    return {
+        "id": _cluster_id(ctx.seed, cluster),
+        "name": cluster.name,
+        "type": "Microsoft.ContainerService/managedClusters",
+        "location": cluster.location,
+        "eTag": uuid.uuid5(uuid.NAMESPACE_URL, key).hex[:8],
+        "tags": dict(cluster.tags),
+        "sku": {"name": "Base", "tier": "Free"},
+        "identity": {
+            "type": "SystemAssigned",
+            "principalId": str(uuid.uuid5(uuid.NAMESPACE_URL, key + "/principal")),
+            "tenantId": ctx.seed.tenant_id,
+        },
+        "properties": properties,
+    }
 
 
 def _local_cluster(ctx: Context) -> dict[str, Any]:
@@ -447,7 +527,7 @@ def _credential(ctx: Context, *, admin: bool) -> web.StreamResponse:
     cluster = ctx.cluster()
     local = _local_cluster(ctx)
     user_entry = local.pop("_user")
-    rg = ctx.seed.resource_group
+    rg = ctx.seed.group_of(cluster)
     user_name = f"{'clusterAdmin' if admin else 'clusterUser'}_{rg}_{cluster.name}"
     if cluster.aad and not admin:
         user: dict[str, Any] = {
@@ -500,21 +580,456 @@ async def managed_clusters_list_admin(ctx: Context) -> web.StreamResponse:
     return _credential(ctx, admin=True)
 
 
+# -- creation: resource groups, registries, clusters (long-running), role assignments --------------------
+
+_GROUP_NAME = re.compile(r"^[-\w._()]{1,90}$")
+_REGISTRY_NAME = re.compile(r"^[a-zA-Z0-9]{5,50}$")
+_CLUSTER_NAME = re.compile(r"^[a-zA-Z0-9]$|^[a-zA-Z0-9][-_a-zA-Z0-9]{0,61}[a-zA-Z0-9]$")
+_DNS_PREFIX = re.compile(r"^[a-zA-Z0-9]$|^[a-zA-Z0-9][-a-zA-Z0-9]{0,52}[a-zA-Z0-9]$")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _known_location(value: Any, what: str) -> str:
+    location = _location(value)
+    if not location:
+        raise ArmError(400, "LocationRequired", "The location property is required for this definition.")
+    if location not in LOCATIONS:
+        raise ArmError(
+            400,
+            "LocationNotAvailableForResourceType",
+            f"The provided location '{value}' is not available for resource type '{what}'. "
+            f"List of available regions for the resource type is '{','.join(sorted(LOCATIONS))}'.",
+        )
+    return location
+
+
+def _moved(kind: str, name: str, group: str, old: str, new: str) -> ArmError:
+    """ARM's answer to a PUT that would move an existing resource to another location."""
+    return ArmError(
+        400,
+        "InvalidResourceLocation",
+        f"The resource '{name}' already exists in location '{old}' in resource group '{group}'. "
+        f"A resource with the same name cannot be created in location '{new}'. Please select a new resource name.",
+    )
+
+
+def _tags(body: dict[str, Any]) -> dict[str, str]:
+    tags = body.get("tags") or {}
+    if not isinstance(tags, dict):
+        raise ArmError(400, "InvalidRequestContent", "The 'tags' property must be an object of strings.")
+    return {str(k): str(v) for k, v in tags.items()}
+
+
+def _group_body(seed: Seed, group: GroupSeed) -> dict[str, Any]:
+    return {
+        "id": f"/subscriptions/{seed.subscription_id}/resourceGroups/{group.name}",
+        "name": group.name,
+        "type": "Microsoft.Resources/resourceGroups",
+        "location": group.location,
+        "tags": dict(group.tags),
+        "properties": {"provisioningState": "Succeeded"},
+    }
+
+
+async def resource_groups_get(ctx: Context) -> web.StreamResponse:
+    group = ctx.seed.group(ctx.group)
+    if group is None:
+        raise ArmError(404, "ResourceGroupNotFound", f"Resource group '{ctx.group}' could not be found.")
+    return _json(_group_body(ctx.seed, group))
+
+
+async def resource_groups_create_or_update(ctx: Context) -> web.StreamResponse:
+    """Synchronous: 201 new, 200 existing (tags replaced); moving a group to another location is 409."""
+    if not _GROUP_NAME.match(ctx.group) or ctx.group.endswith("."):
+        raise ArmError(
+            400,
+            "InvalidResourceGroup",
+            f"The provided resource group name '{ctx.group}' has these invalid characters: the name may hold 1-90 "
+            "letters, digits, underscores, parentheses, hyphens and periods, and may not end in a period.",
+        )
+    body = await _body(ctx)
+    location = _known_location(body.get("location"), "resourceGroups")
+    existing = ctx.seed.group(ctx.group)
+    if existing is not None:
+        if _location(existing.location) != location:
+            raise ArmError(
+                409,
+                "InvalidResourceGroupLocation",
+                f"Invalid resource group location '{body.get('location')}'. "
+                f"The Resource group already exists in location '{existing.location}'.",
+            )
+        existing.tags = _tags(body)
+        ctx.save()
+        return _json(_group_body(ctx.seed, existing))
+    group = GroupSeed(ctx.group, location, _tags(body))
+    ctx.seed.groups.append(group)
+    ctx.save()
+    return _json(_group_body(ctx.seed, group), status=201)
+
+
+def _start_operation(ctx: Context, *, kind: str, name: str, operation: str) -> tuple[Operation, dict[str, str]]:
+    """Register a running asynchronous operation; it ends after OPERATION_SECONDS[kind] (or fails, if a
+    `failOperation` fault for `operation` is pending). Returns it and the headers of the 201/200 answer."""
+    app = ctx.request.app
+    op = Operation(
+        id=str(uuid.uuid4()),
+        operation=operation,
+        resource_kind=kind,
+        resource_group=ctx.group,
+        resource_name=name,
+        start_time=now_iso(),
+    )
+    app["operations"][op.id] = op
+    fault = app["faults"].take_operation(operation)
+    asyncio.get_running_loop().call_later(app["operation_seconds"][kind], _finish_operation, app, op, fault)
+    version = ctx.request.query["api-version"]
+    sub = ctx.seed.subscription_id
+    if kind == "registry":
+        url = (
+            f"{ctx.base_url}/subscriptions/{sub}/resourceGroups/{ctx.group}/providers/Microsoft.ContainerRegistry"
+            f"/registries/{name}/operationStatuses/registries-{op.id}?api-version={version}"
+        )
+    else:
+        location = ctx.seed.cluster(name, ctx.group).location  # type: ignore[union-attr]
+        url = (
+            f"{ctx.base_url}/subscriptions/{sub}/providers/Microsoft.ContainerService/locations/{location}"
+            f"/operationStatus/{op.id}?api-version={version}"
+        )
+    return op, {"Azure-AsyncOperation": url, "Retry-After": "1"}
+
+
+def _finish_operation(app: web.Application, op: Operation, fault: dict[str, Any] | None) -> None:
+    seed: Seed = app["seed"]
+    resource = (
+        seed.registry(op.resource_name, op.resource_group)
+        if op.resource_kind == "registry"
+        else seed.cluster(op.resource_name, op.resource_group)
+    )
+    op.end_time = now_iso()
+    if fault is not None:
+        op.status = "Failed"
+        op.error = {
+            "code": str(fault.get("code") or "InternalOperationError"),
+            "message": str(fault.get("message") or f"The operation {op.operation} on '{op.resource_name}' failed."),
+        }
+    else:
+        op.status = "Succeeded"
+    if resource is not None:
+        resource.provisioning_state = op.status
+        seed.save(app["state_dir"] / "seed.json")
+
+
+def finish_interrupted(seed: Seed) -> bool:
+    """At start-up: resources left Creating/Updating by a stopped imitation have finished meanwhile."""
+    changed = False
+    resources: list[RegistrySeed | ClusterSeed] = [*seed.registries, *seed.clusters]
+    for resource in resources:
+        if resource.provisioning_state in ("Creating", "Updating"):
+            resource.provisioning_state = "Succeeded"
+            changed = True
+    return changed
+
+
+async def operation_status(ctx: Context) -> web.StreamResponse:
+    op_id = ctx.params["operationId"].removeprefix("registries-")
+    op: Operation | None = ctx.request.app["operations"].get(op_id)
+    if op is None:
+        raise ArmError(404, "NotFound", f"The operation '{ctx.params['operationId']}' was not found.")
+    body: dict[str, Any] = {
+        "id": ctx.request.path,
+        "name": ctx.params["operationId"],
+        "status": op.status,
+        "startTime": op.start_time,
+    }
+    if op.end_time:
+        body["endTime"] = op.end_time
+    if op.error:
+        body["error"] = dict(op.error)
+    response = _json(body)
+    if op.status == "InProgress":
+        response.headers["Retry-After"] = "1"
+    return response
+
+
+async def registries_create(ctx: Context) -> web.StreamResponse:
+    """Registries_Create: new -> 201 Creating + Azure-AsyncOperation; existing -> 200 Succeeded (sku, admin user, tags)."""
+    name = ctx.params["registryName"]
+    if not _REGISTRY_NAME.match(name):
+        raise ArmError(
+            400,
+            "InvalidParameter",
+            f"The registry name '{name}' is invalid: it must be 5-50 characters long and contain only letters and digits.",
+        )
+    body = await _body(ctx)
+    location = _known_location(body.get("location"), "registries")
+    sku = str((body.get("sku") or {}).get("name") or "")
+    if sku not in REGISTRY_SKUS:
+        raise ArmError(
+            400,
+            "InvalidSku",
+            f"The sku '{sku}' is invalid: it must be one of {', '.join(REGISTRY_SKUS)} (the 'sku.name' property).",
+        )
+    properties = body.get("properties") or {}
+    admin = bool(properties.get("adminUserEnabled", False))
+    existing = ctx.seed.registry(name, ctx.group)
+    if existing is not None:
+        if _location(existing.location) != location:
+            raise _moved("registry", name, ctx.group, existing.location, location)
+        if existing.provisioning_state in ("Creating", "Updating"):
+            raise _in_progress("registry", name)
+        existing.sku, existing.admin_user_enabled, existing.tags = sku, admin, _tags(body)
+        ctx.save()
+        return _json(_registry_body(ctx.seed, existing))
+    elsewhere = ctx.seed.registry(name)
+    if elsewhere is not None:
+        raise ArmError(
+            400,
+            "AlreadyInUse",
+            f"The registry DNS name {name.lower()}.azurecr.io is already in use. You can check if the name is already "
+            "claimed using following API: https://docs.microsoft.com/en-us/rest/api/containerregistry/registries/checknameavailability",
+        )
+    registry = RegistrySeed(
+        name=name,
+        location=location,
+        login_server=ctx.request.app["login_server"],
+        admin_user_enabled=admin,
+        creation_date=now_iso(),
+        resource_group=ctx.group,
+        sku=sku,
+        provisioning_state="Creating",
+        tags=_tags(body),
+    )
+    ctx.seed.registries.append(registry)
+    ctx.save()
+    _, headers = _start_operation(ctx, kind="registry", name=name, operation="Registries_Create")
+    response = _json(_registry_body(ctx.seed, registry), status=201)
+    response.headers.update(headers)
+    return response
+
+
+def _in_progress(kind: str, name: str) -> ArmError:
+    return ArmError(
+        409,
+        "OperationNotAllowed",
+        f"Operation is not allowed because there's an in progress operation on {kind} '{name}'. "
+        "Please wait for it to finish before starting a new operation.",
+    )
+
+
+async def managed_clusters_create_or_update(ctx: Context) -> web.StreamResponse:
+    """ManagedClusters_CreateOrUpdate: new -> 201 Creating, existing -> 200 Updating; both end by the async operation."""
+    name = ctx.params["resourceName"]
+    if not _CLUSTER_NAME.match(name):
+        raise ArmError(
+            400,
+            "InvalidParameter",
+            f"The value of parameter resourceName '{name}' is invalid: 1-63 letters, digits, '-' and '_', "
+            "starting and ending with a letter or digit.",
+        )
+    body = await _body(ctx)
+    location = _known_location(body.get("location"), "managedClusters")
+    properties = body.get("properties") or {}
+    dns_prefix = str(properties.get("dnsPrefix") or "")
+    if not dns_prefix and not properties.get("fqdnSubdomain"):
+        raise ArmError(400, "InvalidParameter", "Either dnsPrefix or fqdnSubdomain must be specified (properties.dnsPrefix).")
+    if dns_prefix and not _DNS_PREFIX.match(dns_prefix):
+        raise ArmError(
+            400,
+            "InvalidDNSPrefix",
+            f"The value of parameter properties.dnsPrefix '{dns_prefix}' is invalid: 1-54 letters, digits and '-', "
+            "starting and ending with a letter or digit.",
+        )
+    pools = properties.get("agentPoolProfiles") or []
+    if not any((p or {}).get("mode") == "System" for p in pools):
+        raise ArmError(
+            400,
+            "InvalidParameter",
+            "A managed cluster needs at least one agent pool of mode 'System' (properties.agentPoolProfiles).",
+        )
+    identity_type = str((body.get("identity") or {}).get("type") or "")
+    if identity_type not in ("SystemAssigned", "UserAssigned") and not (properties.get("servicePrincipalProfile") or {}).get(
+        "clientId"
+    ):
+        raise ArmError(
+            400,
+            "InvalidParameter",
+            "Either a managed identity (identity.type SystemAssigned or UserAssigned) or a service principal "
+            "(properties.servicePrincipalProfile) is required.",
+        )
+    oidc = bool((properties.get("oidcIssuerProfile") or {}).get("enabled", False))
+    workload = bool(((properties.get("securityProfile") or {}).get("workloadIdentity") or {}).get("enabled", False))
+    if workload and not oidc:
+        raise ArmError(
+            400,
+            "InvalidParameter",
+            "Enabling workload identity requires enabling OIDC issuer profile (properties.oidcIssuerProfile.enabled).",
+        )
+    system = next(p for p in pools if (p or {}).get("mode") == "System")
+    existing = ctx.seed.cluster(name, ctx.group)
+    if existing is not None:
+        if _location(existing.location) != location:
+            raise _moved("managed cluster", name, ctx.group, existing.location, location)
+        if existing.provisioning_state in ("Creating", "Updating"):
+            raise _in_progress("managed cluster", name)
+        if existing.oidc_issuer and not oidc:
+            raise ArmError(400, "InvalidParameter", "OIDC issuer cannot be disabled once it has been enabled.")
+        existing.oidc_issuer, existing.workload_identity = oidc, workload
+        existing.node_count = int(system.get("count") or existing.node_count)
+        existing.vm_size = str(system.get("vmSize") or existing.vm_size)
+        existing.tags = _tags(body)
+        existing.provisioning_state = "Updating"
+        cluster, status = existing, 200
+    else:
+        cluster = ClusterSeed(
+            name=name,
+            location=location,
+            aad=bool((properties.get("aadProfile") or {}).get("managed", False)),
+            kubernetes_version=str(properties.get("kubernetesVersion") or "1.32.0"),
+            dns_prefix=dns_prefix or name,
+            resource_group=ctx.group,
+            oidc_issuer=oidc,
+            workload_identity=workload,
+            provisioning_state="Creating",
+            node_count=int(system.get("count") or 3),
+            vm_size=str(system.get("vmSize") or "Standard_DS2_v2"),
+            tags=_tags(body),
+        )
+        ctx.seed.clusters.append(cluster)
+        status = 201
+    ctx.save()
+    _, headers = _start_operation(ctx, kind="cluster", name=name, operation="ManagedClusters_CreateOrUpdate")
+    response = _json(_cluster_body(ctx, cluster), status=status)
+    response.headers.update(headers)
+    return response
+
+
+def _principals(ctx: Context) -> set[str]:
+    """Object ids the imitated directory knows: the seeded principals and every cluster's identities."""
+    known = {c.object_id.lower() for c in ctx.seed.clients}
+    for cluster in ctx.seed.clusters:
+        key = _identity_key(ctx.seed, cluster)
+        known.add(_kubelet_object_id(ctx.seed, cluster))
+        known.add(str(uuid.uuid5(uuid.NAMESPACE_URL, key + "/principal")))
+    return known
+
+
+def _role_assignment_body(assignment: RoleAssignmentSeed) -> dict[str, Any]:
+    return {
+        "properties": {
+            "roleDefinitionId": assignment.role_definition_id,
+            "principalId": assignment.principal_id,
+            "principalType": assignment.principal_type,
+            "scope": assignment.scope,
+            "condition": None,
+            "conditionVersion": None,
+            "createdOn": assignment.created_on,
+            "updatedOn": assignment.created_on,
+            "createdBy": assignment.created_by,
+            "updatedBy": assignment.created_by,
+            "delegatedManagedIdentityResourceId": None,
+            "description": None,
+        },
+        "id": f"{assignment.scope}/providers/Microsoft.Authorization/roleAssignments/{assignment.name}",
+        "type": "Microsoft.Authorization/roleAssignments",
+        "name": assignment.name,
+    }
+
+
+async def role_assignments_get(ctx: Context) -> web.StreamResponse:
+    scope = _registry_id(ctx.seed, ctx.registry())
+    found = ctx.seed.role_assignment(scope, ctx.params["roleAssignmentName"])
+    if found is None:
+        raise ArmError(404, "RoleAssignmentNotFound", f"The role assignment '{ctx.params['roleAssignmentName']}' is not found.")
+    return _json(_role_assignment_body(found))
+
+
+async def role_assignments_create(ctx: Context) -> web.StreamResponse:
+    """RoleAssignments_Create at a registry's scope: idempotent by name (same content -> 201 again); the same
+    principal and role under another name -> 409 RoleAssignmentExists; other content under the same name -> 400."""
+    scope = _registry_id(ctx.seed, ctx.registry())
+    name = ctx.params["roleAssignmentName"]
+    if not _GUID.match(name):
+        raise ArmError(
+            400,
+            "InvalidRoleAssignmentId",
+            f"The role assignment ID '{name}' is not valid. The role assignment ID must be a GUID.",
+        )
+    properties = (await _body(ctx)).get("properties") or {}
+    role = str(properties.get("roleDefinitionId") or "")
+    principal = str(properties.get("principalId") or "").lower()
+    if not role or not principal:
+        raise ArmError(400, "InvalidRoleAssignmentRequest", "The properties roleDefinitionId and principalId are required.")
+    role_guid = role.rstrip("/").rsplit("/", 1)[-1].lower()
+    prefixes = (f"/subscriptions/{ctx.seed.subscription_id}/providers/microsoft.authorization/roledefinitions/",
+                "/providers/microsoft.authorization/roledefinitions/")  # fmt: skip
+    if role_guid not in ROLE_DEFINITIONS or not role.lower().startswith(prefixes):
+        raise ArmError(400, "RoleDefinitionDoesNotExist", f"The specified role definition with ID '{role_guid}' does not exist.")
+    if principal not in _principals(ctx):
+        raise ArmError(
+            400,
+            "PrincipalNotFound",
+            f"Principal {principal.replace('-', '')} does not exist in the directory {ctx.seed.tenant_id}. Check that you "
+            "have the correct principal ID. If you are creating this principal and then immediately assigning a role, "
+            "this error might be related to a replication delay. In this case, set the role assignment principalType "
+            "property to a value, such as ServicePrincipal, User, or Group.  See https://aka.ms/docs-principaltype",
+        )
+    same_name = ctx.seed.role_assignment(scope, name)
+    if same_name is not None:
+        if same_name.principal_id != principal or same_name.role_definition_id.rsplit("/", 1)[-1].lower() != role_guid:
+            raise ArmError(
+                400,
+                "RoleAssignmentUpdateNotPermitted",
+                "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.",
+            )
+        return _json(_role_assignment_body(same_name), status=201)
+    for other in ctx.seed.role_assignments:
+        if (
+            other.scope.lower() == scope.lower()
+            and other.principal_id == principal
+            and other.role_definition_id.rsplit("/", 1)[-1].lower() == role_guid
+        ):
+            raise ArmError(409, "RoleAssignmentExists", "The role assignment already exists.")
+    assignment = RoleAssignmentSeed(
+        name=name.lower(),
+        scope=scope,
+        role_definition_id=f"/subscriptions/{ctx.seed.subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{role_guid}",
+        principal_id=principal,
+        principal_type=str(properties.get("principalType") or "ServicePrincipal"),
+        created_on=now_iso(),
+        created_by=ctx.claims.object_id,
+    )
+    ctx.seed.role_assignments.append(assignment)
+    ctx.save()
+    return _json(_role_assignment_body(assignment), status=201)
+
+
 # -- the routing table ---------------------------------------------------
 
 _SUB = r"/subscriptions/(?P<subscriptionId>[^/]+)/resourceGroups/(?P<resourceGroupName>[^/]+)/providers"
+_RG = r"/subscriptions/(?P<subscriptionId>[^/]+)/resourcegroups/(?P<resourceGroupName>[^/]+)"
 _REG = _SUB + r"/Microsoft\.ContainerRegistry/registries/(?P<registryName>[^/]+)"
 _AKS = _SUB + r"/Microsoft\.ContainerService/managedClusters/(?P<resourceName>[^/]+)"
+_AKS_OP = r"/subscriptions/(?P<subscriptionId>[^/]+)/providers/Microsoft\.ContainerService/locations/(?P<location>[^/]+)/operationStatus/(?P<operationId>[^/]+)"
+_RA = _REG + r"/providers/Microsoft\.Authorization/roleAssignments/(?P<roleAssignmentName>[^/]+)"
 _ACR, _MC = "Microsoft.ContainerRegistry/registries", "Microsoft.ContainerService/managedClusters"
+_RGS, _RAS = "Microsoft.Resources/resourceGroups", "Microsoft.Authorization/roleAssignments"
 
 
-def _route(method: str, pattern: str, operation: str, versions: frozenset[str], action: str, handler: Handler) -> Route:
-    resource_type = _ACR if action.startswith(_ACR) else _MC
-    return Route(method, re.compile(pattern + "/?$", re.IGNORECASE), operation, versions, action, resource_type, handler)
+def _route(
+    method: str, pattern: str, operation: str, versions: frozenset[str], action: str, handler: Handler, *, in_group: bool = True
+) -> Route:
+    resource_type = next((t for t in (_ACR, _MC, _RAS) if action.split("/")[0] == t.split("/")[0]), _RGS)
+    return Route(
+        method, re.compile(pattern + "/?$", re.IGNORECASE), operation, versions, action, resource_type, handler, in_group
+    )
 
 
 ROUTES: list[Route] = [
+    _route("GET", _RG, "ResourceGroups_Get", RESOURCE_VERSIONS, "Microsoft.Resources/subscriptions/resourceGroups/read", resource_groups_get, in_group=False),
+    _route("PUT", _RG, "ResourceGroups_CreateOrUpdate", RESOURCE_VERSIONS, "Microsoft.Resources/subscriptions/resourceGroups/write", resource_groups_create_or_update, in_group=False),
     _route("GET", _REG, "Registries_Get", REGISTRY_VERSIONS, f"{_ACR}/read", registries_get),
+    _route("PUT", _REG, "Registries_Create", REGISTRY_VERSIONS, f"{_ACR}/write", registries_create),
+    _route("GET", _REG + r"/operationStatuses/(?P<operationId>[^/]+)", "Registries_GetOperationStatus", REGISTRY_VERSIONS, f"{_ACR}/operationStatuses/read", operation_status),
     _route("POST", _REG + "/listCredentials", "Registries_ListCredentials", REGISTRY_VERSIONS, f"{_ACR}/listCredentials/action", registries_list_credentials),
     _route("POST", _REG + "/listBuildSourceUploadUrl", "Registries_GetBuildSourceUploadUrl", TASK_VERSIONS, f"{_ACR}/listBuildSourceUploadUrl/action", registries_get_build_source_upload_url),
     _route("POST", _REG + "/scheduleRun", "Registries_ScheduleRun", TASK_VERSIONS, f"{_ACR}/scheduleRun/action", registries_schedule_run),
@@ -522,7 +1037,11 @@ ROUTES: list[Route] = [
     _route("GET", _REG + r"/runs/(?P<runId>[^/]+)", "Runs_Get", TASK_VERSIONS, f"{_ACR}/runs/read", runs_get),
     _route("POST", _REG + r"/runs/(?P<runId>[^/]+)/listLogSasUrl", "Runs_GetLogSasUrl", TASK_VERSIONS, f"{_ACR}/runs/listLogSasUrl/action", runs_get_log_sas_url),
     _route("POST", _REG + r"/runs/(?P<runId>[^/]+)/cancel", "Runs_Cancel", TASK_VERSIONS, f"{_ACR}/runs/cancel/action", runs_cancel),
+    _route("GET", _RA, "RoleAssignments_Get", AUTHORIZATION_VERSIONS, f"{_RAS}/read", role_assignments_get),
+    _route("PUT", _RA, "RoleAssignments_Create", AUTHORIZATION_VERSIONS, f"{_RAS}/write", role_assignments_create),
     _route("GET", _AKS, "ManagedClusters_Get", AKS_VERSIONS, f"{_MC}/read", managed_clusters_get),
+    _route("PUT", _AKS, "ManagedClusters_CreateOrUpdate", AKS_VERSIONS, f"{_MC}/write", managed_clusters_create_or_update),
+    _route("GET", _AKS_OP, "ManagedClusters_GetOperationStatus", AKS_VERSIONS, "Microsoft.ContainerService/locations/operationStatus/read", operation_status, in_group=False),
     _route("POST", _AKS + "/listClusterUserCredential", "ManagedClusters_ListClusterUserCredentials", AKS_VERSIONS, f"{_MC}/listClusterUserCredential/action", managed_clusters_list_user),
     _route("POST", _AKS + "/listClusterAdminCredential", "ManagedClusters_ListClusterAdminCredentials", AKS_VERSIONS, f"{_MC}/listClusterAdminCredential/action", managed_clusters_list_admin),
 ]  # fmt: skip
@@ -536,6 +1055,17 @@ def match(method: str, path: str) -> tuple[Route, dict[str, str]] | None:
 
 
 # -- the dispatcher ------------------------------------------------------
+
+# (code, message) of an injected 4xx fault that names neither.
+_GENERIC_ERRORS = {
+    400: ("BadRequest", "The request is invalid (injected fault)."),
+    404: ("ResourceNotFound", "The resource was not found (injected fault)."),
+    409: (
+        "Conflict",
+        "The request conflicts with the current state of the resource: another operation on it is in progress "
+        "(injected fault). Retry once it has completed.",
+    ),
+}
 
 
 def _authenticate(request: web.Request, seed: Seed) -> identity.TokenClaims:
@@ -657,12 +1187,15 @@ async def handle(request: web.Request) -> web.StreamResponse:
                     f"{'Read' if request.method == 'GET' else 'Write'}. For more information, see - https://aka.ms/srpthrottlinglimits",
                     {"Retry-After": str(fault.retry_after or 1)},
                 )
+            if fault.status < 500:  # 400/409/...: the code and message of the fault, else ARM's generic ones
+                code, message = _GENERIC_ERRORS.get(fault.status, ("BadRequest", "The request is invalid."))
+                raise ArmError(fault.status, fault.code or code, fault.message or message)
             raise ArmError(fault.status, "InternalServerError" if fault.status == 500 else "ServiceUnavailable",
                            "Encountered internal server error. Diagnostic information: timestamp "
                            f"'{datetime.datetime.now(datetime.UTC):%Y%m%dT%H%M%SZ}', subscription id '{seed.subscription_id}', "
                            f"tracking id '{headers['x-ms-request-id']}', request correlation id '{headers['x-ms-correlation-request-id']}'.",
                            {"Retry-After": str(fault.retry_after)} if fault.retry_after else None)  # fmt: skip
-        if params["resourceGroupName"].lower() != seed.resource_group.lower():
+        if route.in_group and seed.group(params["resourceGroupName"]) is None:
             raise ArmError(404, "ResourceGroupNotFound", f"Resource group '{params['resourceGroupName']}' could not be found.")
         base_url = app["base_url"]
         response = await route.handler(Context(request, params, seed, claims, base_url))

@@ -5,6 +5,9 @@ Fault kinds (JSON bodies of `POST /_imitation/faults`):
 - `{"operation": "Runs_Get", "status": 429, "count": 2, "retryAfter": 1}`:
   the next `count` requests of that operation (or `"*"`: any ARM operation)
   answer `status` (429 with `Retry-After`, or 500/503 ...) with ARM's error body.
+  A 4xx other than 429 (`{"operation": "Registries_Create", "status": 409}`)
+  answers `{"error": {"code", "message"}}` with the fault's optional `code`
+  and `message`, else ARM's generic ones (409 `Conflict`).
   Operations are ARM operation ids (`Registries_Get`, `Registries_ScheduleRun`,
   `ManagedClusters_ListClusterUserCredentials`, ...) plus `Token` (the Entra
   token endpoint), `Blob_Put` and `Blob_Get`.
@@ -14,6 +17,10 @@ Fault kinds (JSON bodies of `POST /_imitation/faults`):
   `Running` that long before it starts building (to kill a worker mid-run).
 - `{"kind": "runTimeout", "seconds": 2, "count": 1}`: the next run's timeout is
   this short (real ACR refuses `timeout` below 300 s, so does the imitation).
+- `{"kind": "failOperation", "operation": "ManagedClusters_CreateOrUpdate", "code": "...", "message": "..."}`:
+  the next long-running operation started by that ARM operation (or
+  `Registries_Create`) ends `Failed` with that error, and leaves the resource
+  in provisioningState `Failed`, as a failed AKS creation does.
 - `{"kind": "expiredToken", "count": 1}`: the next token issued is already
   expired (while `expires_in` still says an hour, so the client uses it and
   ARM answers 401 `ExpiredAuthenticationToken`).
@@ -26,6 +33,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+LONG_RUNNING = ("Registries_Create", "ManagedClusters_CreateOrUpdate")
+
 
 class FaultError(ValueError):
     """The fault's JSON is not one of the documented kinds."""
@@ -37,6 +46,8 @@ class HttpFault:
     status: int
     count: int
     retry_after: int | None
+    code: str = ""
+    message: str = ""
 
 
 @dataclass
@@ -61,12 +72,23 @@ class Faults:
                 if status == 429 and retry_after is None:
                     retry_after = 1
                 self.http.append(
-                    HttpFault(str(spec["operation"]), status, count, None if retry_after is None else int(retry_after))
+                    HttpFault(
+                        str(spec["operation"]),
+                        status,
+                        count,
+                        None if retry_after is None else int(retry_after),
+                        str(spec.get("code") or ""),
+                        str(spec.get("message") or ""),
+                    )
                 )
+            elif kind == "failOperation":
+                if spec.get("operation") not in LONG_RUNNING:
+                    raise FaultError(f'a failOperation fault needs an "operation" of {", ".join(LONG_RUNNING)}')
+                self.runs.setdefault(kind, []).append(dict(spec, count=count))
             elif kind in ("failRun", "runDelay", "runTimeout", "expiredToken"):
                 self.runs.setdefault(kind, []).append(dict(spec, count=count))
             else:
-                raise FaultError(f"unknown fault kind {kind!r}: http, failRun, runDelay, runTimeout, expiredToken")
+                raise FaultError(f"unknown fault kind {kind!r}: http, failRun, runDelay, runTimeout, expiredToken, failOperation")
 
     def take_http(self, operation: str) -> HttpFault | None:
         with self._lock:
@@ -90,6 +112,18 @@ class Faults:
             entry["count"] -= 1
             if entry["count"] <= 0:
                 pending.pop(0)
+            return dict(entry)
+
+    def take_operation(self, operation: str) -> dict[str, Any] | None:
+        """Consume one use of the oldest pending `failOperation` fault for `operation`."""
+        with self._lock:
+            pending = self.runs.get("failOperation") or []
+            entry = next((e for e in pending if e.get("operation") == operation), None)
+            if entry is None:
+                return None
+            entry["count"] -= 1
+            if entry["count"] <= 0:
+                pending.remove(entry)
             return dict(entry)
 
     def record(self, *, operation: str, method: str, path: str, status: int, client_id: str | None) -> None:

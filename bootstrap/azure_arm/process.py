@@ -43,6 +43,10 @@ class Imitation:
         return str(self.seed["resource_group"])
 
     @property
+    def location(self) -> str:
+        return str(self.seed["location"])
+
+    @property
     def registry_name(self) -> str:
         return str(self.seed["registries"][0]["name"])
 
@@ -131,8 +135,12 @@ def start(
     port: int = 0,
     log_file: Path | None = None,
     timeout: float = 20.0,
+    empty: bool = False,
 ) -> Imitation:
-    """Start `python -m bootstrap.azure_arm serve` and wait until it has written DIR/endpoint."""
+    """Start `python -m bootstrap.azure_arm serve` and wait until it has written DIR/endpoint.
+
+    `empty`: a new DIR starts with no resource group, registry or cluster (Azure "from nothing").
+    """
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "endpoint").unlink(missing_ok=True)
@@ -150,6 +158,8 @@ def start(
     ]
     if kubeconfig:
         cmd += ["--kubeconfig", str(kubeconfig)]
+    if empty:
+        cmd.append("--empty")
     log_path = log_file or state_dir / "imitation.log"
     repo_root = Path(__file__).resolve().parents[2]
     with log_path.open("ab") as log:

@@ -24,20 +24,28 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def load_or_create_seed(state_dir: Path, *, registry: str) -> Seed:
+def load_or_create_seed(state_dir: Path, *, registry: str, empty: bool = False) -> Seed:
+    """DIR/seed.json as it is; at the first start, the default seed (`empty`: no resource group, registry or cluster)."""
     path = state_dir / "seed.json"
     if path.exists():
-        return Seed.load(path)
-    seed = Seed.default(login_server=registry)
+        seed = Seed.load(path)
+        if arm.finish_interrupted(seed):
+            seed.save(path)
+        return seed
+    seed = Seed.default(login_server=registry, empty=empty)
     seed.save(path)
     return seed
 
 
 def client_env(seed: Seed, *, base_url: str, ca_pem: Path) -> dict[str, str]:
-    """The environment a client of the imitation needs (the `pipeline` service principal)."""
+    """The environment a client of the imitation needs (the `pipeline` service principal).
+
+    AZURE_RESOURCE_GROUP and AZURE_LOCATION are named even when the group does not exist yet (an empty
+    imitation); AZURE_REGISTRY_* and AZURE_AKS_* only when a registry / cluster is seeded.
+    """
     client = next(c for c in seed.clients if c.has_access)
-    registry = seed.registries[0]
-    plain = next((c for c in seed.clusters if not c.aad), seed.clusters[0])
+    registry = seed.registries[0] if seed.registries else None
+    plain = next((c for c in seed.clusters if not c.aad), seed.clusters[0] if seed.clusters else None)
     aad = next((c for c in seed.clusters if c.aad), None)
     return {
         "AZURE_TENANT_ID": seed.tenant_id,
@@ -47,9 +55,9 @@ def client_env(seed: Seed, *, base_url: str, ca_pem: Path) -> dict[str, str]:
         "AZURE_SUBSCRIPTION_ID": seed.subscription_id,
         "AZURE_RESOURCE_MANAGER_ENDPOINT": base_url,
         "AZURE_RESOURCE_GROUP": seed.resource_group,
-        "AZURE_REGISTRY_NAME": registry.name,
-        "AZURE_REGISTRY_LOGIN_SERVER": registry.login_server,
-        "AZURE_AKS_CLUSTER": plain.name,
+        "AZURE_LOCATION": seed.location,
+        **({"AZURE_REGISTRY_NAME": registry.name, "AZURE_REGISTRY_LOGIN_SERVER": registry.login_server} if registry else {}),
+        **({"AZURE_AKS_CLUSTER": plain.name} if plain else {}),
         **({"AZURE_AKS_AAD_CLUSTER": aad.name} if aad else {}),
         "REQUESTS_CA_BUNDLE": str(ca_pem),
         "SSL_CERT_FILE": str(ca_pem),
@@ -109,13 +117,16 @@ async def _counted(request: web.Request, operation: str, handler: Handler) -> we
     return response
 
 
-def build_app(*, state_dir: Path, seed: Seed, kubeconfig: Path | None) -> web.Application:
+def build_app(*, state_dir: Path, seed: Seed, kubeconfig: Path | None, login_server: str = "127.0.0.1:5000") -> web.Application:
     app = web.Application(middlewares=[_loopback_only], client_max_size=16 * 1024 * 1024)
     faults = Faults()
     runs = RunStore(state_dir / "runs")
     app["state_dir"], app["seed"], app["faults"], app["runs"] = state_dir, seed, faults, runs
     app["executor"] = RunExecutor(store=runs, faults=faults, state_dir=state_dir)
     app["kubeconfig"] = kubeconfig
+    app["login_server"] = login_server  # the loginServer of registries created through Registries_Create
+    app["operations"] = {}  # ARM asynchronous operations by id (arm.Operation), in memory
+    app["operation_seconds"] = dict(arm.OPERATION_SECONDS)
     app["cluster_token"] = None
     if kubeconfig is not None:
         import yaml
@@ -137,19 +148,33 @@ def build_app(*, state_dir: Path, seed: Seed, kubeconfig: Path | None) -> web.Ap
     return app
 
 
-def _prepare(state_dir: Path, *, registry: str) -> tuple[Path, Path, Path, Path, Seed]:
+def _prepare(state_dir: Path, *, registry: str, empty: bool) -> tuple[Path, Path, Path, Path, Seed]:
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     ca_pem, server_pem, server_key = ensure_certificates(state_dir)
-    return state_dir, ca_pem, server_pem, server_key, load_or_create_seed(state_dir, registry=registry)
+    return state_dir, ca_pem, server_pem, server_key, load_or_create_seed(state_dir, registry=registry, empty=empty)
 
 
 async def serve(
-    *, state_dir: Path, port: int, registry: str, kubeconfig: Path | None, ready: asyncio.Event | None = None
+    *,
+    state_dir: Path,
+    port: int,
+    registry: str,
+    kubeconfig: Path | None,
+    ready: asyncio.Event | None = None,
+    empty: bool = False,
 ) -> None:
-    """Serve until SIGTERM/SIGINT (or cancellation); write DIR/env and then DIR/endpoint once listening."""
-    state_dir, ca_pem, server_pem, server_key, seed = _prepare(state_dir, registry=registry)
-    app = build_app(state_dir=state_dir, seed=seed, kubeconfig=kubeconfig.resolve() if kubeconfig else None)  # noqa: ASYNC240
+    """Serve until SIGTERM/SIGINT (or cancellation); write DIR/env and then DIR/endpoint once listening.
+
+    `empty` matters only at the first start of DIR: the seed then has no resource group, registry or cluster.
+    """
+    state_dir, ca_pem, server_pem, server_key, seed = _prepare(state_dir, registry=registry, empty=empty)
+    app = build_app(
+        state_dir=state_dir,
+        seed=seed,
+        kubeconfig=kubeconfig.resolve() if kubeconfig else None,  # noqa: ASYNC240
+        login_server=registry,
+    )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=server_context(server_pem, server_key))

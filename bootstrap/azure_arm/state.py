@@ -1,8 +1,13 @@
-"""What exists in the imitated Azure: the seed (tenant, clients, subscription, resource group, registries, clusters) and the runs.
+"""What exists in the imitated Azure: the seed (tenant, clients, subscription, resource groups, registries, clusters,
+role assignments) and the runs.
 
 `DIR/seed.json` (0600: it holds client secrets and signing keys) is written at
 the first start from the command line's flags and read as-is afterwards, so a
-test or a person may edit it between starts. Runs live in
+test or a person may edit it between starts. Resources created through ARM
+(ResourceGroups_CreateOrUpdate, Registries_Create, ManagedClusters_CreateOrUpdate,
+RoleAssignments_Create) are added to the seed and saved at once, so a restarted
+imitation still has them. `Seed.default(empty=True)` has no resource group,
+registry or cluster at all ("from nothing"). Runs live in
 `DIR/runs/<registry>/<runId>.json`, one file per run, rewritten atomically on
 every change, so a restarted imitation still answers Runs_Get.
 """
@@ -37,6 +42,15 @@ class ClientApp:
 
 
 @dataclass
+class GroupSeed:
+    """A resource group (Microsoft.Resources/resourceGroups)."""
+
+    name: str
+    location: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class RegistrySeed:
     name: str
     location: str
@@ -44,6 +58,10 @@ class RegistrySeed:
     admin_user_enabled: bool = True
     passwords: list[str] = field(default_factory=lambda: [secrets.token_urlsafe(24), secrets.token_urlsafe(24)])
     creation_date: str = "2026-01-01T00:00:00.0000000Z"
+    resource_group: str = ""  # "" = the seed's resource_group (the seeded registry)
+    sku: str = "Standard"
+    provisioning_state: str = "Succeeded"  # Creating while its Registries_Create operation runs
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -53,6 +71,41 @@ class ClusterSeed:
     aad: bool = False  # Entra ID (AAD) integration: user kubeconfig runs kubelogin
     kubernetes_version: str = "1.32.0"
     dns_prefix: str = ""
+    resource_group: str = ""  # "" = the seed's resource_group (the seeded clusters)
+    oidc_issuer: bool = True  # oidcIssuerProfile.enabled
+    workload_identity: bool = True  # securityProfile.workloadIdentity.enabled
+    provisioning_state: str = "Succeeded"  # Creating/Updating while a CreateOrUpdate operation runs, Failed after one failed
+    node_count: int = 1
+    vm_size: str = "Standard_D2s_v3"
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RoleAssignmentSeed:
+    """Microsoft.Authorization/roleAssignments/{name} at `scope` (a resource id)."""
+
+    name: str  # a GUID
+    scope: str
+    role_definition_id: str  # /subscriptions/{s}/providers/Microsoft.Authorization/roleDefinitions/{guid}
+    principal_id: str
+    principal_type: str
+    created_on: str
+    created_by: str
+
+
+@dataclass
+class Operation:
+    """An ARM asynchronous operation (the `Azure-AsyncOperation` URL's resource), kept in memory only."""
+
+    id: str
+    operation: str  # the ARM operation id that started it, e.g. ManagedClusters_CreateOrUpdate
+    resource_kind: str  # "registry" or "cluster"
+    resource_group: str
+    resource_name: str
+    start_time: str
+    status: str = "InProgress"  # -> Succeeded | Failed
+    end_time: str = ""
+    error: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -65,6 +118,8 @@ class Seed:
     clients: list[ClientApp]
     registries: list[RegistrySeed]
     clusters: list[ClusterSeed]
+    groups: list[GroupSeed] = field(default_factory=list)
+    role_assignments: list[RoleAssignmentSeed] = field(default_factory=list)
     token_key: str = field(default_factory=lambda: secrets.token_hex(32))
     sas_key: str = field(default_factory=lambda: secrets.token_hex(32))
 
@@ -77,7 +132,11 @@ class Seed:
         registry: str = "pipelineacr",
         cluster: str = "pipeline-aks",
         location: str = "westeurope",
+        empty: bool = False,
     ) -> Seed:
+        """The default tenant, principals and subscription; unless `empty`, also one resource group, registry and
+        the two clusters (plain and Entra ID). `resource_group` is named either way: the client environment
+        suggests it (AZURE_RESOURCE_GROUP) even when it does not exist yet."""
         return cls(
             tenant_id=str(uuid.uuid4()),
             subscription_id=str(uuid.uuid4()),
@@ -88,11 +147,14 @@ class Seed:
                 ClientApp(str(uuid.uuid4()), secrets.token_urlsafe(30), "pipeline", str(uuid.uuid4())),
                 ClientApp(str(uuid.uuid4()), secrets.token_urlsafe(30), "no-access", str(uuid.uuid4()), has_access=False),
             ],
-            registries=[RegistrySeed(registry, location, login_server)],
-            clusters=[
+            registries=[] if empty else [RegistrySeed(registry, location, login_server)],
+            clusters=[]
+            if empty
+            else [
                 ClusterSeed(cluster, location, aad=False, dns_prefix=cluster),
                 ClusterSeed(f"{cluster}-aad", location, aad=True, dns_prefix=f"{cluster}-aad"),
             ],
+            groups=[] if empty else [GroupSeed(resource_group, location)],
         )
 
     @classmethod
@@ -101,6 +163,11 @@ class Seed:
         raw["clients"] = [ClientApp(**c) for c in raw["clients"]]
         raw["registries"] = [RegistrySeed(**r) for r in raw["registries"]]
         raw["clusters"] = [ClusterSeed(**c) for c in raw["clusters"]]
+        if "groups" in raw:
+            raw["groups"] = [GroupSeed(**g) for g in raw["groups"]]
+        else:  # a seed.json written before resource groups were stored: its one group exists
+            raw["groups"] = [GroupSeed(raw["resource_group"], raw["location"])]
+        raw["role_assignments"] = [RoleAssignmentSeed(**a) for a in raw.get("role_assignments", [])]
         return cls(**raw)
 
     def save(self, path: Path) -> None:
@@ -109,11 +176,37 @@ class Seed:
     def client(self, client_id: str) -> ClientApp | None:
         return next((c for c in self.clients if c.client_id.lower() == client_id.lower()), None)
 
-    def registry(self, name: str) -> RegistrySeed | None:
-        return next((r for r in self.registries if r.name.lower() == name.lower()), None)
+    def group_of(self, resource: RegistrySeed | ClusterSeed) -> str:
+        return resource.resource_group or self.resource_group
 
-    def cluster(self, name: str) -> ClusterSeed | None:
-        return next((c for c in self.clusters if c.name.lower() == name.lower()), None)
+    def group(self, name: str) -> GroupSeed | None:
+        return next((g for g in self.groups if g.name.lower() == name.lower()), None)
+
+    def registry(self, name: str, group: str | None = None) -> RegistrySeed | None:
+        """The registry `name` (in `group`, when given; names are compared case-insensitively, as ARM does)."""
+        return next(
+            (
+                r
+                for r in self.registries
+                if r.name.lower() == name.lower() and (group is None or self.group_of(r).lower() == group.lower())
+            ),
+            None,
+        )
+
+    def cluster(self, name: str, group: str | None = None) -> ClusterSeed | None:
+        return next(
+            (
+                c
+                for c in self.clusters
+                if c.name.lower() == name.lower() and (group is None or self.group_of(c).lower() == group.lower())
+            ),
+            None,
+        )
+
+    def role_assignment(self, scope: str, name: str) -> RoleAssignmentSeed | None:
+        return next(
+            (a for a in self.role_assignments if a.scope.lower() == scope.lower() and a.name.lower() == name.lower()), None
+        )
 
 
 TERMINAL_STATUSES = frozenset({"Succeeded", "Failed", "Canceled", "Error", "Timeout"})

@@ -8,7 +8,10 @@
 Modules: `credentials` (DefaultAzureCredential, CA bundle, custom authority),
 `clients` (management clients: endpoint, API version, retries), `acr` (ACR
 Tasks and registry credentials), `aks` (kubeconfigs, kubelogin replacement),
-`errors` (the `AzureError` tree, translated from azure.core in one place).
+`errors` (the `AzureError` tree, translated from azure.core in one place),
+`provision` (`pipeline bootstrap --azure`: ensure the resource group, registry,
+AKS cluster and AcrPull exist; imported only by that command, so the worker
+never loads azure-mgmt-resource/-authorization).
 Callers get frozen dataclasses and `AzureError`s, never SDK models or
 azure.core exceptions.
 """

@@ -7,6 +7,11 @@
 - ACR Tasks (registries' build-source upload and scheduleRun, runs) exist only
   in `api_version="2025-03-01-preview"` of azure-mgmt-containerregistry 14.x;
   the multi-API client is pinned to it for every operation group we use.
+- Provisioning (`provision.py`) also uses ResourceManagementClient (resource
+  groups; azure-mgmt-resource 26 keeps it in `azure.mgmt.resource.resources`,
+  not `azure.mgmt.resource`) and AuthorizationManagementClient (role
+  assignments, its default 2022-04-01). The registry is created with the same
+  multi-API client as the Tasks calls: 2025-03-01-preview has Registries_Create.
 - Retries: azure-core's RetryPolicy retries 408/429/500/502/503/504 and
   connection errors, and waits what `Retry-After` says when the server says it
   (ARM does on 429); otherwise exponential back-off. `RETRY` bounds it so that
@@ -20,8 +25,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from azure.core.credentials import TokenCredential
+from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 from azure.mgmt.containerservice import ContainerServiceClient
+from azure.mgmt.resource.resources import ResourceManagementClient
 
 from pipeline.azure.credentials import connection_kwargs, default_credential
 
@@ -78,3 +85,17 @@ def aks_client(
 ) -> ContainerServiceClient:
     """ContainerServiceClient at its newest API version (the credential operations are stable)."""
     return ContainerServiceClient(credential or default_credential(), subscription_id, **_common(endpoint, retry))
+
+
+def resource_client(
+    *, subscription_id: str, endpoint: str, credential: TokenCredential | None = None, retry: RetrySettings = RETRY
+) -> ResourceManagementClient:
+    """ResourceManagementClient (resource groups) at its default API version."""
+    return ResourceManagementClient(credential or default_credential(), subscription_id, **_common(endpoint, retry))
+
+
+def authorization_client(
+    *, subscription_id: str, endpoint: str, credential: TokenCredential | None = None, retry: RetrySettings = RETRY
+) -> AuthorizationManagementClient:
+    """AuthorizationManagementClient (role assignments) at its default API version."""
+    return AuthorizationManagementClient(credential or default_credential(), subscription_id, **_common(endpoint, retry))

@@ -1,0 +1,389 @@
+"""Azure bring-up for `pipeline bootstrap --azure`: the resource group, the ACR registry, the AKS cluster, AcrPull.
+
+    outcomes = provision.provision(provision.plan_for(config), say=print)
+
+Each `ensure_*` reads first (GET) and then does exactly one of three things:
+
+- absent: create it with one PUT; a long-running PUT (registry, cluster) is
+  polled to its end by azure-core's poller (`begin_...().result()`), which
+  waits what ARM's `Retry-After` says, else `Plan.polling_interval`;
+- present and compatible: nothing (no PUT: a second run changes nothing);
+- present and incompatible: `IncompatibleResource`, one line naming the
+  resource and the mismatch, and nothing is changed: the pipeline never
+  rewrites a resource someone else may depend on.
+
+"Compatible" means: what the pipeline needs works with it, and the PUT this
+module would send would not be refused or change it:
+
+| resource | compatible when | why |
+|---|---|---|
+| resource group | it exists (any location) | a group's location is only where its metadata lives |
+| registry | provisioningState Succeeded; location = `[azure].location`; login server = `[acr].login_server`; admin user enabled if `[acr].image_pull_secret` is set | ARM refuses to move a resource (InvalidResourceLocation); images are named by the login server; the pull Secret is filled from the admin credentials. Any SKU: Basic, Standard and Premium all run ACR Tasks (a new one is Standard) |
+| AKS cluster | provisioningState Succeeded; location = `[azure].location`; OIDC issuer and workload identity enabled; a kubelet managed identity | the pipeline pod authenticates by workload identity (OIDC federation); pulls use the kubelet identity |
+| AcrPull | a role assignment of AcrPull to the kubelet identity's objectId at the registry's scope, under our name or any other (ARM's 409 RoleAssignmentExists) | the kubelet pulls the images ACR Tasks pushed |
+
+Failures are one line each: a failed long-running operation is
+`AzureOperationFailed` with ARM's error code and message (the resource is
+left as ARM left it, typically provisioningState Failed); a 409 Conflict is
+`AzureBadRequest` with ARM's code and message; everything else goes through
+`errors.translate`. Only names and ids are printed; no credential is ever read
+here beyond what `DefaultAzureCredential` does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from azure.core.exceptions import AzureError as SdkAzureError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.polling.base_polling import OperationFailed
+from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
+from azure.mgmt.containerregistry.v2025_03_01_preview import models as acr_models
+from azure.mgmt.containerservice import models as aks_models
+
+from pipeline.azure.clients import acr_client, aks_client, authorization_client, resource_client
+from pipeline.azure.errors import AzureBadRequest, AzureError, Resource, _arm_error, translate
+from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+    from azure.mgmt.authorization import AuthorizationManagementClient
+    from azure.mgmt.containerregistry import ContainerRegistryManagementClient
+    from azure.mgmt.containerservice import ContainerServiceClient
+    from azure.mgmt.resource.resources import ResourceManagementClient
+
+    from pipeline.config import PipelineConfig
+
+ACR_PULL_ROLE = "7f951dca-d1b7-4d0a-9b11-ce1bf1cd58da"
+"""The built-in AcrPull role definition (the same GUID in every tenant)."""
+REGISTRY_SKU = "Standard"
+"""A new registry's SKU: Basic's storage and throughput are tight for CI; Premium adds geo-replication we do not use."""
+NODE_POOL = "nodepool1"
+
+
+class IncompatibleResource(PipelineError):
+    """A resource exists with settings the pipeline cannot work with; it was not changed."""
+
+
+class AzureOperationFailed(AzureError):
+    """A long-running create ended Failed or Canceled; the message carries ARM's error code and message."""
+
+    hint = "fix the cause ARM names, delete the failed resource, and run `pipeline bootstrap --azure` again"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What must exist in Azure: the config's [azure], [acr] and [aks] settings, and the new cluster's node pool."""
+
+    subscription_id: str
+    resource_group: str
+    location: str
+    endpoint: str
+    registry_name: str
+    login_server: str  # what [acr].login_server names images with; an existing registry must answer it
+    registry_admin_user: bool  # [acr].image_pull_secret is set: the pull Secret is filled from the admin credentials
+    cluster_name: str
+    node_count: int = 2
+    vm_size: str = "Standard_D2s_v3"
+    polling_interval: float = 10.0  # seconds between LRO polls when ARM sends no Retry-After (the SDK's default is 30)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One resource's result: created now, or found (compatible)."""
+
+    kind: str  # "resource group", "registry", "AKS cluster", "AcrPull role assignment"
+    name: str
+    created: bool
+    detail: str = ""
+
+    def line(self) -> str:
+        return f"{self.kind} {self.name}: {'created' if self.created else 'exists'}" + (
+            f" ({self.detail})" if self.detail else ""
+        )
+
+
+@dataclass(frozen=True)
+class RegistryInfo:
+    id: str
+    login_server: str
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    id: str
+    kubelet_object_id: str
+    oidc_issuer_url: str
+
+
+def plan_for(config: PipelineConfig) -> Plan:
+    """The Plan of a target = "aks" configuration."""
+    return Plan(
+        subscription_id=config.azure.subscription_id,
+        resource_group=config.azure.resource_group,
+        location=config.azure.location,
+        endpoint=config.azure.endpoint,
+        registry_name=config.acr.name,
+        login_server=config.acr.login_server,
+        registry_admin_user=bool(config.acr.image_pull_secret),
+        cluster_name=config.aks.cluster_name,
+    )
+
+
+def _resource(plan: Plan, kind: str, name: str, config_key: str = "") -> Resource:
+    return Resource(kind, name, plan.resource_group, plan.subscription_id, config_key)
+
+
+def _same_location(a: str | None, b: str) -> bool:
+    """ARM compares locations without case or spaces ("West Europe" = "westeurope")."""
+    return (a or "").replace(" ", "").lower() == b.replace(" ", "").lower()
+
+
+@contextmanager
+def _arm(resource: Resource, action: str) -> Iterator[None]:
+    """Translate what a create (or a read) raises into one-line AzureErrors about `resource`.
+
+    A long-running operation that ended Failed raises HttpResponseError from
+    the poller with the *status* response (HTTP 200) and ARM's error in its
+    body, caused by azure-core's OperationFailed: that is AzureOperationFailed.
+    A 409 gets its own message (the hint of AzureBadRequest is about config values).
+    """
+    try:
+        yield
+    except HttpResponseError as exc:
+        code, message = _arm_error(exc)
+        message = message.rstrip(".")
+        if isinstance(exc.__cause__, OperationFailed) or (exc.status_code or 0) < 400:
+            raise AzureOperationFailed(
+                f"{action} {resource.describe()} failed: {code or 'Failed'}: {message}; {AzureOperationFailed.hint}",
+                status=exc.status_code,
+                code=code,
+            ) from exc
+        if exc.status_code == 409:
+            raise AzureBadRequest(
+                f"{action} {resource.describe()}: 409 {code}: {message}; something else holds or changes it: "
+                "wait for (or settle) that, then run `pipeline bootstrap --azure` again",
+                status=409,
+                code=code,
+            ) from exc
+        raise translate(exc, resource) from exc
+    except SdkAzureError as exc:
+        raise translate(exc, resource) from exc
+
+
+def _settled(resource: Resource, state: str | None) -> None:
+    """A resource that is still being created/updated, or whose last operation failed, is not usable yet."""
+    if (state or "Succeeded") == "Succeeded":
+        return
+    if state in ("Creating", "Updating", "Accepted", "Provisioning"):
+        raise IncompatibleResource(
+            f"{resource.describe()} is still {state} (another operation runs); "
+            "run `pipeline bootstrap --azure` again once it has finished"
+        )
+    raise IncompatibleResource(
+        f"{resource.describe()} is in provisioningState {state}; repair or delete it, then run `pipeline bootstrap --azure` again"
+    )
+
+
+def ensure_resource_group(client: ResourceManagementClient, *, plan: Plan) -> Outcome:
+    """The resource group: created in [azure].location when absent; any existing one will do."""
+    resource = _resource(plan, "resource group", plan.resource_group, "[azure].resource_group")
+    with _arm(resource, "reading"):
+        try:
+            group = client.resource_groups.get(plan.resource_group)
+        except ResourceNotFoundError:
+            group = None
+    if group is not None:
+        return Outcome("resource group", plan.resource_group, created=False, detail=str(group.location or ""))
+    with _arm(resource, "creating"):
+        created = client.resource_groups.create_or_update(plan.resource_group, {"location": plan.location})
+    return Outcome("resource group", plan.resource_group, created=True, detail=str(created.location or plan.location))
+
+
+def _check_registry(resource: Resource, registry: acr_models.Registry, plan: Plan) -> None:
+    _settled(resource, registry.provisioning_state)
+    if not _same_location(registry.location, plan.location):
+        raise IncompatibleResource(
+            f"{resource.describe()} is in location {registry.location}, not [azure].location {plan.location}; "
+            "set [azure].location to it or choose another [acr].name (ARM cannot move a registry)"
+        )
+    if plan.login_server and registry.login_server and registry.login_server.lower() != plan.login_server.lower():
+        raise IncompatibleResource(
+            f"{resource.describe()} has login server {registry.login_server}, not [acr].login_server {plan.login_server}; "
+            f'set [acr].login_server = "{registry.login_server}"'
+        )
+    if plan.registry_admin_user and not registry.admin_user_enabled:
+        raise IncompatibleResource(
+            f"{resource.describe()} has its admin user disabled, but [acr].image_pull_secret needs its credentials; "
+            'enable it (az acr update --admin-enabled true) or set [acr].image_pull_secret = "" (the kubelet identity pulls)'
+        )
+
+
+def ensure_registry(client: ContainerRegistryManagementClient, *, plan: Plan) -> tuple[Outcome, RegistryInfo]:
+    """The ACR registry: created (Standard, in [azure].location) when absent, polled until Succeeded; checked when present."""
+    resource = _resource(plan, "registry", plan.registry_name, "[acr].name")
+    with _arm(resource, "reading"):
+        try:
+            registry = client.registries.get(plan.resource_group, plan.registry_name)
+        except ResourceNotFoundError:
+            registry = None
+    created = registry is None
+    if registry is None:
+        body = acr_models.Registry(
+            location=plan.location, sku=acr_models.Sku(name=REGISTRY_SKU), admin_user_enabled=plan.registry_admin_user
+        )
+        with _arm(resource, "creating"):
+            poller = client.registries.begin_create(
+                plan.resource_group, plan.registry_name, body, polling_interval=plan.polling_interval
+            )
+        with _arm(resource, "creating"):
+            registry = poller.result()
+    _check_registry(resource, registry, plan)
+    info = RegistryInfo(id=str(registry.id), login_server=str(registry.login_server or ""))
+    return Outcome("registry", plan.registry_name, created=created, detail=info.login_server), info
+
+
+def _cluster_body(plan: Plan) -> aks_models.ManagedCluster:
+    """A small cluster with what the pipeline needs: system-assigned identity, OIDC issuer, workload identity, RBAC."""
+    dns_prefix = "".join(c if c.isalnum() or c == "-" else "-" for c in plan.cluster_name)[:54].strip("-") or "aks"
+    return aks_models.ManagedCluster(
+        location=plan.location,
+        identity=aks_models.ManagedClusterIdentity(type="SystemAssigned"),
+        properties=aks_models.ManagedClusterProperties(
+            dns_prefix=dns_prefix,
+            enable_rbac=True,
+            agent_pool_profiles=[
+                aks_models.ManagedClusterAgentPoolProfile(
+                    name=NODE_POOL,
+                    count=plan.node_count,
+                    vm_size=plan.vm_size,
+                    mode="System",
+                    os_type="Linux",
+                    type="VirtualMachineScaleSets",
+                )
+            ],
+            oidc_issuer_profile=aks_models.ManagedClusterOIDCIssuerProfile(enabled=True),
+            security_profile=aks_models.ManagedClusterSecurityProfile(
+                workload_identity=aks_models.ManagedClusterSecurityProfileWorkloadIdentity(enabled=True)
+            ),
+        ),
+    )
+
+
+def _properties(cluster: aks_models.ManagedCluster) -> aks_models.ManagedClusterProperties:
+    return cluster.properties or aks_models.ManagedClusterProperties()
+
+
+def _kubelet_object_id(cluster: aks_models.ManagedCluster) -> str:
+    identity = (_properties(cluster).identity_profile or {}).get("kubeletidentity")
+    return str(identity.object_id or "") if identity else ""
+
+
+def _check_cluster(resource: Resource, cluster: aks_models.ManagedCluster, plan: Plan) -> None:
+    properties = _properties(cluster)
+    _settled(resource, properties.provisioning_state)
+    if not _same_location(cluster.location, plan.location):
+        raise IncompatibleResource(
+            f"{resource.describe()} is in location {cluster.location}, not [azure].location {plan.location}; "
+            "set [azure].location to it or choose another [aks].cluster_name"
+        )
+    missing = []
+    if not (properties.oidc_issuer_profile and properties.oidc_issuer_profile.enabled):
+        missing.append("the OIDC issuer")
+    workload = properties.security_profile.workload_identity if properties.security_profile else None
+    if not (workload and workload.enabled):
+        missing.append("workload identity")
+    if missing:
+        raise IncompatibleResource(
+            f"{resource.describe()} has {' and '.join(missing)} disabled, which the pipeline worker's workload identity "
+            f"needs; enable it (az aks update -g {plan.resource_group} -n {plan.cluster_name} "
+            "--enable-oidc-issuer --enable-workload-identity), then run `pipeline bootstrap --azure` again"
+        )
+    if not _kubelet_object_id(cluster):
+        raise IncompatibleResource(
+            f"{resource.describe()} has no kubelet managed identity (a service-principal cluster?), "
+            "so AcrPull cannot be granted to it; use a cluster with managed identity"
+        )
+
+
+def ensure_cluster(client: ContainerServiceClient, *, plan: Plan) -> tuple[Outcome, ClusterInfo]:
+    """The AKS cluster: created with OIDC issuer + workload identity when absent (LRO polled to the end); checked when present."""
+    resource = _resource(plan, "AKS cluster", plan.cluster_name, "[aks].cluster_name")
+    with _arm(resource, "reading"):
+        try:
+            cluster = client.managed_clusters.get(plan.resource_group, plan.cluster_name)
+        except ResourceNotFoundError:
+            cluster = None
+    created = cluster is None
+    if cluster is None:
+        with _arm(resource, "creating"):
+            poller = client.managed_clusters.begin_create_or_update(
+                plan.resource_group, plan.cluster_name, _cluster_body(plan), polling_interval=plan.polling_interval
+            )
+        with _arm(resource, "creating"):
+            cluster = poller.result()
+    _check_cluster(resource, cluster, plan)
+    oidc = _properties(cluster).oidc_issuer_profile
+    issuer = str(oidc.issuer_url or "") if oidc else ""
+    info = ClusterInfo(id=str(cluster.id), kubelet_object_id=_kubelet_object_id(cluster), oidc_issuer_url=issuer)
+    return Outcome("AKS cluster", plan.cluster_name, created=created, detail=f"OIDC issuer {issuer}"), info
+
+
+def role_assignment_name(*, scope: str, principal_id: str, role: str = ACR_PULL_ROLE) -> str:
+    """A GUID that is the same for the same scope, principal and role, so a second run finds (GETs) the first's."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{scope.lower()}|{principal_id.lower()}|{role}"))
+
+
+def ensure_acr_pull(
+    client: AuthorizationManagementClient, *, plan: Plan, registry: RegistryInfo, cluster: ClusterInfo
+) -> Outcome:
+    """AcrPull for the cluster's kubelet identity at the registry's scope (so nodes pull without a Secret)."""
+    name = role_assignment_name(scope=registry.id, principal_id=cluster.kubelet_object_id)
+    label = f"for {plan.cluster_name}'s kubelet identity on {plan.registry_name}"
+    resource = _resource(plan, "AcrPull role assignment", label)
+    with _arm(resource, "reading"):
+        try:
+            client.role_assignments.get(registry.id, name)
+            return Outcome("AcrPull role assignment", label, created=False)
+        except ResourceNotFoundError:
+            pass
+    parameters = RoleAssignmentCreateParameters(
+        role_definition_id=f"/subscriptions/{plan.subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{ACR_PULL_ROLE}",
+        principal_id=cluster.kubelet_object_id,
+        # A just-created identity may not have replicated yet; with principalType ARM does not look it up.
+        principal_type="ServicePrincipal",
+    )
+    try:
+        with _arm(resource, "creating"):
+            client.role_assignments.create(registry.id, name, parameters)
+    except AzureBadRequest as error:
+        if error.code != "RoleAssignmentExists":
+            raise
+        return Outcome("AcrPull role assignment", label, created=False, detail="under another name")
+    return Outcome("AcrPull role assignment", label, created=True)
+
+
+def provision(plan: Plan, *, say: Callable[[str], None], credential: TokenCredential | None = None) -> list[Outcome]:
+    """Ensure all four in order (each needs the one before), saying one line per resource as it is settled."""
+    sub, endpoint = plan.subscription_id, plan.endpoint
+    outcomes: list[Outcome] = []
+
+    def done(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        say(outcome.line())
+
+    with resource_client(subscription_id=sub, endpoint=endpoint, credential=credential) as groups:
+        done(ensure_resource_group(groups, plan=plan))
+    with acr_client(subscription_id=sub, endpoint=endpoint, credential=credential) as registries:
+        outcome, registry = ensure_registry(registries, plan=plan)
+        done(outcome)
+    with aks_client(subscription_id=sub, endpoint=endpoint, credential=credential) as clusters:
+        outcome, cluster = ensure_cluster(clusters, plan=plan)
+        done(outcome)
+    with authorization_client(subscription_id=sub, endpoint=endpoint, credential=credential) as roles:
+        done(ensure_acr_pull(roles, plan=plan, registry=registry, cluster=cluster))
+    return outcomes
