@@ -99,12 +99,24 @@ def config_command(ctx: click.Context, app_name: str | None, as_json: bool) -> N
 @click.option("--app", "app_name", metavar="NAME", help="App to deploy [default: [pipeline].default_app].")
 @click.option("--tag", help="Tag for the built image [default: derived from the build context's content].")
 @click.option("--image", metavar="REF", help="Deploy this existing image instead of building.")
+@click.option(
+    "--no-build",
+    is_flag=True,
+    help="Deploy the image already built from the current source (by its source hash); fail instead of building.",
+)
 @click.option("--follow", is_flag=True, help="Show each step and its progress live.")
 @click.option("--detach", is_flag=True, help="Return once the deployment has started.")
 @click.option("--dry-run", is_flag=True, help="Show what would change in the cluster (server-side dry run); start nothing.")
 @click.pass_context
 def deploy(
-    ctx: click.Context, app_name: str | None, tag: str | None, image: str | None, follow: bool, detach: bool, dry_run: bool
+    ctx: click.Context,
+    app_name: str | None,
+    tag: str | None,
+    image: str | None,
+    no_build: bool,
+    follow: bool,
+    detach: bool,
+    dry_run: bool,
 ) -> None:
     """Deploy an app: build, push, apply, roll out, verify polling; roll back on failure.
 
@@ -114,7 +126,7 @@ def deploy(
     from pipeline import commands
 
     config = load(ctx)
-    request = commands.prepare(config, app_name, image=image or "", tag=tag or "")
+    request = commands.prepare(config, app_name, image=image or "", tag=tag or "", no_build=no_build)
     if dry_run:
         commands.dry_run(config, request)
         return

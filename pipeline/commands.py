@@ -45,10 +45,18 @@ def who() -> str:
     return f"{getpass.getuser()}@{socket.gethostname()}"
 
 
-def prepare(config: PipelineConfig, app_name: str | None, *, image: str = "", tag: str = "") -> DeployRequest:
-    """Validate the arguments and pin an --image to its digest before anything starts."""
-    request = deploy_request(config, app_name, image=image, tag=tag, requested_by=who())
-    if request.image:
+def prepare(
+    config: PipelineConfig, app_name: str | None, *, image: str = "", tag: str = "", no_build: bool = False
+) -> DeployRequest:
+    """Validate the arguments and pin the image to its digest before anything starts.
+
+    `no_build`: the image already built from the current source (what a deploy
+    would reuse), or ImageNotFound; the workflow then skips its build step.
+    """
+    request = deploy_request(config, app_name, image=image, tag=tag, requested_by=who(), no_build=no_build)
+    if no_build:
+        request = replace(request, image=images.image_for_preview(request)[0], tag="")
+    elif request.image:
         request = replace(request, image=images.resolve_digest(request.image))
     if request.cluster.aks is None:
         # A kubeconfig that cannot be read or names an unknown context is bad input: say so

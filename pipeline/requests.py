@@ -189,9 +189,12 @@ def deploy_request(
     image: str = "",
     tag: str = "",
     requested_by: str = "",
+    no_build: bool = False,
 ) -> DeployRequest:
     if image and tag:
         raise BadRequest("--image and --tag exclude each other: --tag names an image the pipeline builds")
+    if image and no_build:
+        raise BadRequest("--image and --no-build exclude each other: --image already names an image that is not built")
     app = config.app(app_name)
     return DeployRequest(
         app=app_spec(config, app),

@@ -3,6 +3,7 @@
 v1                 verified (the revision to come back to)
 render             the manifests as YAML, nothing applied
 deploy --dry-run   a replicas change shown, nothing started or changed
+deploy --no-build  the build of the current source, deployed with no build step
 a slow version     never ready (long progress deadline): while it rolls out, a second
                    `pipeline deploy` is refused in one line, and `pipeline rollback`
                    restores v1, verified polling
@@ -75,6 +76,16 @@ async def test_dry_run_shows_a_replicas_change_and_starts_nothing(e2e_app: E2eAp
     assert live["spec"]["replicas"] == REPLICAS and live["metadata"]["generation"] == generation, (
         "a dry run changed the Deployment"
     )
+
+
+async def test_no_build_deploys_the_current_sources_image_without_a_build_step(
+    e2e_app: E2eApp, v1: Deployed, stack_client: Client
+) -> None:
+    run = (await e2e_app.cli("deploy", "--no-build", config=e2e_app.config("v1"))).expect(0)
+    assert f"Deployed {v1.image}: verified" in run.stdout, run.output
+    activities = [s.activity for s in activity_spans(await history_of(stack_client, e2e_app, run))]
+    assert "build_image" not in activities and "apply_manifests" in activities, activities
+    await assert_polling(stack_client, e2e_app, v1)
 
 
 async def test_rollback_during_a_rollout_restores_the_previous_revision(

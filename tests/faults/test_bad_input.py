@@ -166,6 +166,17 @@ ARGUMENT_CASES = [
         f"--image {REGISTRY}/{{app}}-absent:v1: the registry has no such image",
         args=("deploy", "--image", f"{REGISTRY}/{{app}}-absent:v1"),
     ),
+    Case(
+        "no-build-and-image",
+        "--image and --no-build exclude each other: --image already names an image that is not built",
+        args=("deploy", "--no-build", "--image", "{image}"),
+    ),
+    Case(
+        "no-build-before-any-build",
+        "re:" + re.escape(REGISTRY) + r"/f-[a-z0-9-]+:src-[0-9a-f]+ has not been built from the current source yet; "
+        r"pass --image REF, or deploy once to build it",
+        args=("deploy", "--no-build"),
+    ),
     Case("unknown-app", '{path}: no app named "nope"; known apps: "{app}"', args=("deploy", "--app", "nope")),
     Case("status-never-deployed", "no deployment of {app} to local found in Temporal", args=("status",)),
 ]
