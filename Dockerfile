@@ -48,7 +48,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 USER 10001:10001
 EXPOSE 8080
 STOPSIGNAL SIGTERM
-CMD ["python", "-m", "sample_worker.worker"]
+CMD ["python", "-m", "sample_worker"]
 
 # ---- pipeline-deps: the same, with the pipeline's runtime dependencies ----
 FROM ${BASE_IMAGE} AS pipeline-deps

@@ -27,7 +27,7 @@ What it measures:
     `kubectl rollout status` of the same change, interleaved, after one
     untimed warm-up each; median of RUNS each and their ratio.
 (b) verification latency: a background task calls DescribeTaskQueue (workflow
-    and activity queues of `<bench>`'s task queue) every 50 ms through every
+    and activity queues of `<bench>`'s task queue, every partition) every 50 ms through every
     pipeline run. A pod's first poll is the earliest `last_access_time` the
     server reported for its identity (`<pod>@<digest>`, new in this run) —
     the server's own clock, like the history's; an idle long poll keeps its
@@ -72,12 +72,13 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from temporalio.api.enums.v1 import TaskQueueType  # noqa: E402
+from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType  # noqa: E402
 from temporalio.api.taskqueue.v1 import TaskQueue  # noqa: E402
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
 from pipeline.config import to_toml  # noqa: E402
+from pipeline.verify import DEFAULT_PARTITIONS  # noqa: E402
 
 TEMPORAL_ADDRESS = "127.0.0.1:7233"
 TEMPORAL_NAMESPACE = "default"
@@ -284,7 +285,7 @@ def build_images(bench: Bench) -> list[str]:
 
 
 class PollSampler:
-    """DescribeTaskQueue every 50 ms: the earliest last_access_time seen per poller identity."""
+    """DescribeTaskQueue of every partition every 50 ms: the earliest last_access_time seen per poller identity."""
 
     def __init__(self, client: Client, task_queue: str) -> None:
         self.client = client
@@ -294,12 +295,23 @@ class PollSampler:
         self._task: asyncio.Task[None] | None = None
 
     async def _sample_once(self) -> None:
-        for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
-            response = await self.client.workflow_service.describe_task_queue(
-                DescribeTaskQueueRequest(
-                    namespace=TEMPORAL_NAMESPACE, task_queue=TaskQueue(name=self.task_queue), task_queue_type=kind
+        # Every partition: a poll is recorded only by the partition it landed on (see pipeline/verify.py).
+        names = [self.task_queue] + [f"/_sys/{self.task_queue}/{n}" for n in range(1, DEFAULT_PARTITIONS)]
+        kinds = (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
+        responses = await asyncio.gather(
+            *(
+                self.client.workflow_service.describe_task_queue(
+                    DescribeTaskQueueRequest(
+                        namespace=TEMPORAL_NAMESPACE,
+                        task_queue=TaskQueue(name=name, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+                        task_queue_type=kind,
+                    )
                 )
+                for name in names
+                for kind in kinds
             )
+        )
+        for response in responses:
             for poller in response.pollers:
                 when = poller.last_access_time.ToDatetime(tzinfo=UTC)
                 known = self.first_access.get(poller.identity)
@@ -460,7 +472,7 @@ async def overhead_and_verification(
         },
         "verification": {
             "verify_after_last_first_poll_s_median": median(latencies),
-            "method": "DescribeTaskQueue (workflow+activity) every 50 ms during each run; a new pod's first poll is "
+            "method": "DescribeTaskQueue (workflow+activity, every partition) every 50 ms during each run; a new pod's first poll is "
             "the earliest server-side last_access_time seen for its identity; minus from the verify_polling "
             "activity's completion event time",
         },

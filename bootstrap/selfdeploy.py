@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
@@ -43,7 +42,7 @@ from pipeline.models import ClusterRef, DeploymentResult, DeployRequest
 from pipeline.render import BUILD_ID_ANNOTATION
 from pipeline.requests import temporal_target
 from pipeline.temporal_client import connect as temporal_connect
-from pipeline.verify import PodState, describe_pollers, judge
+from pipeline.verify import describe_pollers, judge, pod_state
 from pipeline.worker import run_worker
 
 # How long the hand-over check waits for the in-cluster pods after a verified deployment.
@@ -100,8 +99,10 @@ async def pipeline_state(client: Client, request: DeployRequest, *, task_queue: 
     wanted = int((dep.get("spec") or {}).get("replicas") or 1)
     if newest.available_replicas < wanted:
         return PipelineState(False, f"{where}: {newest.available_replicas}/{wanted} pods of {newest.name} available", [])
-    pollers = await describe_pollers(client, namespace=request.temporal.namespace, task_queue=task_queue)
-    verdict = judge(pods=[_pod_state(p) for p in pods], pollers=pollers, new_hash=newest.pod_template_hash, build_id=build_id)
+    pollers = await describe_pollers(
+        client, namespace=request.temporal.namespace, task_queue=task_queue, partitions=request.temporal.task_queue_partitions
+    )
+    verdict = judge(pods=[pod_state(p) for p in pods], pollers=pollers, new_hash=newest.pod_template_hash, build_id=build_id)
     return PipelineState(verdict.ok, f"{where}: {verdict.detail}", verdict.polling_pods)
 
 
@@ -112,11 +113,6 @@ def _connect(cluster: ClusterRef) -> kube.KubeClient:
 
         return aks.connect(cluster.aks, context=cluster.context)
     return kube.connect(kubeconfig=cluster.kubeconfig, context=cluster.context)
-
-
-def _pod_state(pod: kube.PodInfo) -> PodState:
-    started = datetime.fromisoformat(pod.start_time.replace("Z", "+00:00")) if pod.start_time else None
-    return PodState(pod.name, pod.pod_template_hash, started, pod.terminating, pod.phase)
 
 
 async def bootstrap(config: PipelineConfig, *, say: Callable[[str], None]) -> int:

@@ -55,7 +55,7 @@ from pipeline.models import (
 )
 from pipeline.registry import SOURCE_HASH_LABEL, RegistryError, find_image
 from pipeline.temporal_client import connect as temporal_connect
-from pipeline.verify import PodState, describe_pollers, judge
+from pipeline.verify import describe_pollers, judge, pod_state
 
 FIELD_MANAGER = kube.FIELD_MANAGER
 REVISION_CONFIGMAP_SUFFIX = "-pipeline-revision"
@@ -192,8 +192,12 @@ def render_manifests(request: RenderInput) -> Manifests:
 @activity.defn
 @_as_application_errors
 def apply_manifests(request: ApplyInput) -> ApplyResult:
-    """Server-side apply, one field manager, forced: re-applying the same objects changes nothing."""
-    with _kube(request.cluster) as kc:
+    """Server-side apply, one field manager, forced: re-applying the same objects changes nothing.
+
+    Heartbeats while it runs (a slow API server can hold a PATCH for long), so a
+    dead worker's apply moves on within the heartbeat timeout.
+    """
+    with Keepalive(activity.heartbeat), _kube(request.cluster) as kc:
         if request.cluster.image_pull_secret is not None and not request.dry_run:  # its value never leaves this call
             pull_secret.ensure(kc, request.cluster.image_pull_secret, manifests=request.manifests.objects)
         applied = kube.server_side_apply(
@@ -275,9 +279,14 @@ async def _verify_until_deadline(
             pods = await asyncio.to_thread(kube.list_pods, kc, namespace=request.namespace, selector=selector)
         except PipelineError as exc:
             raise _application_error(exc) from exc
-        pollers = await describe_pollers(client, namespace=request.temporal.namespace, task_queue=request.task_queue)
+        pollers = await describe_pollers(
+            client,
+            namespace=request.temporal.namespace,
+            task_queue=request.task_queue,
+            partitions=request.temporal.task_queue_partitions,
+        )
         verdict = judge(
-            pods=[_pod_state(p) for p in pods],
+            pods=[pod_state(p) for p in pods],
             pollers=pollers,
             new_hash=request.pod_template_hash,
             build_id=request.build_id,
@@ -298,17 +307,6 @@ async def _verify_until_deadline(
                 )
             )
         await asyncio.sleep(0.25)
-
-
-def _pod_state(pod: kube.PodInfo) -> PodState:
-    started = datetime.fromisoformat(pod.start_time.replace("Z", "+00:00")) if pod.start_time else None
-    return PodState(
-        name=pod.name,
-        pod_template_hash=pod.pod_template_hash,
-        started_at=started,
-        terminating=pod.terminating,
-        phase=pod.phase,
-    )
 
 
 ALL: list[Callable[..., object]] = [

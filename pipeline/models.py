@@ -32,6 +32,8 @@ class TemporalTarget:
     api_key_env: str = ""
     # Where pods get the API key from (rendered as a secretKeyRef), if any.
     api_key_secret: SecretKeyRef | None = None
+    # Partitions per task queue (the server's matching.numTaskqueueReadPartitions): see pipeline/verify.py.
+    task_queue_partitions: int = 4
 
 
 @dataclass(frozen=True)

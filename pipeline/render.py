@@ -167,7 +167,8 @@ def temporal_settings(app: AppSpec, temporal: TemporalTarget) -> dict[str, str]:
         "TEMPORAL_ADDRESS": temporal.address,
         "TEMPORAL_NAMESPACE": temporal.namespace,
         "TEMPORAL_TASK_QUEUE": app.task_queue,
-        "TEMPORAL_TLS": "true" if temporal.tls else "false",
+        # An API key is only ever sent over TLS, as the pipeline's own client does (temporal_client.py).
+        "TEMPORAL_TLS": "true" if temporal.tls or temporal.api_key_secret is not None else "false",
     }
 
 

@@ -66,6 +66,7 @@ def temporal_target(config: PipelineConfig) -> TemporalTarget:
         tls=config.temporal.tls,
         api_key_env=config.temporal.api_key_env,
         api_key_secret=secret,
+        task_queue_partitions=config.temporal.task_queue_partitions,
     )
 
 

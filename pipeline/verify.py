@@ -7,20 +7,35 @@ sees it (`DescribeTaskQueue`, workflow and activity queues).
 
 Temporal keeps listing a poller for a while after it stopped, so the judgement
 uses each poller's last-access time against the pod's start time, never the
-absence of an identity. Old pods are judged by their state in Kubernetes.
+absence of an identity.
+
+A task queue is split into partitions (4 by default, the server's
+`matching.numTaskqueueReadPartitions`); each poll lands on one of them and only
+that partition records it, and DescribeTaskQueue answers for one partition. So
+a worker whose long polls all went to other partitions is missing from the
+root partition's list for up to a minute: every partition is asked
+(`/_sys/<name>/<n>`, as `temporal task-queue list-partition` names them) and,
+per identity, the latest access wins.
+
+Old pods are judged by their state in Kubernetes: one that is not terminating
+still serves the old version; one in graceful termination is *draining* (on
+SIGTERM a worker stops polling and only finishes what it runs), unless Temporal
+saw it poll after it was told to stop, which a worker that ignores SIGTERM does.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from temporalio.api.taskqueue.v1 import PollerInfo, TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
+from pipeline.kube.pods import PodInfo
 from pipeline.models import Poller
 
 QUEUE_TYPES = {
@@ -29,6 +44,7 @@ QUEUE_TYPES = {
 }
 # Clocks of the Temporal server and the cluster may differ a little.
 CLOCK_SKEW = timedelta(seconds=2)
+DEFAULT_PARTITIONS = 4
 
 
 @dataclass(frozen=True)
@@ -40,6 +56,23 @@ class PodState:
     started_at: datetime | None
     terminating: bool
     phase: str
+    deleted_at: datetime | None = None  # the deletionTimestamp: when it was told to stop
+
+
+def pod_state(pod: PodInfo) -> PodState:
+    """What the verifier needs of a pod as the Kubernetes layer reads it."""
+    return PodState(
+        name=pod.name,
+        pod_template_hash=pod.pod_template_hash,
+        started_at=_rfc3339(pod.start_time),
+        terminating=pod.terminating,
+        phase=pod.phase,
+        deleted_at=_rfc3339(pod.deletion_timestamp),
+    )
+
+
+def _rfc3339(value: str) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 @dataclass(frozen=True)
@@ -49,20 +82,18 @@ class Verdict:
     polling_pods: list[str]
     missing: list[str]
     old_pods_running: list[str]
+    old_pods_draining: list[str]
 
 
-async def describe_pollers(client: Client, *, namespace: str, task_queue: str) -> list[Poller]:
-    """Every poller Temporal lists for `task_queue`, workflow and activity queues alike."""
+async def describe_pollers(
+    client: Client, *, namespace: str, task_queue: str, partitions: int = DEFAULT_PARTITIONS
+) -> list[Poller]:
+    """Every poller Temporal lists for `task_queue`, workflow and activity queues alike, over all partitions."""
     pollers: list[Poller] = []
-    for type_name, queue_type in QUEUE_TYPES.items():
-        response = await client.workflow_service.describe_task_queue(
-            DescribeTaskQueueRequest(
-                namespace=namespace,
-                task_queue=TaskQueue(name=task_queue),
-                task_queue_type=queue_type,
-            )
-        )
-        for info in response.pollers:
+    for type_name in QUEUE_TYPES:
+        for info in await partition_pollers(
+            client, namespace=namespace, task_queue=task_queue, queue_type=type_name, partitions=partitions
+        ):
             pollers.append(
                 Poller(
                     identity=info.identity,
@@ -74,6 +105,32 @@ async def describe_pollers(client: Client, *, namespace: str, task_queue: str) -
     return pollers
 
 
+async def partition_pollers(
+    client: Client, *, namespace: str, task_queue: str, queue_type: str, partitions: int = DEFAULT_PARTITIONS
+) -> list[PollerInfo]:
+    """The pollers of one queue type, asked of every partition at once; per identity, the latest access."""
+    names = [task_queue] + [f"/_sys/{task_queue}/{n}" for n in range(1, partitions)]
+    answers = await asyncio.gather(
+        *(
+            client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace=namespace,
+                    task_queue=TaskQueue(name=name, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+                    task_queue_type=QUEUE_TYPES[queue_type],
+                )
+            )
+            for name in names
+        )
+    )
+    latest: dict[str, PollerInfo] = {}
+    for answer in answers:
+        for info in answer.pollers:
+            known = latest.get(info.identity)
+            if known is None or info.last_access_time.ToDatetime() > known.last_access_time.ToDatetime():
+                latest[info.identity] = info
+    return list(latest.values())
+
+
 def judge(
     *,
     pods: Sequence[PodState],
@@ -82,10 +139,12 @@ def judge(
     build_id: str,
     queue_types: Iterable[str] = ("workflow", "activity"),
 ) -> Verdict:
-    """Every new pod polls every queue type with `build_id` since it started; no old pod still runs."""
+    """Every new pod polls every queue type with `build_id` since it started; no old pod still serves."""
     pollers = list(pollers)
     new_pods = [p for p in pods if p.pod_template_hash == new_hash and not p.terminating]
-    old_running = sorted(p.name for p in pods if p.pod_template_hash != new_hash and p.phase in ("Pending", "Running"))
+    old_live = [p for p in pods if p.pod_template_hash != new_hash and p.phase in ("Pending", "Running")]
+    old_draining = sorted(p.name for p in old_live if p.terminating and not _polled_after_stop(p, pollers))
+    old_running = sorted(p.name for p in old_live if p.name not in old_draining)
     missing: list[str] = []
     polling: list[str] = []
     for pod in new_pods:
@@ -102,7 +161,19 @@ def judge(
         problems.append(f"pods of the old version still running: {', '.join(old_running)}")
     ok = not problems
     detail = f"{len(polling)} pods polling with build {build_id}" if ok else "; ".join(problems)
-    return Verdict(ok, detail, sorted(polling), sorted(missing), old_running)
+    if ok and old_draining:
+        detail += f"; old pods draining: {', '.join(old_draining)}"
+    return Verdict(ok, detail, sorted(polling), sorted(missing), old_running, old_draining)
+
+
+def _polled_after_stop(pod: PodState, pollers: list[Poller]) -> bool:
+    """Temporal saw `pod` start a poll after its deletion (+ skew): it ignores SIGTERM and still takes tasks."""
+    if pod.deleted_at is None:
+        return False
+    stop = pod.deleted_at.replace(tzinfo=None) + CLOCK_SKEW
+    return any(
+        pod.name in _identity_pod(p.identity) and datetime.fromisoformat(p.last_access_time.rstrip("Z")) > stop for p in pollers
+    )
 
 
 def _polls_freshly(pod: PodState, pollers: list[Poller], build_id: str, queue_type: str) -> bool:

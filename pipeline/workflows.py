@@ -234,6 +234,20 @@ class DeploymentWorkflow:
 
     def _apply(self, r: DeployRequest, manifests: Manifests) -> Awaitable[ApplyResult]:
         kinds = ", ".join(str(o.get("kind")) for o in manifests.objects)
+        if workflow.patched("apply-settles-before-rollback"):
+            # A rollback must not start while this apply's PATCH may still land (it would
+            # land after the rollback's own apply and leave the new version running): on
+            # cancellation wait until the attempt has ended. It heartbeats, so a dead
+            # worker's attempt ends within the heartbeat timeout.
+            return workflow.execute_activity(
+                activities.apply_manifests,
+                ApplyInput(app=r.app.name, cluster=r.cluster, manifests=manifests),
+                start_to_close_timeout=timedelta(seconds=60),
+                heartbeat_timeout=timedelta(seconds=20),
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                retry_policy=RETRY,
+                summary=f"Server-side apply to {r.app.namespace}: {kinds}",
+            )
         return workflow.execute_activity(
             activities.apply_manifests,
             ApplyInput(app=r.app.name, cluster=r.cluster, manifests=manifests),

@@ -1,4 +1,4 @@
-"""The worker process: ``python -m sample_worker.worker`` (the image's CMD).
+"""The worker process: ``python -m sample_worker`` (the image's CMD; see __main__.py) or ``python -m sample_worker.worker``.
 
 Lifecycle, in the order Kubernetes sees it:
 
@@ -19,7 +19,7 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -141,12 +141,16 @@ def _failed(run_task: asyncio.Task[None]) -> int:
     return 1
 
 
-async def main() -> int:
+async def main(early_signals: Sequence[int] = ()) -> int:
+    """The process: settings, signals, serve. `early_signals`: any that came before the loop's handlers."""
     settings = load_or_exit()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, sig, stop)
+    if early_signals:
+        logger.info("Received %s while starting", signal.Signals(early_signals[0]).name)
+        stop.set()
     code = await run(settings, stop)
     # Seen here with temporalio 1.35: after a drain with an in-flight activity, about
     # one exit in three aborted during interpreter finalization ("Fatal Python error:
@@ -167,11 +171,15 @@ def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:
     stop.set()
 
 
-if __name__ == "__main__":
-    # Entry point only: library users configure logging themselves.
+def run_process(early_signals: Sequence[int] = ()) -> int:
+    """Entry point only (`python -m sample_worker`, or this module): library users configure logging themselves."""
     logging.basicConfig(
         stream=sys.stdout,
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    sys.exit(asyncio.run(main()))
+    return asyncio.run(main(early_signals))
+
+
+if __name__ == "__main__":
+    sys.exit(run_process())

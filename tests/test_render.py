@@ -103,6 +103,8 @@ def test_api_key_is_a_secret_reference_never_a_value(monkeypatch: pytest.MonkeyP
     }
     without = worker(deployment())
     assert "TEMPORAL_API_KEY" not in {e["name"] for e in without["env"]}
+    config_map = by_kind(render_manifests(spec).objects, "ConfigMap")
+    assert config_map["data"]["TEMPORAL_TLS"] == "true", "an API key turns TLS on: never a key in clear text"
 
 
 def test_labels_and_an_immutable_selector_without_the_version() -> None:

@@ -408,6 +408,24 @@ def test_bad_setting_exits_2_with_one_line(case: int) -> None:
 # ---------------------------------------------------------------- the process and SIGTERM
 
 
+def test_a_sigterm_during_start_up_is_heard_and_ends_the_process_cleanly(temporal_address: str, tmp_path: Path) -> None:
+    """`python -m sample_worker` (the image's CMD) handles SIGTERM before its slow imports.
+
+    In a container it is PID 1, which the kernel gives no default SIGTERM action: a
+    signal before the handler would be lost and the pod would linger its whole grace
+    period. Here (not PID 1) a lost handler shows as death by the signal instead of exit 0.
+    """
+    env = worker_env(TEMPORAL_ADDRESS=temporal_address, HEALTH_HOST="127.0.0.1", HEALTH_PORT=str(free_port()))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sample_worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO_ROOT
+    )
+    time.sleep(0.15)  # inside the interpreter, before the worker module's imports are done
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out.decode()
+    assert b"Received SIGTERM while starting" in out, out.decode()
+
+
 async def test_sigterm_lets_the_inflight_activity_finish(
     client: Client, task_queue: str, temporal_address: str, tmp_path: Path
 ) -> None:

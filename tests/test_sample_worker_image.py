@@ -237,7 +237,7 @@ def test_image_holds_no_secret_config_or_wheel(
 
 def test_image_runs_as_uid_10001(docker_client: docker.DockerClient, image: Image, containers: list[Container]) -> None:
     assert image.attrs["Config"]["User"] == "10001:10001"
-    assert image.attrs["Config"]["Cmd"] == ["python", "-m", "sample_worker.worker"]
+    assert image.attrs["Config"]["Cmd"] == ["python", "-m", "sample_worker"]
     assert image.attrs["Config"]["StopSignal"] == "SIGTERM"
     container = docker_client.containers.run(image.id, ["id", "-u"], detach=True, network_mode="host")
     containers.append(container)

@@ -5,7 +5,8 @@ rollback signal at each step, one deployment at a time, the status query,
 search attributes) independently of Docker and the cluster, which the
 end-to-end tests cover. Every history they produce is replayed with the
 Replayer, and `tests/histories/` keeps recorded ones that must go on replaying
-(regenerate with RECORD_HISTORIES=1 when a change is deliberate and patched).
+(RECORD_HISTORIES=<label> records this run's histories as `<label>-<case>.json` next to
+the older ones, which stay: a deliberate, patched change adds histories, never replaces them).
 """
 
 from __future__ import annotations
@@ -173,12 +174,13 @@ async def run_deployment(
 
 
 def _maybe_record(request: DeployRequest, history: WorkflowHistory, cluster: Cluster) -> None:
-    if os.environ.get("RECORD_HISTORIES") != "1":
+    label = os.environ.get("RECORD_HISTORIES", "")
+    if not label:
         return
     HISTORIES.mkdir(exist_ok=True)
     kind = cluster.hold or ("crash" if cluster.fail_rollout_for else "success")
     mode = "auto" if request.app.rollout.auto_rollback else "manual"
-    name = f"{kind}-{mode}-{'prev' if cluster.previous else 'first'}.json"
+    name = f"{label}-{kind}-{mode}-{'prev' if cluster.previous else 'first'}.json"
     (HISTORIES / name).write_text(history.to_json())
 
 

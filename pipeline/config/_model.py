@@ -30,6 +30,8 @@ class TemporalConfig:
     ui_url: str
     # "secret-name/key": where deployed pods get the API key (a secretKeyRef); "" = none.
     api_key_secret: str = ""
+    # How many partitions the server splits a task queue into (the verifier asks each about pollers).
+    task_queue_partitions: int = 4
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,6 +109,7 @@ def _temporal(t: Table) -> TemporalConfig:
         api_key_env=t.string("api_key_env", "", rules.API_KEY_ENV),
         api_key_secret=t.string("api_key_secret", "", rules.SECRET_KEY_REF),
         ui_url=t.string("ui_url", "http://127.0.0.1:8233", rules.HTTP_URL),
+        task_queue_partitions=t.integer("task_queue_partitions", 4, 1, 64),
     )
     t.finish()
     return config

@@ -45,6 +45,7 @@ class PodInfo:
     pod_ip: str = ""
     containers: list[ContainerState] = field(default_factory=list)
     init_containers: list[ContainerState] = field(default_factory=list)
+    deletion_timestamp: str = ""  # RFC 3339, set once the pod is told to stop
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ def pod_info(raw: Mapping[str, Any]) -> PodInfo:
         pod_ip=str(status.get("podIP") or ""),
         containers=[container_state(c) for c in status.get("containerStatuses") or []],
         init_containers=[container_state(c) for c in status.get("initContainerStatuses") or []],
+        deletion_timestamp=str(meta.get("deletionTimestamp") or ""),
     )
 
 

@@ -10,8 +10,9 @@ Temporal's own view of the task queue (`DescribeTaskQueue`) sampled every
 Temporal keeps listing a poller for a while after its process stopped, so a
 listed poller only counts when the pod its identity names (`<pod>@<build id>`)
 is Running and not terminating in the cluster, and the poller was seen after
-that pod started. Orders are started throughout the rollout and must all
-complete: no work is lost while pods are replaced.
+that pod started (the sampler and the order stream are tests/zero_downtime.py,
+shared with the rollback test in tests/faults). Orders are started throughout
+the rollout and must all complete: no work is lost while pods are replaced.
 """
 
 from __future__ import annotations
@@ -20,32 +21,28 @@ import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 import docker
 import docker.errors
 import pytest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client
 
 from pipeline.kube.apply import server_side_apply
 from pipeline.kube.client import KubeClient, connect
 from pipeline.models import AppSpec, Poller, RenderInput, ResourceSpec, RolloutSpec, TemporalTarget
 from pipeline.render import build_id_for, render_manifests, selector_labels
 from pipeline.verify import describe_pollers
-from sample_worker.client import start_orders
-from sample_worker.settings import Settings
+from sample_worker.workflows import OrderResult
 from tests.cluster.conftest import ClusterProcess
 from tests.cluster.workloads import BASE_IMAGE, REGISTRY, docker_engine, unique
 from tests.conftest import REPO_ROOT
 from tests.test_sample_worker_image import ensure_wheelhouse
+from tests.zero_downtime import OrderStream, Pods, live_pollers, sample_pollers
 
 __all__ = ["docker_engine"]  # session fixture used by name
 
 FIELD_MANAGER = "sample-worker-rollout-test"
-SAMPLE_INTERVAL = 0.1
-# Clocks of the Temporal dev server and the cluster are the same host's, give or take a poll in flight.
-CLOCK_SKEW = timedelta(seconds=2)
 
 
 @dataclass(frozen=True)
@@ -54,16 +51,6 @@ class WorkerImages:
 
     v1: str
     v2: str
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One look at the task queue: which Running, non-terminating pods had a live workflow poller."""
-
-    at: float
-    live: tuple[str, ...]
-    listed: tuple[str, ...]
-    running: tuple[str, ...]
 
 
 @pytest.fixture(scope="module")
@@ -137,28 +124,6 @@ def namespace_containers(engine: docker.DockerClient, cluster: ClusterProcess, n
     return list(engine.containers.list(all=True, filters={"label": labels}, sparse=True))
 
 
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=None)
-
-
-def live_pollers(pods: list[dict[str, Any]], pollers: list[Poller], queue_type: str = "workflow") -> dict[str, Poller]:
-    """Pollers (by pod) whose pod is Running and not terminating, and which polled since that pod started."""
-    running = {
-        p["metadata"]["name"]: p
-        for p in pods
-        if (p.get("status") or {}).get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
-    }
-    live: dict[str, Poller] = {}
-    for poller in pollers:
-        pod = running.get(poller.identity.split("@", 1)[0])
-        if poller.task_queue_type != queue_type or pod is None:
-            continue
-        started = pod["status"].get("startTime")
-        if started is None or _time(poller.last_access_time) + CLOCK_SKEW >= _time(started):
-            live[pod["metadata"]["name"]] = poller
-    return live
-
-
 async def test_rolling_update_keeps_a_live_poller(
     workload_cluster: ClusterProcess,
     worker_images: WorkerImages,
@@ -197,58 +162,36 @@ async def test_rolling_update_keeps_a_live_poller(
             assert time.monotonic() < deadline, "the three v1 pods never all polled"
             await asyncio.sleep(0.2)
 
-        handles: list[WorkflowHandle[Any, Any]] = []
-        rolling = asyncio.Event()
+        async def v2_everywhere(pods: Pods, pollers: list[Poller]) -> bool:
+            """All 3 pods poll both queues with v2 (a new worker's activity poller may lag its workflow one)."""
+            live, activity_live = live_pollers(pods, pollers), live_pollers(pods, pollers, "activity")
+            v2_live = [
+                pod
+                for pod, p in live.items()
+                if p.build_id == builds["v2"] and pod in activity_live and activity_live[pod].build_id == builds["v2"]
+            ]
+            return len(pods) == 3 and len(v2_live) == 3 and await asyncio.to_thread(rolled_out, kc, app)
 
-        async def keep_starting_orders() -> None:
-            """One order every ~250 ms for as long as the rollout runs."""
-            settings = Settings(temporal_address=temporal_address, task_queue=task_queue)
-            while not rolling.is_set():
-                handles.extend(await start_orders(client, settings, count=1, delay_seconds=0.1))
-                await asyncio.sleep(0.25)
-
-        samples: list[Sample] = []
-        starter = asyncio.create_task(keep_starting_orders())
+        orders = OrderStream(client, task_queue)  # one order every ~250 ms for as long as the rollout runs
+        orders.start()
         await apply("v2", worker_images.v2)
-        started = time.monotonic()
         try:
-            while True:
-                pollers, pods = await asyncio.gather(
-                    describe_pollers(client, namespace="default", task_queue=task_queue), asyncio.to_thread(list_pods, kc, app)
-                )
-                live = live_pollers(pods, pollers)
-                samples.append(
-                    Sample(
-                        at=time.monotonic() - started,
-                        live=tuple(sorted(live)),
-                        listed=tuple(sorted(p.identity for p in pollers if p.task_queue_type == "workflow")),
-                        running=tuple(sorted(p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp"))),
-                    )
-                )
-                # Done when all 3 pods poll both queues with v2 (a new worker's activity poller may lag its workflow one).
-                activity_live = live_pollers(pods, pollers, "activity")
-                v2_live = [
-                    pod
-                    for pod, p in live.items()
-                    if p.build_id == builds["v2"] and pod in activity_live and activity_live[pod].build_id == builds["v2"]
-                ]
-                if len(pods) == 3 and len(v2_live) == 3 and await asyncio.to_thread(rolled_out, kc, app):
-                    break
-                assert time.monotonic() - started < 90, f"v2 did not roll out: last sample {samples[-1]}"
-                await asyncio.sleep(SAMPLE_INTERVAL)
+            sampling = await sample_pollers(
+                client,
+                task_queue=task_queue,
+                list_pods=lambda: list_pods(kc, app),
+                done=v2_everywhere,
+                timeout=90,
+                what="v2 rolled out",
+            )
         finally:
-            rolling.set()
-            await starter
+            await orders.stop()
 
-        print(
-            f"{len(samples)} samples over {samples[-1].at:.1f}s; live pollers per sample: min {min(len(s.live) for s in samples)}, "
-            f"max {max(len(s.live) for s in samples)}; {len(handles)} orders started while rolling"
-        )
-        empty = [s for s in samples if not s.live]
-        assert not empty, f"{len(empty)} of {len(samples)} samples had no live poller, first: {empty[0]}"
-        assert len(samples) >= 20, samples  # the rollout was really watched, not just its end
+        print(f"{sampling.summary()}; {len(orders.handles)} orders started while rolling")
+        sampling.assert_always_live()  # and at least 20 samples: the rollout was really watched, not just its end
 
         # The sample that ended the loop: every pod of the Deployment now, and what Temporal listed at that moment.
+        pods, pollers = sampling.pods, sampling.pollers
         for queue_type in ("workflow", "activity"):
             live = live_pollers(pods, pollers, queue_type)
             assert sorted(live) == sorted(p["metadata"]["name"] for p in pods), (queue_type, live)
@@ -256,9 +199,9 @@ async def test_rolling_update_keeps_a_live_poller(
             assert all(p.identity == f"{pod}@{builds['v2']}" for pod, p in live.items())
         assert {p["spec"]["containers"][0]["image"] for p in pods} == {worker_images.v2}
 
-        assert len(handles) >= 5, len(handles)
-        results = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), timeout=60)
-        assert all(r.tracking_id.startswith("trk-") for r in results), results
+        assert len(orders.handles) >= 5, len(orders.handles)
+        results = await orders.outcomes(timeout=60)
+        assert all(isinstance(r, OrderResult) and r.tracking_id.startswith("trk-") for r in results), results
     finally:
         try:
             kc.request(method="DELETE", path=f"/api/v1/namespaces/{app.namespace}", what=f"namespace {app.namespace}")

@@ -29,13 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHistory
 
 from pipeline import kube
 from pipeline.config import to_toml
+from pipeline.verify import partition_pollers
 from tests.conftest import REPO_ROOT
 
 TEMPORAL_ADDRESS = "127.0.0.1:7233"
@@ -66,11 +64,8 @@ def listening(address: str) -> bool:
 
 
 async def pollers_of(client: Client, task_queue: str, queue_type: str = "workflow") -> list[Any]:
-    kind = TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW if queue_type == "workflow" else TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
-    response = await client.workflow_service.describe_task_queue(
-        DescribeTaskQueueRequest(namespace=TEMPORAL_NAMESPACE, task_queue=TaskQueue(name=task_queue), task_queue_type=kind)
-    )
-    return list(response.pollers)
+    """Temporal's PollerInfo of one queue type, over every partition (see pipeline/verify.py)."""
+    return await partition_pollers(client, namespace=TEMPORAL_NAMESPACE, task_queue=task_queue, queue_type=queue_type)
 
 
 # ----- one CLI run -----

@@ -4,8 +4,11 @@
 another Temporal server or another kubeconfig (the fault proxy's), and whose
 `pipeline worker` subprocess the test owns: `start_worker()`, `kill_worker()`
 (SIGKILL), `stop_worker()`. `worker_running(app, client)` starts its worker and
-deletes its namespace after. `pending_activity` reads which activity a running
-deployment waits on, from `describe()`.
+deletes its namespace after; `through_fault_proxy(app)` points its configs at a
+`FaultProxy` (faultproxy.py) in front of the cluster API. `pending_activity`
+reads which activity a running deployment waits on, from `describe()`.
+Versions that misbehave on purpose: `slow_worker` (late ready, late stop),
+`late_worker` (late ready, prompt stop), `slow_build_context` (a slow build).
 """
 
 from __future__ import annotations
@@ -29,8 +32,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from pipeline import kube
 from pipeline.config import to_toml
+from pipeline.render import BUILD_ID_ANNOTATION
 from tests.conftest import eventually
 from tests.e2e.support import KUBECONFIG, PIPELINE, TEMPORAL_ADDRESS, E2eApp, pollers_of
+from tests.faults.faultproxy import FaultProxy
+
+PKI = KUBECONFIG.parent / "pki"
 
 
 def slow_worker(*, start: float = 0, stop: float = 0) -> list[str]:
@@ -42,6 +49,52 @@ def slow_worker(*, start: float = 0, stop: float = 0) -> list[str]:
     script = f"sleep {start}; python -m sample_worker.worker & child=$!; "
     script += f"trap 'sleep {stop}; kill $child' TERM; wait $child; wait $child"
     return ["sh", "-c", script]
+
+
+def late_worker(ready_after: float) -> list[str]:
+    """A sample-worker command that starts polling (and so gets ready) `ready_after` s late, and stops at once on SIGTERM.
+
+    Unlike `slow_worker(start=...)`, whose shell only runs its TERM trap after the
+    sleep, the wait here is interruptible: a pod deleted while it waits goes at once.
+    """
+    return ["sh", "-c", f"trap 'exit 0' TERM; sleep {ready_after} & wait $!; trap - TERM; exec python -m sample_worker.worker"]
+
+
+def ready_before_polling(seconds: float) -> list[str]:
+    """A sample-worker command whose pods answer /readyz 200 for `seconds` s before the worker even starts.
+
+    A readiness probe that lies (a real bug: "ready" before the worker connects): Kubernetes
+    calls the rollout complete, and only the pipeline's verification, which asks Temporal who
+    polls, still waits. A SIGTERM in that time ends the pod at once.
+    """
+    serve = (
+        "import http.server, os, threading\n"
+        "class Ok(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(200); self.end_headers(); self.wfile.write(b'ok')\n"
+        "    def log_message(self, *args):\n"
+        "        pass\n"
+        "server = http.server.HTTPServer((os.environ['HEALTH_HOST'], int(os.environ.get('HEALTH_PORT', '8080'))), Ok)\n"
+        f"threading.Timer({seconds}, server.shutdown).start()\n"
+        "server.serve_forever()\n"
+        "server.server_close()\n"
+    )
+    # sh -c SCRIPT ARG0: the server's code is the shell's $0.
+    return ["sh", "-c", "trap 'exit 0' TERM; python -c \"$0\" & wait $!; trap - TERM; exec python -m sample_worker.worker", serve]
+
+
+def slow_build_context(directory: Path, base_image: str, *, seconds: int = 8) -> Path:
+    """A build context (under `directory`) whose image is `base_image` plus a layer that takes `seconds` to build.
+
+    The VERSION build arg labels the image before the slow layer, so every new version misses the build cache.
+    """
+    context = directory / f"slow-build-{seconds}s"
+    context.mkdir(exist_ok=True)
+    (context / "Dockerfile").write_text(
+        f"FROM {base_image} AS sample-worker\nARG VERSION\nLABEL fault.version=$VERSION\n"
+        f"RUN sleep {seconds} && echo $VERSION > /tmp/version\n"
+    )
+    return context
 
 
 def free_port() -> int:
@@ -127,6 +180,18 @@ class FaultApp(E2eApp):
         assert found is not None, f"Deployment {self.namespace}/{self.name} does not exist"
         return found
 
+    def real_replica_sets(self) -> list[dict[str, Any]]:
+        with self.real_kube_client() as kc:
+            raw = kc.request(
+                method="GET", path=f"/apis/apps/v1/namespaces/{self.namespace}/replicasets", what=f"ReplicaSets of {self.name}"
+            )
+        return list(raw.get("items") or [])
+
+    @property
+    def deployment_path(self) -> str:
+        """The end of the Deployment's API path (what `hold_patches` matches)."""
+        return f"/namespaces/{self.namespace}/deployments/{self.name}"
+
 
 def new_fault_app(request: pytest.FixtureRequest, **kwargs: Any) -> FaultApp:
     short = re.sub(r"[^a-z0-9]+", "-", request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_"))[:12].strip("-")
@@ -151,6 +216,24 @@ async def worker_running(app: FaultApp, client: Client) -> AsyncIterator[FaultAp
     finally:
         app.stop_worker()
         delete_namespace(app)
+
+
+@contextlib.asynccontextmanager
+async def through_fault_proxy(app: FaultApp) -> AsyncIterator[FaultProxy]:
+    """A `FaultProxy` in front of the cluster API (passing everything until its rule says otherwise), `app`'s configs
+    pointing at it; closed after. Start the app's worker inside, so that it too reaches the cluster only through it."""
+    proxy = FaultProxy(upstream_port=6443, cert=PKI / "server.crt", key=PKI / "server.key")
+    await proxy.start()
+    app.kubeconfig = proxy.write_kubeconfig(KUBECONFIG, app.directory / "kubeconfig-proxy")
+    try:
+        yield proxy
+    finally:
+        await proxy.close()
+
+
+def template_build_id(deployment: dict[str, Any]) -> str:
+    """The build id annotation of a Deployment's (or ReplicaSet's) pod template."""
+    return str((deployment["spec"]["template"]["metadata"].get("annotations") or {}).get(BUILD_ID_ANNOTATION, ""))
 
 
 async def pending_activity(handle: WorkflowHandle[Any, Any]) -> list[str]:

@@ -10,8 +10,15 @@ include 127.0.0.1, so clients keep verifying it against the kubeconfig's CA)
 and re-originates every request to the real port over TLS. Each request is
 read whole (head + Content-Length body) and handed to `rule(method, path)`:
 None forwards it, `Answer(status, reason)` replies with a Kubernetes `Status`
-object and closes the connection, `DROP` closes the connection without a word.
-Requests and what happened to them are counted in `seen`.
+object and closes the connection, `DROP` closes the connection without a word,
+`Hold(seconds)` keeps it that long (a slow API server) and then delivers it
+whether or not its client is still there (a killed client's request still
+lands, as it would on a real server that had received it), on a connection of
+its own that is closed after the answer. `holding` is how many requests are
+held right now. Requests and what happened to them are counted in `seen`
+("passed", "429", "500", "403", "dropped", "held", "delivered").
+
+    proxy.rule = hold_patches("/deployments/web", seconds=5, times=1)   # the next Deployment apply takes 5 s
 """
 
 from __future__ import annotations
@@ -35,8 +42,13 @@ class Answer:
     message: str = "injected by the fault proxy"
 
 
+@dataclass(frozen=True)
+class Hold:
+    seconds: float  # how long the request is held before it is delivered
+
+
 DROP = "drop"
-Decision = Answer | str | None
+Decision = Answer | Hold | str | None
 Rule = Callable[[str, str], Decision]
 
 _PHRASES = {403: "Forbidden", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
@@ -51,7 +63,8 @@ class FaultProxy:
         self.client_tls.check_hostname = False
         self.client_tls.verify_mode = ssl.CERT_NONE  # loopback to the cluster whose cert we serve
         self.rule: Rule = lambda method, path: None
-        self.seen: Counter[str] = Counter()  # "passed", "429", "500", "403", "dropped"
+        self.seen: Counter[str] = Counter()  # "passed", "429", "500", "403", "dropped", "held", "delivered"
+        self.holding = 0  # requests held right now
         self.port = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -98,6 +111,9 @@ class FaultProxy:
                     self.seen["dropped"] += 1
                     writer.transport.abort()
                     return
+                if isinstance(decision, Hold):
+                    await self._hold_and_deliver(decision, head + body, writer)
+                    return
                 if isinstance(decision, Answer):
                     self.seen[str(decision.status)] += 1
                     writer.write(_status_response(decision))
@@ -121,6 +137,39 @@ class FaultProxy:
                 upstream[1].transport.abort()
             writer.close()
 
+    async def _hold_and_deliver(self, hold: Hold, request: bytes, writer: asyncio.StreamWriter) -> None:
+        """Keep `request` for `hold.seconds`, send it upstream alone and relay the whole answer, if anyone still listens."""
+        self.seen["held"] += 1
+        self.holding += 1
+        try:
+            await asyncio.sleep(hold.seconds)
+        finally:
+            self.holding -= 1
+        reader, upstream = await asyncio.open_connection("127.0.0.1", self.upstream_port, ssl=self.client_tls)
+        try:
+            upstream.write(_closing(request))
+            await upstream.drain()
+            answer = await asyncio.wait_for(reader.read(), timeout=60)  # to EOF: the server closes after it
+        finally:
+            upstream.transport.abort()
+        self.seen["delivered"] += 1
+        with contextlib.suppress(ConnectionError, ssl.SSLError, OSError):
+            writer.write(answer)
+            await writer.drain()
+
+
+def hold_patches(path_end: str, *, seconds: float, times: int | None = None) -> Rule:
+    """Hold each PATCH (a server-side apply) of the path ending in `path_end` for `seconds`; the first `times` only, if given."""
+    held: list[str] = []
+
+    def rule(method: str, path: str) -> Decision:
+        if method == "PATCH" and path.split("?", 1)[0].endswith(path_end) and (times is None or len(held) < times):
+            held.append(path)
+            return Hold(seconds)
+        return None
+
+    return rule
+
 
 async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
     with contextlib.suppress(ConnectionError, ssl.SSLError, OSError):
@@ -141,6 +190,13 @@ def _parse(head: bytes) -> tuple[str, str, int]:
         if name.strip().lower() == "transfer-encoding" and "chunked" in value.lower():
             raise ConnectionError("chunked request bodies are not supported by the fault proxy")
     return method, path, length
+
+
+def _closing(request: bytes) -> bytes:
+    """`request` with `Connection: close`, so that the server ends the connection after its answer."""
+    head, sep, body = request.partition(b"\r\n\r\n")
+    lines = [line for line in head.split(b"\r\n") if not line.lower().startswith(b"connection:")]
+    return b"\r\n".join([*lines, b"Connection: close"]) + sep + body
 
 
 def _status_response(answer: Answer) -> bytes:

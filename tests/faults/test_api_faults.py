@@ -22,20 +22,20 @@ import pytest_asyncio
 from temporalio.client import Client
 
 from tests.conftest import eventually
-from tests.e2e.support import EXIT_FAILED, KUBECONFIG, activity_spans, deployed, history_of
+from tests.e2e.support import EXIT_FAILED, activity_spans, deployed, history_of
 from tests.faults.chaos_fixtures import (
     FaultApp,
     attempts_of,
     new_fault_app,
     pending_activity,
     slow_worker,
+    through_fault_proxy,
     worker_running,
 )
 from tests.faults.faultproxy import DROP, Answer, Decision, FaultProxy, Rule
 
 pytestmark = pytest.mark.e2e
 
-PKI = KUBECONFIG.parent / "pki"
 ACTIVITIES = (
     "read_revision",
     "build_image",
@@ -49,15 +49,9 @@ ACTIVITIES = (
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def proxied(request: pytest.FixtureRequest, stack_client: Client) -> AsyncIterator[tuple[FaultApp, FaultProxy]]:
-    proxy = FaultProxy(upstream_port=6443, cert=PKI / "server.crt", key=PKI / "server.key")
-    await proxy.start()
     app = new_fault_app(request)
-    app.kubeconfig = proxy.write_kubeconfig(KUBECONFIG, app.directory / "kubeconfig-proxy")
-    try:
-        async with worker_running(app, stack_client):
-            yield app, proxy
-    finally:
-        await proxy.close()
+    async with through_fault_proxy(app) as proxy, worker_running(app, stack_client):
+        yield app, proxy
 
 
 def burst(seconds: float) -> Rule:
@@ -78,6 +72,9 @@ async def test_bursts_of_429_500_and_drops_are_retried_and_the_deployment_comple
 ) -> None:
     app, proxy = proxied
     args = ("deploy", "--follow")
+    # The idle worker sends the cluster nothing: the burst's clock starts with read_revision's first request.
+    # (Waiting to see read_revision pending instead races it: it takes some 30 ms.)
+    proxy.rule = burst(3)
     started = time.monotonic()
     process = await app.start(*args, config=app.config("v1", command=slow_worker(start=4)))
     handle = stack_client.get_workflow_handle(app.workflow_id)
@@ -85,8 +82,6 @@ async def test_bursts_of_429_500_and_drops_are_retried_and_the_deployment_comple
     async def step(activity: str) -> None:
         assert activity in await pending_activity(handle), f"{activity} is not running yet"
 
-    await eventually(lambda: step("read_revision"), timeout=60, interval=0.05, what="read_revision running")
-    proxy.rule = burst(3)
     await eventually(lambda: step("wait_for_rollout"), timeout=90, interval=0.05, what="wait_for_rollout running")
     proxy.rule = burst(3)
     run = await app.finish(process, args, started=started, timeout=180)

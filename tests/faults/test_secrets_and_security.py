@@ -3,10 +3,10 @@
 v1 (no API key) is deployed and verified: its running pod is checked as the
 API sees it and as Docker enforces it. Then a Secret `temporal-api-key` with a
 random canary is created in the namespace and a deployment references it via
-`[temporal].api_key_secret = "temporal-api-key/api-key"`. The local dev server
-has no TLS: an API key turns TLS on in the sample worker and the config says
-tls = false, so the new pod refuses to start and the deployment rolls back to
-v1 (exit 3). That run still carries the reference end to end; then the canary
+`[temporal].api_key_secret = "temporal-api-key/api-key"`. An API key turns
+TLS on in the rendered pods (never a key in clear text), and the local dev
+server has no TLS, so the new pod cannot connect and the deployment rolls back
+to v1 (exit 3). That run still carries the reference end to end; then the canary
 is searched for in every DeploymentWorkflow history of the app, all CLI output,
 the pipeline worker's log, the cluster's log, `pipeline render` and the layers
 of the deployed image: it must appear nowhere.
@@ -28,12 +28,13 @@ import yaml
 from temporalio.client import Client
 
 from pipeline import kube
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, never_leak
 from tests.e2e.support import CANARY_SECRET, EXIT_ROLLED_BACK, KUBECONFIG, Deployed, E2eApp, deployed, readable_text
 
 pytestmark = pytest.mark.e2e
 
 SECRET_CANARY = "canary-" + uuid.uuid4().hex
+never_leak("the canary value of the temporal-api-key Secret", SECRET_CANARY)
 SECRET_REF = "temporal-api-key/api-key"
 UID = 10001
 
@@ -111,7 +112,10 @@ async def test_an_api_key_secret_is_only_referenced_and_never_leaks(
     assert ref in env, env
 
     run = await fault_app.cli("deploy", "--follow", config=config)
-    # The local dev server speaks no TLS; an API key needs it, so the new pod cannot start: rolled back to v1.
+    # An API key turns TLS on in the pods; the local dev server speaks no TLS: the new pod cannot connect, rolled back.
+    tls = {"name": "TEMPORAL_TLS", "value": "true"}
+    config_map = next(o for o in objects if o["kind"] == "ConfigMap")
+    assert config_map["data"]["TEMPORAL_TLS"] == "true" or tls in env, "an API key would be sent without TLS"
     run.expect(EXIT_ROLLED_BACK, diagnose=fault_app.diagnose)
     assert f"Rolled back to {v1.image}" in run.stderr, run.output
     live = fault_app.deployment()["spec"]["template"]["spec"]["containers"][0]
