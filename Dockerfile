@@ -86,4 +86,4 @@ ENV PATH=/opt/venv/bin:$PATH \
 USER 10001:10001
 EXPOSE 8080
 STOPSIGNAL SIGTERM
-CMD ["python", "-m", "pipeline.cli", "worker"]
+CMD ["python", "-m", "pipeline", "worker"]

@@ -30,7 +30,7 @@ from pipeline import activities
 from pipeline.models import TemporalTarget
 from pipeline.temporal_client import connect
 from pipeline.workflows import DeploymentWorkflow
-from worker_health import HealthServer, HealthState
+from worker_health import HealthServer, HealthState, early_sigterm
 
 log = logging.getLogger("pipeline.worker")
 
@@ -82,6 +82,9 @@ async def run_worker(
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
+            if early_sigterm.RECEIVED:  # `python -m pipeline worker` heard one while it started
+                log.info("SIGTERM came while starting: stopping")
+                stop.set()
         with ThreadPoolExecutor(max_workers=32, thread_name_prefix="activity") as executor:
             worker = build_worker(client, task_queue=task_queue, executor=executor, grace_seconds=grace)
             async with worker:

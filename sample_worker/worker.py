@@ -19,7 +19,7 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any
 
@@ -29,7 +29,7 @@ from temporalio.worker import Worker
 from sample_worker.activities import charge_payment, reserve_inventory, ship_order
 from sample_worker.settings import Settings, connect, load_or_exit
 from sample_worker.workflows import OrderWorkflow
-from worker_health import HealthServer, HealthState
+from worker_health import HealthServer, HealthState, early_sigterm
 
 logger = logging.getLogger("sample_worker")
 
@@ -141,15 +141,15 @@ def _failed(run_task: asyncio.Task[None]) -> int:
     return 1
 
 
-async def main(early_signals: Sequence[int] = ()) -> int:
-    """The process: settings, signals, serve. `early_signals`: any that came before the loop's handlers."""
+async def main() -> int:
+    """The process: settings, signals (and any SIGTERM that came while it started), serve."""
     settings = load_or_exit()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, sig, stop)
-    if early_signals:
-        logger.info("Received %s while starting", signal.Signals(early_signals[0]).name)
+    if early_sigterm.RECEIVED:
+        logger.info("Received SIGTERM while starting")
         stop.set()
     code = await run(settings, stop)
     # Seen here with temporalio 1.35: after a drain with an in-flight activity, about
@@ -171,14 +171,14 @@ def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:
     stop.set()
 
 
-def run_process(early_signals: Sequence[int] = ()) -> int:
+def run_process() -> int:
     """Entry point only (`python -m sample_worker`, or this module): library users configure logging themselves."""
     logging.basicConfig(
         stream=sys.stdout,
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return asyncio.run(main(early_signals))
+    return asyncio.run(main())
 
 
 if __name__ == "__main__":

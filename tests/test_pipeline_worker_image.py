@@ -115,7 +115,7 @@ def test_image_runs_the_pipeline_worker_as_uid_10001(
 ) -> None:
     config = image.attrs["Config"]
     assert config["User"] == "10001:10001"
-    assert config["Cmd"] == ["python", "-m", "pipeline.cli", "worker"]
+    assert config["Cmd"] == ["python", "-m", "pipeline", "worker"]
     assert config["StopSignal"] == "SIGTERM"
     probe = (
         "import glob, os, shutil; "

@@ -480,3 +480,17 @@ async def test_sigterm_lets_the_inflight_activity_finish(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_the_pipeline_worker_also_hears_a_sigterm_during_start_up(temporal_address: str, tmp_path: Path) -> None:
+    """`python -m pipeline worker` (the pipeline-worker image's CMD) installs the same early handler."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE", "TEMPORAL_"))}
+    env.update(TEMPORAL_ADDRESS=temporal_address, PIPELINE__PIPELINE__TASK_QUEUE=unique_name("early-term"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path
+    )
+    time.sleep(0.15)  # inside the interpreter, before the CLI's imports are done
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out.decode()
+    assert b"SIGTERM came while starting" in out, out.decode()
