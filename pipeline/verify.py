@@ -89,20 +89,22 @@ async def describe_pollers(
     client: Client, *, namespace: str, task_queue: str, partitions: int = DEFAULT_PARTITIONS
 ) -> list[Poller]:
     """Every poller Temporal lists for `task_queue`, workflow and activity queues alike, over all partitions."""
-    pollers: list[Poller] = []
-    for type_name in QUEUE_TYPES:
-        for info in await partition_pollers(
-            client, namespace=namespace, task_queue=task_queue, queue_type=type_name, partitions=partitions
-        ):
-            pollers.append(
-                Poller(
-                    identity=info.identity,
-                    task_queue_type=type_name,
-                    build_id=info.worker_version_capabilities.build_id,
-                    last_access_time=info.last_access_time.ToDatetime().replace(tzinfo=None).isoformat() + "Z",
-                )
-            )
-    return pollers
+    per_type = await asyncio.gather(
+        *(
+            partition_pollers(client, namespace=namespace, task_queue=task_queue, queue_type=t, partitions=partitions)
+            for t in QUEUE_TYPES
+        )
+    )
+    return [
+        Poller(
+            identity=info.identity,
+            task_queue_type=type_name,
+            build_id=info.worker_version_capabilities.build_id,
+            last_access_time=info.last_access_time.ToDatetime().replace(tzinfo=None).isoformat() + "Z",
+        )
+        for type_name, infos in zip(QUEUE_TYPES, per_type, strict=True)
+        for info in infos
+    ]
 
 
 async def partition_pollers(
