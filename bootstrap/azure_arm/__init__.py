@@ -2,7 +2,7 @@
 
 One HTTPS server on 127.0.0.1 (`python -m bootstrap.azure_arm serve --state-dir DIR`)
 answers exactly the calls the pipeline makes, shaped like Microsoft's published
-examples (`../shared/azure-examples/`), and does the real work behind them:
+examples (copied unchanged into `tests/azure/examples/`), and does the real work behind them:
 
     Entra ID   GET  /{tenant}/v2.0/.well-known/openid-configuration
                POST /{tenant}/oauth2/v2.0/token            (client credentials)

@@ -35,7 +35,8 @@ from tests.azure.conftest import ARM_SCOPE, TASKS_API_VERSION
 
 ACR_PULL = "7f951dca-d1b7-4d0a-9b11-ce1bf1cd58da"
 ACR_PUSH = "8311e382-0749-4cb8-b61a-304f252e45ec"
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "azure-examples"
+# Microsoft's published examples (Azure/azure-rest-api-specs, MIT), copied unchanged: see examples/README.md.
+EXAMPLES = Path(__file__).resolve().parent / "examples"
 
 
 def credential(arm: Imitation) -> ClientSecretCredential:
