@@ -11,18 +11,20 @@ the e2e tests: one namespace, one pipeline task queue and one `pipeline worker`
 subprocess of its own, one config.toml (tests/e2e's way: the shipped one,
 renamed) with these apps, all replicas 2 unless said otherwise:
 
-- `<bench>`: deployed with the real `pipeline deploy --image <digest>`;
+- `<bench>`: deployed with the real `pipeline deploy --no-build`;
 - `<bench>-k`: the same manifests (`pipeline render --image <digest>`) applied
   with `kubectl apply --server-side` + `kubectl rollout status`;
 - `<bench>-cNN`: replicas 1, for the concurrent deployments.
 
-The sample worker image is built twice with `docker build` (VERSION bench-a,
-bench-b: different labels, so different digests) and pushed once; every run
-alternates the two digests, so each one is a real rollout. No run builds.
+The sample worker image is built twice by the pipeline itself (`pipeline
+deploy` of configs with VERSION bench-a and bench-b: different labels, so
+different digests; untimed, the warm-up); every timed run then alternates the
+two configs with `pipeline deploy --no-build`, which deploys the build of that
+config's source, so each run is a real rollout and no run builds.
 
 What it measures:
 
-(a) overhead: wall time of `pipeline deploy --image D` (apply, rollout, verify
+(a) overhead: wall time of `pipeline deploy --no-build` (apply, rollout, verify
     polling, record the revision) versus `kubectl apply --server-side -f` +
     `kubectl rollout status` of the same change, interleaved, after one
     untimed warm-up each; median of RUNS each and their ratio.
@@ -100,6 +102,7 @@ TARGETS = {
 }
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 _WEB_UI = re.compile(r"^Web UI: (\S+)$", re.MULTILINE)
+_DEPLOYED = re.compile(r"^Deployed (\S+@sha256:[0-9a-f]{64}): verified", re.MULTILINE)
 
 
 def log(message: str) -> None:
@@ -120,7 +123,6 @@ class Bench:
         self.concurrent = concurrent
         self.directory = Path(tempfile.mkdtemp(prefix=f"{self.name}-"))
         self.worker: subprocess.Popen[bytes] | None = None
-        self.local_tags: list[str] = []
 
     @property
     def namespace(self) -> str:
@@ -140,14 +142,18 @@ class Bench:
     def concurrent_apps(self) -> list[str]:
         return [f"{self.name}-c{i:02d}" for i in range(1, self.concurrent + 1)]
 
-    def config(self, label: str, *, command: Sequence[str] = ()) -> Path:
-        """The shipped config.toml with this benchmark's apps (`command` overrides the main app's)."""
+    def config(self, label: str, *, command: Sequence[str] = (), version: str = "bench-a") -> Path:
+        """The shipped config.toml with this benchmark's apps (`command` overrides the main app's).
+
+        `version` is the VERSION build arg: it labels the image, so each version is its own build (digest).
+        """
         data = tomllib.loads(SHIPPED_CONFIG.read_text())
         shipped = data["apps"][data["pipeline"]["default_app"]]
 
         def app(name: str, replicas: int, cmd: Sequence[str] = ()) -> dict[str, Any]:
             spec = dict(shipped)
             spec.update(task_queue=self.queue(name), replicas=replicas, build_context=str(REPO_ROOT), command=list(cmd))
+            spec["build_args"] = {**shipped.get("build_args", {}), "VERSION": version}
             return spec
 
         apps = {self.name: app(self.name, 2, command), self.kubectl_app: app(self.kubectl_app, 2)}
@@ -215,8 +221,16 @@ class Bench:
             timeout=60,
             check=False,
         )
-        if self.local_tags:
-            subprocess.run(["docker", "rmi", *self.local_tags], capture_output=True, timeout=60, check=False)
+        listed = subprocess.run(
+            ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", f"{REGISTRY}/{self.name}*"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        local_tags = [t for t in listed.stdout.split() if not t.endswith(":<none>")]
+        if local_tags:  # the builds' local tags (the registry keeps its copies)
+            subprocess.run(["docker", "rmi", *local_tags], capture_output=True, timeout=60, check=False)
         log(f"cleaned up: namespace {self.namespace} deleted, worker stopped (log in {self.directory})")
 
 
@@ -240,45 +254,26 @@ def proc_peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def build_images(bench: Bench) -> list[str]:
-    """The sample worker built twice (VERSION bench-a, bench-b) and pushed: two `repo@sha256:` refs."""
-    refs = []
-    repository = f"{REGISTRY}/{bench.name}"
-    base = tomllib.loads(SHIPPED_CONFIG.read_text())["apps"]["sample-worker"]["build_args"]["BASE_IMAGE"]
+async def build_versions(bench: Bench, client: Client) -> tuple[list[Path], list[str]]:
+    """Build and deploy VERSION bench-a, then bench-b, with the pipeline itself (untimed warm-up).
+
+    Afterwards each version's image is the build of its config's source, so
+    `pipeline deploy --no-build` with that config deploys it without a build.
+    Returns (configs, images by digest); the app runs bench-b.
+    """
+    configs, images = [], []
     for version in ("bench-a", "bench-b"):
-        tag = f"{repository}:{version}"
-        subprocess.run(
-            [
-                "docker",
-                "build",
-                "-q",
-                "--target",
-                "sample-worker",
-                "--build-arg",
-                f"BASE_IMAGE={base}",
-                "--build-arg",
-                f"VERSION={version}",
-                "-t",
-                tag,
-                "-f",
-                "Dockerfile",
-                ".",
-            ],
-            cwd=REPO_ROOT,
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-        bench.local_tags.append(tag)
-        subprocess.run(["docker", "push", "-q", tag], check=True, capture_output=True, timeout=300)
-        digests = subprocess.run(
-            ["docker", "inspect", "--format", "{{json .RepoDigests}}", tag], check=True, capture_output=True, text=True
-        ).stdout
-        ref = next(d for d in json.loads(digests) if d.startswith(repository + "@"))
-        refs.append(ref)
-    if refs[0] == refs[1]:
-        raise RuntimeError(f"both builds have the same digest {refs[0]}")
-    return refs
+        config = bench.config(version, version=version)
+        code, output, seconds = await bench.cli("deploy", "--app", bench.name, config=config, timeout=600)
+        found = _DEPLOYED.search(output)
+        if code != 0 or not found:
+            raise RuntimeError(f"`pipeline deploy` (building {version}) exited {code}:\n{output}")
+        log(f"built and deployed {version} in {seconds:.1f}s: {found.group(1)}")
+        configs.append(config)
+        images.append(found.group(1))
+    if images[0] == images[1]:
+        raise RuntimeError(f"both versions have the same digest {images[0]}")
+    return configs, images
 
 
 # ----------------------------------------------------------------- first polls (b)
@@ -397,19 +392,23 @@ async def kubectl_rollout(bench: Bench, manifest: Path) -> float:
 
 
 async def pipeline_deploy(
-    bench: Bench, client: Client, config: Path, image: str, *, expect: int = 0, app: str | None = None
+    bench: Bench, client: Client, config: Path, image: str = "", *, expect: int = 0, app: str | None = None
 ) -> dict[str, Any]:
+    """`pipeline deploy --app APP --image IMAGE`, or with no image `--no-build` (the config's source's build)."""
     app = app or bench.name
-    code, output, seconds = await bench.cli("deploy", "--app", app, "--image", image, config=config)
+    what = ("--image", image) if image else ("--no-build",)
+    code, output, seconds = await bench.cli("deploy", "--app", app, *what, config=config)
     if code != expect:
-        raise RuntimeError(f"`pipeline deploy --app {app} --image {image}` exited {code}, expected {expect}:\n{output}")
+        raise RuntimeError(f"`pipeline deploy --app {app} {' '.join(what)}` exited {code}, expected {expect}:\n{output}")
     facts = await history_facts(client, f"deploy-local-{app}", run_id_of(output))
-    return {"seconds": seconds, **facts}
+    deployed = _DEPLOYED.search(output)
+    return {"seconds": seconds, "image": deployed.group(1) if deployed else "", **facts}
 
 
 async def overhead_and_verification(
-    bench: Bench, client: Client, config: Path, images: list[str], raw: dict[str, Any]
+    bench: Bench, client: Client, configs: list[Path], images: list[str], raw: dict[str, Any]
 ) -> tuple[dict[str, Any], str]:
+    config = configs[0]
     manifests = []
     for i, image in enumerate(images):
         code, output, _ = await bench.cli("render", "--app", bench.kubectl_app, "--image", image, config=config)
@@ -419,9 +418,8 @@ async def overhead_and_verification(
         path.write_text(output)
         manifests.append(path)
 
-    log("warm-up: first deployment of each app (untimed)")
-    await pipeline_deploy(bench, client, config, images[0])
-    await kubectl_rollout(bench, manifests[0])
+    log("warm-up: first deployment of the kubectl app (untimed; the pipeline's app runs bench-b already)")
+    await kubectl_rollout(bench, manifests[1])
 
     sampler = PollSampler(client, bench.queue(bench.name))
     sampler.start()
@@ -429,10 +427,12 @@ async def overhead_and_verification(
     pipeline_s, kubectl_s, latencies, events = [], [], [], []
     try:
         for run in range(bench.runs):
-            which = (run + 1) % 2  # warm-up deployed images[0]: start with images[1]
+            which = run % 2  # both apps run bench-b (images[1]): start with bench-a
             image, build_id = images[which], images[which].split("@", 1)[1]
             known = set(sampler.first_access)
-            result = await pipeline_deploy(bench, client, config, image)
+            result = await pipeline_deploy(bench, client, configs[which])  # --no-build
+            if result["image"] != image:
+                raise RuntimeError(f"`pipeline deploy --no-build` deployed {result['image']}, not {image}")
             await asyncio.sleep(0.2)  # one more sample after the run
             new = {i: t for i, t in sampler.first_access.items() if i not in known and i.endswith("@" + build_id)}
             verified = last_verified(result)
@@ -477,7 +477,7 @@ async def overhead_and_verification(
             "activity's completion event time",
         },
         "history": {"events_per_deployment_median": median(events), "events_per_deployment_max": max(events)},
-    }, images[bench.runs % 2]
+    }, images[(bench.runs - 1) % 2]
 
 
 async def crash_rollback(bench: Bench, client: Client, image: str) -> dict[str, Any]:
@@ -521,10 +521,7 @@ async def concurrent(bench: Bench, client: Client, config: Path, image: str) -> 
 async def main_async(bench: Bench) -> dict[str, Any]:
     client = await Client.connect(TEMPORAL_ADDRESS, namespace=TEMPORAL_NAMESPACE)
     config = bench.config("base")
-    log(f"building the sample worker twice into {REGISTRY}/{bench.name}")
-    t0 = time.monotonic()
-    images = build_images(bench)
-    log(f"built {images} in {time.monotonic() - t0:.1f}s; starting `pipeline worker` on {bench.pipeline_queue}")
+    log(f"starting `pipeline worker` on {bench.pipeline_queue}")
     bench.start_worker(config)
     deadline = time.monotonic() + 60
     while True:
@@ -543,9 +540,11 @@ async def main_async(bench: Bench) -> dict[str, Any]:
             raise RuntimeError("`pipeline worker` does not poll after 60 s")
         await asyncio.sleep(0.2)
 
+    log(f"building the sample worker twice (VERSION bench-a, bench-b) into {REGISTRY}/{bench.name}, with the pipeline")
+    configs, images = await build_versions(bench, client)
     raw: dict[str, Any] = {"images": images, "runs": []}
     result: dict[str, Any] = {"runs": bench.runs, "concurrent": bench.concurrent}
-    measured, current = await overhead_and_verification(bench, client, config, images, raw)
+    measured, current = await overhead_and_verification(bench, client, configs, images, raw)
     result.update(measured)
     crash_image = images[0] if current == images[1] else images[1]
     log("crashing version")
