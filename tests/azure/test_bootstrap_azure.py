@@ -35,8 +35,17 @@ from pipeline import kube
 from pipeline.azure import credentials, provision
 from tests.azure.conftest import ARM_SCOPE
 from tests.azure.test_arm_creation import Clients, credential
-from tests.conftest import REPO_ROOT, eventually
-from tests.e2e.support import KUBECONFIG, PIPELINE, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, UI_URL, pollers_of, readable_text
+from tests.conftest import eventually
+from tests.e2e.support import (
+    KUBECONFIG,
+    PIPELINE,
+    TEMPORAL_ADDRESS,
+    TEMPORAL_NAMESPACE,
+    UI_URL,
+    pollers_of,
+    readable_text,
+    self_deploy_apps_toml,
+)
 
 PUTS = ("ResourceGroups_CreateOrUpdate", "Registries_Create", "ManagedClusters_CreateOrUpdate", "RoleAssignments_Create")
 LOCATION = "westeurope"
@@ -133,28 +142,13 @@ cluster_name = "{self.cluster}"
 [kubernetes]
 namespace = "{self.namespace}"
 kubeconfig = ""
-[apps.azsw-{self.uid}]
-task_queue = "azsw-{self.uid}"
-replicas = 1
-build_context = "{REPO_ROOT}"
-build_target = "sample-worker"
-build_args = {{ BASE_IMAGE = "pipeline-base:bookworm" }}
-[apps.{self.pipeline_app}]
-role = "pipeline"
-replicas = 1
-build_context = "{REPO_ROOT}"
-build_target = "pipeline-worker"
-build_args = {{ BASE_IMAGE = "pipeline-base:bookworm" }}
-termination_grace_period_seconds = 20
-[apps.{self.pipeline_app}.resources]
-cpu_limit = "1"
-memory_request = "256Mi"
-memory_limit = "768Mi"
-[apps.{self.pipeline_app}.rollout]
-max_unavailable = 0
-progress_deadline_seconds = 180
-verification_timeout_seconds = 90
 """
+        text += self_deploy_apps_toml(
+            sample_app=f"azsw-{self.uid}",
+            sample_queue=f"azsw-{self.uid}",
+            pipeline_app=self.pipeline_app,
+            pipeline_grace_seconds=20,
+        )
         path = directory / f"config-{self.uid}-{target}.toml"
         path.write_text(text)
         return path

@@ -370,3 +370,50 @@ def readable_text(history: WorkflowHistory) -> str:
 
     walk(json.loads(raw))
     return "\n".join(decoded)
+
+
+# ----- configs with the pipeline's own worker as an app (self-deploy, Azure bootstrap) -----
+
+
+def self_deploy_apps_toml(
+    *,
+    sample_app: str,
+    sample_queue: str,
+    pipeline_app: str,
+    version: str = "",
+    command: Sequence[str] = (),
+    sample_grace_seconds: int = 10,
+    pipeline_grace_seconds: int = 60,
+) -> str:
+    """The `[apps.*]` tables of a sample worker and a `role = "pipeline"` worker, both built from this checkout.
+
+    `version` goes into the pipeline image's VERSION build arg (a new digest per version);
+    `command` replaces its CMD (e.g. a broken version).
+    """
+    cmd = "[" + ", ".join(f'"{part}"' for part in command) + "]"
+    version_arg = f', VERSION = "{version}"' if version else ""
+    return f"""
+[apps.{sample_app}]
+task_queue = "{sample_queue}"
+replicas = 1
+build_context = "{REPO_ROOT}"
+build_target = "sample-worker"
+build_args = {{ BASE_IMAGE = "pipeline-base:bookworm" }}
+termination_grace_period_seconds = {sample_grace_seconds}
+[apps.{pipeline_app}]
+role = "pipeline"
+replicas = 1
+build_context = "{REPO_ROOT}"
+build_target = "pipeline-worker"
+build_args = {{ BASE_IMAGE = "pipeline-base:bookworm"{version_arg} }}
+command = {cmd}
+termination_grace_period_seconds = {pipeline_grace_seconds}
+[apps.{pipeline_app}.resources]
+cpu_limit = "1"
+memory_request = "256Mi"
+memory_limit = "768Mi"
+[apps.{pipeline_app}.rollout]
+max_unavailable = 0
+progress_deadline_seconds = 180
+verification_timeout_seconds = 90
+"""

@@ -33,7 +33,7 @@ import pytest
 from temporalio.client import Client
 
 from pipeline import kube
-from tests.conftest import REPO_ROOT, eventually
+from tests.conftest import eventually
 from tests.e2e.support import (
     EXIT_ROLLED_BACK,
     PIPELINE,
@@ -42,6 +42,7 @@ from tests.e2e.support import (
     TEMPORAL_NAMESPACE,
     UI_URL,
     pollers_of,
+    self_deploy_apps_toml,
 )
 from tests.kube_fixtures import LocalCluster
 
@@ -77,7 +78,6 @@ class SelfDeploy:
 
     def config(self, version: str, *, command: list[str] | None = None) -> Path:
         """The shipped config's apps, renamed and isolated; `version` goes into the pipeline image's build args."""
-        cmd = "[" + ", ".join(f'"{part}"' for part in command or []) + "]"
         text = f"""
 target = "local"
 [temporal]
@@ -92,30 +92,14 @@ namespace = "{self.namespace}"
 kubeconfig = "{self.cluster.kubeconfig}"
 [registry]
 address = "{REGISTRY}"
-[apps.{self.sample_app}]
-task_queue = "sw-{self.uid}"
-replicas = 1
-build_context = "{REPO_ROOT}"
-build_target = "sample-worker"
-build_args = {{ BASE_IMAGE = "pipeline-base:bookworm" }}
-termination_grace_period_seconds = 10
-[apps.{self.pipeline_app}]
-role = "pipeline"
-replicas = 1
-build_context = "{REPO_ROOT}"
-build_target = "pipeline-worker"
-build_args = {{ BASE_IMAGE = "pipeline-base:bookworm", VERSION = "{version}" }}
-command = {cmd}
-termination_grace_period_seconds = 60
-[apps.{self.pipeline_app}.resources]
-cpu_limit = "1"
-memory_request = "256Mi"
-memory_limit = "768Mi"
-[apps.{self.pipeline_app}.rollout]
-max_unavailable = 0
-progress_deadline_seconds = 180
-verification_timeout_seconds = 90
 """
+        text += self_deploy_apps_toml(
+            sample_app=self.sample_app,
+            sample_queue=f"sw-{self.uid}",
+            pipeline_app=self.pipeline_app,
+            version=version,
+            command=command or [],
+        )
         path = self.workdir / f"config-{version}.toml"
         path.write_text(text)
         return path
