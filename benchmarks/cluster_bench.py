@@ -28,16 +28,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -50,6 +45,11 @@ import docker.errors
 from kubernetes import client, config, watch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from bootstrap.cluster.child import ClusterChild  # noqa: E402
+from bootstrap.cluster.kubelet.runtime import LABEL_CLUSTER  # noqa: E402
+
 BASE_IMAGE = "pipeline-base:bookworm"
 REGISTRY = "127.0.0.1:5000"
 IDLE_SECONDS = 10.0
@@ -57,68 +57,6 @@ ROLLOUT_RUNS = 3
 ROLLING_UPDATES = 2
 TARGETS = {"reaction_ms_median": 200.0, "idle_cpu_percent": 2.0, "rss_mb": 150.0}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-# ----------------------------------------------------------------- the cluster process
-
-
-@dataclass
-class Cluster:
-    """A cluster process of the benchmark's own, as `bootstrap up` would start it."""
-
-    state_dir: Path
-    port: int
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.state_dir / "kubeconfig"
-
-    @property
-    def cluster_id(self) -> str:
-        path = self.state_dir / "kubelet" / "cluster-id"
-        return path.read_text().strip() if path.exists() else ""
-
-    def start(self, *, timeout: float = 20.0) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        env.pop("CLUSTER_NO_WORKLOADS", None)
-        log = open(self.state_dir.parent / "cluster.log", "ab")  # noqa: SIM115 - lives as long as the process
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bootstrap.cluster", "serve", "--state-dir", str(self.state_dir), "--port", str(self.port)],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        context = ssl.create_default_context()
-        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the cluster process exited with {self.proc.returncode}; see {log.name}")
-            try:
-                with urllib.request.urlopen(f"https://127.0.0.1:{self.port}/readyz", context=context, timeout=1) as resp:
-                    if resp.status == 200 and self.kubeconfig.exists():
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"the cluster did not become ready within {timeout}s; see {log.name}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ----------------------------------------------------------------- /proc readings
@@ -281,7 +219,8 @@ def recording(api: client.ApiClient, namespace: str) -> Iterator[Recorder]:
 
 def run(work: Path) -> dict[str, Any]:
     engine = docker.from_env()
-    cluster = Cluster(work / "state", free_port())
+    # The cluster process of the benchmark's own, as `bootstrap up` would start it.
+    cluster = ClusterChild(work / "state", log_file=work / "cluster.log")
     repo = f"{REGISTRY}/cluster-bench-{uuid.uuid4().hex[:8]}"
     namespace = f"bench-{uuid.uuid4().hex[:6]}"
     api: client.ApiClient | None = None
@@ -370,11 +309,7 @@ def run(work: Path) -> dict[str, Any]:
                 print(f"cleanup through the API failed ({err}); removing containers directly", file=sys.stderr)
             api.close()
         cluster.stop()
-        for container in _containers(engine, cluster):
-            try:
-                container.remove(force=True)
-            except docker.errors.APIError:
-                pass
+        cluster.remove_containers()
         try:
             engine.images.remove(f"{repo}:v1")
         except docker.errors.APIError:
@@ -382,15 +317,14 @@ def run(work: Path) -> dict[str, Any]:
         engine.close()
 
 
-def _containers(engine: docker.DockerClient, cluster: Cluster) -> list[Any]:
+def _containers(engine: docker.DockerClient, cluster: ClusterChild) -> list[Any]:
     cluster_id = cluster.cluster_id
     if not cluster_id:
         return []
-    return list(engine.containers.list(all=True, filters={"label": f"bootstrap.cluster/cluster-id={cluster_id}"}))
+    return list(engine.containers.list(all=True, filters={"label": f"{LABEL_CLUSTER}={cluster_id}"}))
 
 
 def main() -> int:
-    sys.path.insert(0, str(REPO_ROOT))
     with tempfile.TemporaryDirectory(prefix="cluster-bench-") as work:
         result = run(Path(work))
     print(json.dumps(result, indent=2))

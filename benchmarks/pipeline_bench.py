@@ -79,6 +79,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue  # noqa: E402
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
+from bootstrap.process import stop_child  # noqa: E402
 from pipeline.config import to_toml  # noqa: E402
 from pipeline.verify import DEFAULT_PARTITIONS  # noqa: E402
 
@@ -199,13 +200,8 @@ class Bench:
             )
 
     def cleanup(self) -> None:
-        if self.worker is not None and self.worker.poll() is None:
-            self.worker.send_signal(signal.SIGTERM)
-            try:
-                self.worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.worker.kill()
-                self.worker.wait()
+        if self.worker is not None:
+            stop_child(self.worker, grace=30)
         subprocess.run(
             [
                 KUBECTL,

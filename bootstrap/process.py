@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -123,3 +124,27 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         pass
     except PermissionError:
         os.kill(pid, sig)
+
+
+def stop_child(process: subprocess.Popen[bytes], *, grace: float) -> int:
+    """SIGTERM a child this process holds, SIGKILL it if it is still alive after `grace` seconds; its exit code.
+
+    For children started with Popen and owned by the caller (the ARM imitation,
+    clusters and pipeline workers of tests and benchmarks); the stack's
+    detached services stop by pid file (`ManagedProcess.stop`).
+    """
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return int(process.returncode)
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now, for a child (or a test's server) to take."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

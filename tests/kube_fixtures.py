@@ -6,17 +6,10 @@ environment overrides), so the golden file follows the documented example.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import ssl
-import subprocess
-import sys
-import time
-import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bootstrap.cluster.child import ClusterChild
 from pipeline.config import PipelineConfig, load_config
 from pipeline.models import RenderInput, SecretKeyRef, TemporalTarget
 from pipeline.render import build_id_for
@@ -49,82 +42,22 @@ def with_app(spec: RenderInput, **changes: object) -> RenderInput:
     return replace(spec, app=replace(spec.app, **changes))  # type: ignore[arg-type]
 
 
-# ----- a real local cluster with its kubelet, for tests/test_kube.py -----
-
-# The kubelet labels every container it makes with the pod's namespace.
-POD_NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
+# ----- a real local cluster with its kubelet, for tests/test_kube.py and the self-deploy tests -----
 
 
 @dataclass
-class LocalCluster:
-    """`python -m bootstrap.cluster serve` with its kubelet, on a free port, in a temporary state dir."""
+class LocalCluster(ClusterChild):
+    """A cluster of the test's own (bootstrap/cluster/child.py) whose bearer token joins the history scan."""
 
-    state_dir: Path
-    port: int = 0
-    proc: subprocess.Popen[bytes] | None = None
-    namespaces: list[str] = field(default_factory=list)  # whose containers to remove at the end
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.state_dir / "kubeconfig"
-
-    @property
-    def log(self) -> Path:
-        return self.state_dir.parent / "cluster.log"
+    namespaces: list[str] = field(default_factory=list)  # what the test made, to delete at the end
 
     def start(self, *, timeout: float = 30.0) -> None:
-        self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if k != "CLUSTER_NO_WORKLOADS"}
-        env["PYTHONUNBUFFERED"] = "1"
-        with open(self.log, "ab") as log:
-            argv = [sys.executable, "-m", "bootstrap.cluster", "serve"]
-            argv += ["--state-dir", str(self.state_dir), "--port", str(self.port)]
-            self.proc = subprocess.Popen(
-                argv,
-                cwd=REPO_ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the cluster exited with {self.proc.returncode}; see {self.log}")
-            try:
-                with urllib.request.urlopen(f"https://127.0.0.1:{self.port}/readyz", context=context, timeout=1) as resp:
-                    if resp.status == 200 and self.kubeconfig.exists():
-                        for token in kubeconfig_tokens(self.kubeconfig):
-                            never_leak(f"the bearer token of the test cluster {self.kubeconfig}", token)
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"the cluster was not ready within {timeout}s; see {self.log}")
+        super().start(timeout=timeout)
+        for token in kubeconfig_tokens(self.kubeconfig):
+            never_leak(f"the bearer token of the test cluster {self.kubeconfig}", token)
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-            self.proc = None
-
-    def remove_containers(self, docker_client: object) -> None:
-        """Force-remove the containers the kubelet made for this test's namespaces (and only those)."""
-        api = docker_client.api  # type: ignore[attr-defined]
-        for namespace in self.namespaces:
-            for summary in api.containers(all=True, filters={"label": f"{POD_NAMESPACE_LABEL}={namespace}"}):
-                api.remove_container(summary["Id"], force=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    def stop(self, *, grace: float = 20.0) -> int | None:
+        return super().stop(grace=grace)
 
 
 def push_base_image(docker_client: object, *, repository: str, tag: str = "v1", base: str = "pipeline-base:bookworm") -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
+from bootstrap.process import free_port
 from pipeline import kube
 from pipeline.verify import describe_pollers
 from tests.conftest import REPO_ROOT
@@ -37,12 +37,6 @@ def status_rows(env: dict[str, str] | None = None, only: str | None = None) -> d
     args = ["status", "--json"] + (["--only", only] if only else [])
     result = run_bootstrap(*args, env=env)
     return {row["name"]: row for row in json.loads(result.stdout)}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_up_twice_on_the_running_stack_is_harmless() -> None:

@@ -66,7 +66,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, docker_client: Any) -> Ite
         except kube.KubeError:
             pass
         local.stop()
-        local.remove_containers(docker_client)
+        local.remove_containers()
 
 
 @pytest.fixture(scope="module")
@@ -308,7 +308,7 @@ def test_a_bad_token_is_unauthorized(cluster: LocalCluster, tmp_path: Path) -> N
 
 
 def test_an_unreachable_server_is_unavailable_and_retryable(cluster: LocalCluster, tmp_path: Path) -> None:
-    from tests.kube_fixtures import free_port
+    from bootstrap.process import free_port
 
     config = yaml.safe_load(cluster.kubeconfig.read_text())
     config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{free_port()}"

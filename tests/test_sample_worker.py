@@ -28,6 +28,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
+from bootstrap.process import free_port
 from sample_worker.settings import Settings, SettingsError, load_settings
 from sample_worker.worker import build_worker, run
 from sample_worker.workflows import OrderInput, OrderResult, OrderWorkflow
@@ -54,13 +55,6 @@ WORKER_VARS = (
 
 
 # ---------------------------------------------------------------- helpers (also used by the image tests)
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now (for health servers on the shared host network)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def http_get(port: int, path: str) -> tuple[int, dict[str, Any]]:

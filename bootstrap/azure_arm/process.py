@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import ssl
 import subprocess
 import sys
@@ -13,6 +12,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bootstrap.process import stop_child
 
 
 class ImitationError(RuntimeError):
@@ -110,13 +111,8 @@ class Imitation:
         return int(self.requests()["counts"].get(operation, 0))
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_child(self.process, grace=15)
 
 
 def attach(state_dir: Path, process: subprocess.Popen[bytes] | None = None) -> Imitation:

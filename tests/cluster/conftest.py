@@ -13,129 +13,40 @@ the cluster id the kubelet labels them with.
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import ssl
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT
+from bootstrap.cluster.child import ClusterChild
 
 KUBECTL = "/usr/bin/kubectl"
 T = TypeVar("T")
 
 
-@dataclass
-class ClusterProcess:
-    """A running cluster process and how to reach it."""
-
-    state_dir: Path
-    port: int
-    proc: subprocess.Popen[bytes] | None = None
-    # False: CLUSTER_NO_WORKLOADS=1 (API only, no Docker); True: the kubelet runs pods as containers.
-    workloads: bool = False
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.state_dir / "kubeconfig"
-
-    @property
-    def base_url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+class ClusterProcess(ClusterChild):
+    """The session's cluster process (bootstrap/cluster/child.py), and the bearer token its kubeconfig holds."""
 
     @property
     def token(self) -> str:
         doc = yaml.safe_load(self.kubeconfig.read_text())
         return str(doc["users"][0]["user"]["token"])
 
-    def start(self, *, timeout: float = 20.0) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        if self.workloads:
-            env.pop("CLUSTER_NO_WORKLOADS", None)
-        else:
-            env["CLUSTER_NO_WORKLOADS"] = "1"
-        log = open(self.state_dir.parent / f"cluster-{self.port}.log", "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bootstrap.cluster", "serve", "--state-dir", str(self.state_dir), "--port", str(self.port)],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the cluster process exited with {self.proc.returncode}; see {log.name}")
-            try:
-                with urllib.request.urlopen(f"{self.base_url}/readyz", context=context, timeout=1) as resp:
-                    if resp.status == 200 and self.kubeconfig.exists():
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"the cluster did not become ready within {timeout}s; see {log.name}")
-
-    @property
-    def cluster_id(self) -> str:
-        """The id the kubelet labels its containers with (`bootstrap.cluster/cluster-id`); "" before it ran."""
-        path = self.state_dir / "kubelet" / "cluster-id"
-        return path.read_text().strip() if path.exists() else ""
-
-    def remove_containers(self) -> int:
-        """Force-remove every Docker container this cluster's kubelet created (a stopped cluster leaves them running)."""
-        cluster_id = self.cluster_id
-        if not cluster_id:
-            return 0
-        import docker
-
-        engine = docker.from_env()
-        try:
-            found = engine.containers.list(all=True, filters={"label": f"bootstrap.cluster/cluster-id={cluster_id}"})
-            for container in found:
-                try:
-                    container.remove(force=True)
-                except docker.errors.APIError:
-                    pass
-            return len(found)
-        finally:
-            engine.close()
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=15)
-        self.proc = None
-        return code
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterProcess]:
     """The session's cluster process (API only: no kubelet)."""
     state = tmp_path_factory.mktemp("cluster") / "state"
-    process = ClusterProcess(state, free_port())
+    process = ClusterProcess(state, workloads=False)
     process.start()
     try:
         yield process
     finally:
-        if process.proc is not None:
-            process.stop()
+        process.stop()
 
 
 @pytest.fixture(scope="session")
@@ -146,13 +57,12 @@ def workload_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clust
     started lazily, only by the workload tests that ask for it.
     """
     state = tmp_path_factory.mktemp("workload-cluster") / "state"
-    process = ClusterProcess(state, free_port(), workloads=True)
+    process = ClusterProcess(state)
     process.start()
     try:
         yield process
     finally:
-        if process.proc is not None:
-            process.stop()
+        process.stop()
         process.remove_containers()
 
 

@@ -11,7 +11,7 @@ import yaml
 from kubernetes import client, config, dynamic, watch
 from kubernetes.client.rest import ApiException
 
-from tests.cluster.conftest import ClusterProcess, free_port
+from tests.cluster.conftest import ClusterProcess
 from tests.conftest import unique_name
 
 
@@ -264,7 +264,7 @@ def test_watch_events_and_gone(api: client.ApiClient, namespace: str) -> None:
 
 def test_restart_keeps_objects(tmp_path: Path) -> None:
     """A second cluster process on the same state directory serves the same objects and versions."""
-    process = ClusterProcess(tmp_path / "state", free_port())
+    process = ClusterProcess(tmp_path / "state", workloads=False)
     process.start()
     try:
         api_client = config.new_client_from_config(config_file=str(process.kubeconfig))
@@ -289,5 +289,4 @@ def test_restart_keeps_objects(tmp_path: Path) -> None:
         assert gone.value.status == 410
         api_client.close()
     finally:
-        if process.proc is not None:
-            process.stop()
+        process.stop()

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import docker
 import pytest
 from temporalio.client import Client
 
@@ -169,11 +168,7 @@ def ctx(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SelfD
         except kube.KubeError:
             pass
         cluster.stop()
-        engine = docker.from_env()
-        try:
-            cluster.remove_containers(engine)
-        finally:
-            engine.close()
+        cluster.remove_containers()
 
 
 async def activity_identities(client: Client, workflow_id: str, run_id: str) -> list[tuple[str, str]]:

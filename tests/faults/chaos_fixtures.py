@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import re
 import signal
-import socket
 import subprocess
 import tempfile
 import tomllib
@@ -30,6 +29,7 @@ import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
+from bootstrap.process import stop_child
 from pipeline import kube
 from pipeline.config import to_toml
 from pipeline.render import BUILD_ID_ANNOTATION
@@ -97,12 +97,6 @@ def slow_build_context(directory: Path, base_image: str, *, seconds: int = 8) ->
     return context
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class FaultApp(E2eApp):
     temporal_address: str = TEMPORAL_ADDRESS
@@ -159,13 +153,8 @@ class FaultApp(E2eApp):
         self.worker.wait()
 
     def stop_worker(self) -> None:
-        if self.worker is not None and self.worker.poll() is None:
-            self.worker.send_signal(signal.SIGTERM)
-            try:
-                self.worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.worker.kill()
-                self.worker.wait()
+        if self.worker is not None:
+            stop_child(self.worker, grace=30)
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.worker_log.read_text(errors="replace").splitlines()[-lines:])
