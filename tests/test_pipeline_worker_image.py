@@ -16,25 +16,24 @@ from pathlib import Path
 
 import docker
 import pytest
-from docker.errors import DockerException
 from docker.models.containers import Container
 from docker.models.images import Image
-from docker.utils.build import exclude_paths
 from temporalio.client import Client
 
 from tests.conftest import REPO_ROOT, eventually, unique_name
 from tests.test_sample_worker import expect_poller, expect_status, free_port
 from tests.test_sample_worker_image import (
-    BASE_IMAGE,
     PlantedSecrets,
+    build_context_paths,
+    built_image,
+    containers,
     docker_client,
-    ensure_wheelhouse,
-    image_leaks,
+    leaks_in,
     logs,
     planted_secrets,
 )
 
-__all__ = ["docker_client", "planted_secrets"]  # module fixtures used by name
+__all__ = ["containers", "docker_client", "planted_secrets"]  # module fixtures used by name
 
 
 @pytest.fixture(scope="module")
@@ -61,35 +60,12 @@ def pipeline_secrets(planted_secrets: PlantedSecrets) -> Iterator[PlantedSecrets
 
 @pytest.fixture(scope="module")
 def image(docker_client: docker.DockerClient, pipeline_secrets: PlantedSecrets) -> Iterator[Image]:
-    ensure_wheelhouse()
-    tag = f"pipeline-worker:{unique_name('test')}"
-    built, _logs = docker_client.images.build(
-        path=str(REPO_ROOT), target="pipeline-worker", tag=tag, buildargs={"BASE_IMAGE": BASE_IMAGE}, rm=True, forcerm=True
-    )
-    try:
+    with built_image(docker_client, "pipeline-worker") as built:
         yield built
-    finally:
-        docker_client.images.remove(tag, force=True)
-
-
-@pytest.fixture
-def containers(docker_client: docker.DockerClient) -> Iterator[list[Container]]:
-    started: list[Container] = []
-    yield started
-    for container in started:
-        try:
-            container.remove(force=True)
-        except DockerException:
-            pass
 
 
 def test_build_context_holds_the_pipeline_package_without_config(pipeline_secrets: PlantedSecrets) -> None:
-    patterns = [
-        line.strip()
-        for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    sent = exclude_paths(str(REPO_ROOT), patterns, "Dockerfile")
+    sent = build_context_paths()
     assert "pipeline/worker.py" in sent and "pipeline/requirements.txt" in sent
     assert not [p for p in sent if Path(p).name in ("config.toml", "config.env", "kubeconfig") or ".stack" in p], sorted(sent)
 
@@ -97,17 +73,7 @@ def test_build_context_holds_the_pipeline_package_without_config(pipeline_secret
 def test_image_holds_no_secret_config_or_wheel(
     docker_client: docker.DockerClient, image: Image, pipeline_secrets: PlantedSecrets, tmp_path: Path
 ) -> None:
-    archive = tmp_path / "image.tar"
-    with archive.open("wb") as out:
-        for chunk in image.save(named=False):
-            out.write(chunk)
-    findings = image_leaks(
-        archive,
-        base_layers=len(docker_client.images.get(BASE_IMAGE).attrs["RootFS"]["Layers"]),
-        secrets=pipeline_secrets,
-        wheel_names={p.name for p in (REPO_ROOT / "wheelhouse").glob("*.whl")},
-    )
-    assert findings == []
+    assert leaks_in(docker_client, image, pipeline_secrets, tmp_path) == []
 
 
 def test_image_runs_the_pipeline_worker_as_uid_10001(

@@ -9,6 +9,7 @@ nobody happened to have them lying around.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -139,17 +140,24 @@ def ensure_wheelhouse() -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def image(docker_client: docker.DockerClient, planted_secrets: PlantedSecrets) -> Iterator[Image]:
+@contextlib.contextmanager
+def built_image(docker_client: docker.DockerClient, target: str) -> Iterator[Image]:
+    """The Dockerfile's `target`, built from the repository on the local base image, removed afterwards."""
     ensure_wheelhouse()
-    tag = f"sample-worker:{unique_name('test')}"
+    tag = f"{target}:{unique_name('test')}"
     built, _logs = docker_client.images.build(
-        path=str(REPO_ROOT), target="sample-worker", tag=tag, buildargs={"BASE_IMAGE": BASE_IMAGE}, rm=True, forcerm=True
+        path=str(REPO_ROOT), target=target, tag=tag, buildargs={"BASE_IMAGE": BASE_IMAGE}, rm=True, forcerm=True
     )
     try:
         yield built
     finally:
         docker_client.images.remove(tag, force=True)
+
+
+@pytest.fixture(scope="module")
+def image(docker_client: docker.DockerClient, planted_secrets: PlantedSecrets) -> Iterator[Image]:
+    with built_image(docker_client, "sample-worker") as built:
+        yield built
 
 
 @pytest.fixture
@@ -205,14 +213,33 @@ def image_leaks(archive: Path, *, base_layers: int, secrets: PlantedSecrets, whe
     return findings
 
 
-def test_build_context_is_the_allowlist(planted_secrets: PlantedSecrets) -> None:
-    """What the daemon receives: only the Dockerfile, the code and the wheels, never the planted files."""
+def build_context_paths() -> set[str]:
+    """What `docker build .` sends the daemon, after .dockerignore."""
     patterns = [
         line.strip()
         for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    sent = exclude_paths(str(REPO_ROOT), patterns, "Dockerfile")
+    return set(exclude_paths(str(REPO_ROOT), patterns, "Dockerfile"))
+
+
+def leaks_in(docker_client: docker.DockerClient, image: Image, secrets: PlantedSecrets, work: Path) -> list[str]:
+    """`image_leaks` of `image`'s own layers (above the base image's), saved to a tar under `work`."""
+    archive = work / "image.tar"
+    with archive.open("wb") as out:
+        for chunk in image.save(named=False):
+            out.write(chunk)
+    return image_leaks(
+        archive,
+        base_layers=len(docker_client.images.get(BASE_IMAGE).attrs["RootFS"]["Layers"]),
+        secrets=secrets,
+        wheel_names={p.name for p in (REPO_ROOT / "wheelhouse").glob("*.whl")},
+    )
+
+
+def test_build_context_is_the_allowlist(planted_secrets: PlantedSecrets) -> None:
+    """What the daemon receives: only the Dockerfile, the code and the wheels, never the planted files."""
+    sent = build_context_paths()
     allowed = {"Dockerfile", ".dockerignore", "sample_worker", "pipeline", "worker_health", "wheelhouse"}
     assert {path.split("/")[0] for path in sent} <= allowed, sorted(sent)
     assert "sample_worker/worker.py" in sent and "sample_worker/requirements.txt" in sent
@@ -222,17 +249,7 @@ def test_build_context_is_the_allowlist(planted_secrets: PlantedSecrets) -> None
 def test_image_holds_no_secret_config_or_wheel(
     docker_client: docker.DockerClient, image: Image, planted_secrets: PlantedSecrets, tmp_path: Path
 ) -> None:
-    archive = tmp_path / "image.tar"
-    with archive.open("wb") as out:
-        for chunk in image.save(named=False):
-            out.write(chunk)
-    findings = image_leaks(
-        archive,
-        base_layers=len(docker_client.images.get(BASE_IMAGE).attrs["RootFS"]["Layers"]),
-        secrets=planted_secrets,
-        wheel_names={p.name for p in (REPO_ROOT / "wheelhouse").glob("*.whl")},
-    )
-    assert findings == []
+    assert leaks_in(docker_client, image, planted_secrets, tmp_path) == []
 
 
 def test_image_runs_as_uid_10001(docker_client: docker.DockerClient, image: Image, containers: list[Container]) -> None:
