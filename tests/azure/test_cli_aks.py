@@ -33,17 +33,18 @@ import pytest
 import pytest_asyncio
 import yaml
 from azure.identity import ClientSecretCredential
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client
 
 from bootstrap.azure_arm import Imitation
+from bootstrap.process import stop_child
 from pipeline import kube
 from pipeline.config import to_toml
-from pipeline.workflows import DeploymentWorkflow
 from tests.azure.conftest import AKS_SCOPE, ARM_SCOPE
 from tests.conftest import eventually
 from tests.e2e.support import (
     EXIT_ROLLED_BACK,
     KUBECONFIG,
+    NEVER_READY,
     PIPELINE,
     REGISTRY,
     TEMPORAL_ADDRESS,
@@ -54,14 +55,9 @@ from tests.e2e.support import (
     listening,
     pollers_of,
     readable_text,
+    rolling_out,
 )
 
-# Starts, never serves /readyz: the rollout stalls with the v1 pod still up (as tests/e2e/test_rollback.py).
-NEVER_READY = [
-    "python",
-    "-c",
-    "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); time.sleep(3600)",
-]
 AZURE_ENV_PREFIXES = ("AZURE_", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "ACR_", "AKS_")
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 
@@ -128,16 +124,6 @@ async def wait_polling(client: Client, app: AksApp, worker: subprocess.Popen[byt
     await eventually(polling, timeout=30, what=f"`pipeline worker` (pid {worker.pid}) polling {app.pipeline_queue!r}")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def client() -> Client:
     """The stack's Temporal dev server (the CLI and the worker subprocess use it too)."""
@@ -166,7 +152,7 @@ async def aks_app(arm_module: Imitation, client: Client, arm_kubeconfig: Path | 
     finally:
         arm_module.clear_faults()
         for worker in app.workers:
-            _stop(worker)
+            stop_child(worker, grace=30)
         with kube.connect(kubeconfig=str(KUBECONFIG)) as kc:
             kube.delete_object(kc, api_version="v1", kind="Namespace", name=app.namespace)
         print(f"{name}: worker logs {[str(p) for p in app.worker_logs]}; namespace {app.namespace} deleted")
@@ -205,16 +191,8 @@ async def test_rollback_during_a_rollout_restores_v1(
     handle = client.get_workflow_handle(aks_app.workflow_id)
     reason = "aks: the new version never gets ready"
     try:
-
-        async def rolling_out() -> None:
-            description = await handle.describe()
-            assert description.run_id != v1.run.run_id and description.status == WorkflowExecutionStatus.RUNNING
-            status = await handle.query(DeploymentWorkflow.status)
-            assert status.step == "rollout", f"step {status.step}"
-            commands = [p["spec"]["containers"][0].get("command") for p in aks_app.raw_pods()]
-            assert NEVER_READY in commands, "no pod of the slow version yet"
-
-        await eventually(rolling_out, timeout=90, interval=0.5, what="the slow version rolling out")
+        slow_rolling_out = rolling_out(handle, aks_app, command=NEVER_READY, after_run=v1.run.run_id)
+        await eventually(slow_rolling_out, timeout=90, interval=0.5, what="the slow version rolling out")
         credentials = arm_module.count("ManagedClusters_ListClusterUserCredentials")
         rollback = await aks_app.cli("rollback", aks_app.name, "--reason", reason, config=aks_app.config("v1"), timeout=120)
         rollback.expect(0, diagnose=aks_app.diagnose)

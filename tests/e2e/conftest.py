@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
 import sys
 import tempfile
 import uuid
@@ -34,13 +32,9 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
+from bootstrap.process import stop_child
 from pipeline import kube
-from tests.conftest import eventually
-from tests.e2e.support import (
-    PIPELINE,
-    E2eApp,
-    pollers_of,
-)
+from tests.e2e.support import E2eApp, start_pipeline_worker
 
 _TIMINGS: dict[str, float] = {}
 
@@ -53,36 +47,17 @@ async def e2e_app(request: pytest.FixtureRequest, stack_client: Client) -> Async
     # Not under pytest's basetemp: other pytest sessions on this machine prune old basetemps while we run.
     directory = Path(tempfile.mkdtemp(prefix=f"{name}-"))
     app = E2eApp(name=name, directory=directory, worker_log=directory / "pipeline-worker.log")
-    with app.worker_log.open("wb") as log:
-        worker = subprocess.Popen(
-            [PIPELINE, "worker"], env=app.env(app.config()), cwd=directory, stdout=log, stderr=subprocess.STDOUT
-        )
+    worker = await start_pipeline_worker(app, app.config(), stack_client)
     try:
-
-        async def polling() -> None:
-            assert worker.poll() is None, f"`pipeline worker` exited {worker.returncode}:\n{app.worker_log.read_text()}"
-            assert await pollers_of(stack_client, app.pipeline_queue), "the pipeline worker does not poll yet"
-
-        await eventually(polling, timeout=30, what=f"`pipeline worker` polling {app.pipeline_queue!r}")
         yield app
     finally:
-        _stop(worker)
+        stop_child(worker, grace=30)
         if os.environ.get("E2E_KEEP_NAMESPACES"):
             print(f"{name}: pipeline worker log {app.worker_log}; namespace {app.namespace} kept (E2E_KEEP_NAMESPACES)")
         else:
             with app.kube_client() as kc:
                 kube.delete_object(kc, api_version="v1", kind="Namespace", name=app.namespace)
             print(f"{name}: pipeline worker log {app.worker_log}; namespace {app.namespace} deleted")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")

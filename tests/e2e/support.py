@@ -18,23 +18,27 @@ import json
 import os
 import re
 import socket
+import subprocess
 import sys
 import time
 import tomllib
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowHistory
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowHistory
 
+from bootstrap.process import stop_child
 from pipeline import kube
 from pipeline.config import to_toml
+from pipeline.contract import STATUS_QUERY
+from pipeline.models import DeploymentStatus
 from pipeline.verify import partition_pollers
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, eventually
 
 TEMPORAL_ADDRESS = "127.0.0.1:7233"
 TEMPORAL_NAMESPACE = "default"
@@ -66,6 +70,53 @@ def listening(address: str) -> bool:
 async def pollers_of(client: Client, task_queue: str, queue_type: str = "workflow") -> list[Any]:
     """Temporal's PollerInfo of one queue type, over every partition (see pipeline/verify.py)."""
     return await partition_pollers(client, namespace=TEMPORAL_NAMESPACE, task_queue=task_queue, queue_type=queue_type)
+
+
+async def start_pipeline_worker(app: E2eApp, config: Path, client: Client) -> subprocess.Popen[bytes]:
+    """`app`'s own `pipeline worker` subprocess with `config`, once it polls its pipeline task queue (else it is stopped)."""
+    with app.worker_log.open("wb") as log:
+        worker = subprocess.Popen(
+            [PIPELINE, "worker"], env=app.env(config), cwd=app.directory, stdout=log, stderr=subprocess.STDOUT
+        )
+
+    async def polling() -> None:
+        assert worker.poll() is None, f"`pipeline worker` exited {worker.returncode}:\n{app.worker_log.read_text()}"
+        assert await pollers_of(client, app.pipeline_queue), "the pipeline worker does not poll yet"
+
+    try:
+        await eventually(polling, timeout=30, what=f"`pipeline worker` polling {app.pipeline_queue!r}")
+    except BaseException:
+        stop_child(worker, grace=30)
+        raise
+    return worker
+
+
+# ----- versions that misbehave -----
+
+# Starts, never serves /readyz: a rollout of it stalls with every old pod still up (maxUnavailable 0).
+# PID 1 gets no default SIGTERM action, so it exits on SIGTERM explicitly, as a real worker does,
+# and a rollback need not wait out its grace period.
+NEVER_READY = [
+    "python",
+    "-c",
+    "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); time.sleep(3600)",
+]
+
+
+def rolling_out(
+    handle: WorkflowHandle[Any, Any], app: E2eApp, *, command: Sequence[str], after_run: str
+) -> Callable[[], Awaitable[None]]:
+    """A check for `eventually`: a deployment newer than run `after_run` is at its rollout step with a pod of `command`."""
+
+    async def check() -> None:
+        description = await handle.describe()
+        assert description.run_id != after_run and description.status == WorkflowExecutionStatus.RUNNING
+        status = await handle.query(STATUS_QUERY, result_type=DeploymentStatus)
+        assert status.step == "rollout", f"step {status.step}"
+        commands = [p["spec"]["containers"][0].get("command") for p in app.raw_pods()]
+        assert list(command) in commands, "no pod of the new version yet"
+
+    return check
 
 
 # ----- one CLI run -----

@@ -16,12 +16,12 @@ import time
 import pytest
 import pytest_asyncio
 import yaml
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client
 
-from pipeline.workflows import DeploymentWorkflow
 from tests.conftest import eventually
 from tests.e2e.support import (
     EXIT_ROLLED_BACK,
+    NEVER_READY,
     REPLICAS,
     Deployed,
     E2eApp,
@@ -29,17 +29,10 @@ from tests.e2e.support import (
     assert_polling,
     deployed,
     history_of,
+    rolling_out,
 )
 
 pytestmark = pytest.mark.e2e
-
-# Starts, never serves /readyz: the rollout stalls with every v1 pod still up (maxUnavailable 0).
-# (PID 1 gets no default SIGTERM handling, so it exits on SIGTERM explicitly, as a real worker does.)
-NEVER_READY = [
-    "python",
-    "-c",
-    "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); time.sleep(3600)",
-]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -97,16 +90,8 @@ async def test_rollback_during_a_rollout_restores_the_previous_revision(
     process = await e2e_app.start(*args, config=slow)
     handle = stack_client.get_workflow_handle(e2e_app.workflow_id)
     try:
-
-        async def rolling_out() -> None:
-            description = await handle.describe()
-            assert description.run_id != v1.run.run_id and description.status == WorkflowExecutionStatus.RUNNING
-            status = await handle.query(DeploymentWorkflow.status)
-            assert status.step == "rollout", f"step {status.step}"
-            images = [p["spec"]["containers"][0].get("command") for p in e2e_app.raw_pods()]
-            assert NEVER_READY in images, "no pod of the slow version yet"
-
-        await eventually(rolling_out, timeout=60, interval=0.5, what="the slow version rolling out")
+        slow_rolling_out = rolling_out(handle, e2e_app, command=NEVER_READY, after_run=v1.run.run_id)
+        await eventually(slow_rolling_out, timeout=60, interval=0.5, what="the slow version rolling out")
 
         # A second deployment of the same app is refused while this one runs.
         second = await e2e_app.cli("deploy", config=e2e_app.config("v1"))

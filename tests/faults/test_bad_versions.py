@@ -25,6 +25,7 @@ from temporalio.client import Client
 from pipeline.models import DeploymentResult
 from tests.e2e.support import (
     EXIT_ROLLED_BACK,
+    NEVER_READY,
     Deployed,
     activity_spans,
     assert_polling,
@@ -36,12 +37,6 @@ from tests.faults.chaos_fixtures import FaultApp, new_fault_app, worker_running
 
 pytestmark = pytest.mark.e2e
 
-# Runs, never serves /readyz, and leaves promptly on SIGTERM (so the rollback need not wait out a grace period).
-NEVER_READY = [
-    "python",
-    "-c",
-    "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); time.sleep(3600)",
-]
 MISSING_DIGEST = "sha256:" + "0" * 63 + "1"
 PROGRESS_DEADLINE = 8
 

@@ -19,10 +19,11 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
+from bootstrap.process import stop_child
 from pipeline import kube
 from pipeline.config import to_toml
-from tests.e2e.support import KUBECONFIG, E2eApp, Run, deployed, pollers_of
-from tests.faults.conftest import delete_namespace, new_app, start_worker, stop_worker
+from tests.e2e.support import KUBECONFIG, E2eApp, Run, deployed, pollers_of, start_pipeline_worker
+from tests.faults.conftest import delete_namespace, new_app
 
 pytestmark = pytest.mark.e2e
 
@@ -46,11 +47,11 @@ async def fleet(stack_client: Client):  # type: ignore[no-untyped-def]
     data["pipeline"]["default_app"] = names[0]
     config = suite.directory / "five-apps.toml"
     config.write_text(to_toml(data))
-    worker = await start_worker(suite, config, stack_client, suite.pipeline_queue)
+    worker = await start_pipeline_worker(suite, config, stack_client)
     try:
         yield Fleet(suite, names, config)
     finally:
-        stop_worker(worker)
+        stop_child(worker, grace=30)
         delete_namespace(suite.namespace)
 
 
