@@ -20,8 +20,9 @@ from docker.models.containers import Container
 from docker.models.images import Image
 from temporalio.client import Client
 
+from bootstrap.process import free_port
 from tests.conftest import REPO_ROOT, eventually, unique_name
-from tests.test_sample_worker import expect_poller, expect_status, free_port
+from tests.test_sample_worker import expect_poller, expect_status
 from tests.test_sample_worker_image import (
     PlantedSecrets,
     build_context_paths,

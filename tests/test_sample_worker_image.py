@@ -30,6 +30,7 @@ from docker.models.images import Image
 from docker.utils.build import exclude_paths
 from temporalio.client import Client
 
+from bootstrap.process import free_port
 from sample_worker.workflows import OrderInput, OrderWorkflow
 from tests.conftest import REPO_ROOT, eventually, unique_name
 from tests.test_sample_worker import (
@@ -39,7 +40,6 @@ from tests.test_sample_worker import (
     expect_poller,
     expect_status,
     finish_with_fresh_worker,
-    free_port,
 )
 
 # pipeline-base:bookworm is the bootstrap's debootstrap'd base: no registry is reachable here.

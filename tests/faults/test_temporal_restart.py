@@ -21,13 +21,13 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
+from bootstrap.process import free_port
 from pipeline import search_attributes
 from pipeline.models import DeploymentResult
 from tests.conftest import eventually, temporal_cli_path
 from tests.e2e.support import TEMPORAL_NAMESPACE, activity_spans, listening
 from tests.faults.chaos_fixtures import (
     FaultApp,
-    free_port,
     new_fault_app,
     pending_activity,
     slow_worker,
