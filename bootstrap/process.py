@@ -117,6 +117,22 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
+def catches_signal(pid: int, sig: signal.Signals) -> bool:
+    """True once `pid` has a handler for `sig`: its bit in `SigCgt` of /proc/<pid>/status (signal n is bit n-1).
+
+    What a test or benchmark watches instead of sleeping before it signals a
+    child that installs a handler while starting; False once the process is gone.
+    """
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (sig - 1)))
+    return False
+
+
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     try:
         os.killpg(pid, sig)

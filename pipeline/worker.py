@@ -30,7 +30,8 @@ from pipeline import activities
 from pipeline.models import TemporalTarget
 from pipeline.temporal_client import connect
 from pipeline.workflows import DeploymentWorkflow
-from worker_health import HealthServer, HealthState, early_sigterm
+from worker_health import early_sigterm
+from worker_health.server import HealthServer, HealthState
 
 log = logging.getLogger("pipeline.worker")
 

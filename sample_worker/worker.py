@@ -29,7 +29,8 @@ from temporalio.worker import Worker
 from sample_worker.activities import charge_payment, reserve_inventory, ship_order
 from sample_worker.settings import Settings, connect, load_or_exit
 from sample_worker.workflows import OrderWorkflow
-from worker_health import HealthServer, HealthState, early_sigterm
+from worker_health import early_sigterm
+from worker_health.server import HealthServer, HealthState
 
 logger = logging.getLogger("sample_worker")
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -30,6 +32,7 @@ import yaml
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from bootstrap.process import catches_signal
 from pipeline import search_attributes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -69,6 +72,43 @@ async def eventually(
             if time.monotonic() >= deadline:
                 raise AssertionError(f"{what} not reached within {timeout:.0f}s") from None
             await asyncio.sleep(interval)
+
+
+def poll_until(check: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.1, what: str = "condition") -> T:
+    """The sync twin of `eventually`: call `check` until it returns something truthy without AssertionError; bounded."""
+    deadline = time.monotonic() + timeout
+    last: AssertionError | None = None
+    while True:
+        try:
+            value = check()
+            if value:
+                return value
+        except AssertionError as err:
+            last = err
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout:.0f}s (last: {last})")
+        time.sleep(interval)
+
+
+def wait_for_sigterm_handler(process: subprocess.Popen[bytes], *, timeout: float = 10.0) -> None:
+    """Return once `process` handles SIGTERM (its SigCgt bit, polled every 2 ms): what to wait for before signalling it.
+
+    Fails at once if the process exited first (its output in the message when it went to a pipe), and
+    kills the process when it fails.
+    """
+
+    def handled() -> bool:
+        if process.poll() is not None:
+            out = process.stdout.read().decode(errors="replace") if process.stdout else ""
+            pytest.fail(f"the process exited {process.returncode} before it handled SIGTERM:\n{out}")
+        return catches_signal(process.pid, signal.SIGTERM)
+
+    try:
+        poll_until(handled, timeout=timeout, interval=0.002, what=f"a SIGTERM handler in pid {process.pid}")
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -14,15 +14,18 @@ from temporalio.worker import Worker
 
 from pipeline.keepalive import Keepalive
 
+with workflow.unsafe.imports_passed_through():  # the sandbox re-imports this module for its workflow
+    from tests.conftest import poll_until
+
 
 def test_the_latest_details_are_repeated_until_the_block_ends() -> None:
     beats: list[tuple[object, ...]] = []
     with Keepalive(lambda *d: beats.append(d), interval=0.05, initial=("resumed",)) as beat:
-        time.sleep(0.12)
+        poll_until(lambda: ("resumed",) in beats, timeout=5, interval=0.01, what="the initial details repeated")
         beat("step 1")
-        time.sleep(0.12)
+        poll_until(lambda: beats.count(("step 1",)) >= 2, timeout=5, interval=0.01, what="step 1 repeated")
     count = len(beats)
-    time.sleep(0.1)
+    time.sleep(0.1)  # the test: two intervals of nothing once the block has ended
     assert len(beats) == count, "beats went on after the block ended"
     assert beats[0] == ("resumed",) and ("step 1",) in beats
     assert beats[-1] == ("step 1",), beats

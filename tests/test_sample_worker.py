@@ -32,8 +32,8 @@ from bootstrap.process import free_port
 from sample_worker.settings import Settings, SettingsError, load_settings
 from sample_worker.worker import build_worker, run
 from sample_worker.workflows import OrderInput, OrderResult, OrderWorkflow
-from tests.conftest import REPO_ROOT, eventually, unique_name
-from worker_health import HealthServer, HealthState
+from tests.conftest import REPO_ROOT, eventually, unique_name, wait_for_sigterm_handler
+from worker_health.server import HealthServer, HealthState
 
 # Variables the worker reads; stripped from inherited environments so a developer's shell cannot leak in.
 WORKER_VARS = (
@@ -413,7 +413,7 @@ def test_a_sigterm_during_start_up_is_heard_and_ends_the_process_cleanly(tempora
     proc = subprocess.Popen(
         [sys.executable, "-m", "sample_worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO_ROOT
     )
-    time.sleep(0.15)  # inside the interpreter, before the worker module's imports are done
+    wait_for_sigterm_handler(proc)  # the early handler, installed before the worker module's imports
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out.decode()
@@ -483,7 +483,7 @@ def test_the_pipeline_worker_also_hears_a_sigterm_during_start_up(temporal_addre
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path
     )
-    time.sleep(0.15)  # inside the interpreter, before the CLI's imports are done
+    wait_for_sigterm_handler(proc)  # the early handler, installed before the CLI's imports
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out.decode()

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 import yaml
@@ -25,7 +23,6 @@ import yaml
 from bootstrap.cluster.child import ClusterChild
 
 KUBECTL = "/usr/bin/kubectl"
-T = TypeVar("T")
 
 
 class ClusterProcess(ClusterChild):
@@ -85,19 +82,3 @@ def kubectl(kubeconfig: Path, *args: str, input: str | None = None, check: bool 
     if check and result.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
     return result
-
-
-def poll_until(check: Callable[[], T], *, timeout: float = 30.0, what: str = "condition") -> T:
-    """Call `check` until it returns something truthy without raising AssertionError; bounded, never a bare sleep."""
-    deadline = time.monotonic() + timeout
-    last: AssertionError | None = None
-    while True:
-        try:
-            value = check()
-            if value:
-                return value
-        except AssertionError as err:
-            last = err
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout:.0f}s (last: {last})")
-        time.sleep(0.1)

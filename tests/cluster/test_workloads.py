@@ -382,10 +382,12 @@ async def test_pause_stops_rollout(local: LocalCluster) -> None:
     local.store.update(DEPLOYMENTS, d)
     await wait_for(lambda: condition(local.deployment(name), "Progressing").get("reason") == "DeploymentPaused", what="paused")
     _set_env(local, name, "2")
-    await asyncio.sleep(0.5)
+    # The controller has synced the change once it reports its generation (a new ReplicaSet would come first).
+    d = await wait_for(
+        lambda: (x := local.deployment(name))["status"].get("observedGeneration") == x["metadata"]["generation"] and x,
+        what="the paused change observed",
+    )
     assert len(local.replica_sets(name)) == 1
-    d = local.deployment(name)
-    assert d["status"]["observedGeneration"] == d["metadata"]["generation"]
     d["spec"]["paused"] = False
     local.store.update(DEPLOYMENTS, d)
     d = await available(local, name)
@@ -436,7 +438,9 @@ async def test_graceful_termination(local: LocalCluster) -> None:
     )
     for name in ("polite", "stubborn"):
         await wait_for(lambda n=name: is_ready(local.store.get(PODS, "default", n)), what=f"{name} ready")
-    await asyncio.sleep(0.3)  # let both install their handlers
+    await wait_for(  # each prints "up" once its SIGTERM handler is in place
+        lambda: len(cs := local.containers()) == 2 and all(b"up" in c.logs() for c in cs), what="both handlers installed"
+    )
     started = time.monotonic()
     local.store.delete(PODS, "default", "polite")
     local.store.delete(PODS, "default", "stubborn")
@@ -489,7 +493,7 @@ async def test_restart_readopts_running_containers(local: LocalCluster) -> None:
     await local.stop()
     assert sorted(c.id for c in local.containers(all=False)) == before  # containers outlive the kubelet
     await local.start()
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(1.0)  # the new kubelet's chance to (wrongly) replace them: an absence has no event to wait for
     assert sorted(c.id for c in local.containers()) == before
     d = await available(local, name)
     assert d["status"]["readyReplicas"] == 2
