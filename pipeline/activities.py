@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import os
 import time
 from collections.abc import Callable
@@ -29,8 +28,8 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from pipeline import kube, render
-from pipeline.azure import aks, pull_secret
+from pipeline import clusters, kube, render, revisions
+from pipeline.azure import pull_secret
 from pipeline.builders import acr as acr_builder
 from pipeline.builders.local import BuildError, BuildRequest, build_and_push, is_build_of, require_dockerfile, source_and_tag
 from pipeline.errors import PipelineError
@@ -47,7 +46,6 @@ from pipeline.models import (
     ReadRevisionResult,
     RecordRevisionInput,
     RenderInput,
-    Revision,
     RolloutInput,
     RolloutResult,
     VerifyInput,
@@ -58,7 +56,7 @@ from pipeline.temporal_client import connect as temporal_connect
 from pipeline.verify import describe_pollers, judge, pod_state
 
 FIELD_MANAGER = kube.FIELD_MANAGER
-REVISION_CONFIGMAP_SUFFIX = "-pipeline-revision"
+REVISION_CONFIGMAP_SUFFIX = revisions.CONFIGMAP_SUFFIX
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -83,53 +81,28 @@ def _application_error(exc: Exception) -> ApplicationError:
 
 
 def _kube(cluster: ClusterRef) -> kube.KubeClient:
-    if cluster.aks is not None:  # target "aks": a fresh kubeconfig (and token) from the AKS API per call
-        return aks.connect(cluster.aks, context=cluster.context)
-    return kube.connect(kubeconfig=cluster.kubeconfig, context=cluster.context)
+    """The cluster's client; target "aks": a fresh kubeconfig (and token) from the AKS API per call."""
+    return clusters.connect(cluster)
 
 
-# ----- revisions: what was last verified, kept next to the app in the cluster -----
+# ----- revisions: what was last verified, kept next to the app in the cluster (pipeline/revisions.py) -----
 
 
 @activity.defn
 @_as_application_errors
 def read_revision(request: ReadRevisionInput) -> ReadRevisionResult:
-    """The last revision this pipeline verified for the app, or None on a first deployment."""
+    """The last revision this pipeline verified for the app (None on a first deployment) and the ones before it."""
     with _kube(request.cluster) as kc:
-        data = kube.get_configmap(kc, namespace=request.namespace, name=request.app + REVISION_CONFIGMAP_SUFFIX)
-    if not data or "revision.json" not in data:
-        return ReadRevisionResult(revision=None)
-    raw = json.loads(data["revision.json"])
-    return ReadRevisionResult(
-        revision=Revision(
-            image=raw["image"],
-            build_id=raw["build_id"],
-            manifests=Manifests(objects=raw["manifests"]["objects"]),
-            deployed_at=raw.get("deployed_at", ""),
-            workflow_id=raw.get("workflow_id", ""),
-        )
-    )
+        log = revisions.read(kc, app=request.app, namespace=request.namespace)
+    return ReadRevisionResult(revision=log.current, history=log.history)
 
 
 @activity.defn
 @_as_application_errors
 def record_revision(request: RecordRevisionInput) -> None:
-    """Remember a verified revision, so a later failure knows what to restore."""
-    configmap = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": request.app + REVISION_CONFIGMAP_SUFFIX,
-            "namespace": request.namespace,
-            "labels": {
-                "app.kubernetes.io/name": request.app,
-                "app.kubernetes.io/managed-by": FIELD_MANAGER,
-            },
-        },
-        "data": {"revision.json": json.dumps(asdict(request.revision), sort_keys=True)},
-    }
+    """Remember a verified revision, so a later failure (or `pipeline rollback`) knows what to restore."""
     with _kube(request.cluster) as kc:
-        kube.server_side_apply(kc, [configmap], field_manager=FIELD_MANAGER, force=True)
+        revisions.record(kc, app=request.app, namespace=request.namespace, revision=request.revision, field_manager=FIELD_MANAGER)
 
 
 # ----- build -----

@@ -121,7 +121,9 @@ def deploy(
     """Deploy an app: build, push, apply, roll out, verify polling; roll back on failure.
 
     Exits 0 when the new version is verified, 1 when the deployment failed,
-    3 when it ended rolled back, 2 on bad input.
+    3 when it ended rolled back, 4 when it was canceled (after restoring the
+    previous verified revision), 5 when it was terminated or timed out (no
+    rollback ran; the drift between cluster and record is printed), 2 on bad input.
     """
     from pipeline import commands
 
@@ -147,14 +149,33 @@ def status(ctx: click.Context, app: str | None) -> None:
 @cli.command()
 @click.argument("app")
 @click.option("--reason", default="", help="Why; recorded in the workflow's history.")
-@click.option("--detach", is_flag=True, help="Return once the signal is sent.")
+@click.option(
+    "--to",
+    "to",
+    metavar="IMAGE",
+    default="",
+    help="With no deployment running: restore this verified revision (image, digest or a 12+ character digest prefix) "
+    "instead of the one before the current.",
+)
+@click.option("--follow", is_flag=True, help="Show each step and its progress live.")
+@click.option("--detach", is_flag=True, help="Return once the rollback is accepted (or its workflow started).")
 @click.pass_context
-def rollback(ctx: click.Context, app: str, reason: str, detach: bool) -> None:
-    """Stop the running deployment of APP and restore the previous verified revision."""
+def rollback(ctx: click.Context, app: str, reason: str, to: str, follow: bool, detach: bool) -> None:
+    """Roll APP back to a verified revision, and verify it.
+
+    While a deployment of APP runs: it stops and restores the previous verified
+    revision (the `rollback` update, which answers with the image it restores).
+    When none runs: a deployment workflow restores the verified revision before
+    the current one (like `kubectl rollout undo`), or the one named by --to,
+    without building: apply, roll out, verify polling, record.
+
+    Exits 0 when that revision runs verified, 1 when the rollback failed, 3 when
+    a restore failed and the current revision was put back, 2 on bad input.
+    """
     from pipeline import commands
 
     config = load(ctx)
-    ctx.exit(commands.rollback(config, config.app(app).name, reason, detach=detach))
+    ctx.exit(commands.rollback(config, config.app(app).name, reason, to=to, follow=follow, detach=detach))
 
 
 @cli.command()
@@ -163,7 +184,7 @@ def rollback(ctx: click.Context, app: str, reason: str, detach: bool) -> None:
 @click.pass_context
 def history(ctx: click.Context, app: str | None, limit: int) -> None:
     """Past deployments (of APP, or all apps) from Temporal visibility: when, image, outcome, duration."""
-    from pipeline import commands
+    from pipeline import commands, deployments
 
     config = load(ctx)
     rows = commands.history(config, config.app(app).name if app else None, limit)
@@ -173,9 +194,13 @@ def history(ctx: click.Context, app: str | None, limit: int) -> None:
     click.echo(f"{'STARTED (UTC)':<20} {'APP':<18} {'OUTCOME':<12} {'DURATION':>9}  IMAGE")
     for row in rows:
         duration = f"{row.duration.total_seconds():.1f}s" if row.duration else "running"
-        click.echo(
-            f"{row.started:%Y-%m-%d %H:%M:%S} {row.app:<18} {row.outcome or row.status:<12} {duration:>9}  {row.image or '-'}"
-        )
+        click.echo(f"{row.started:%Y-%m-%d %H:%M:%S} {row.app:<18} {row.shown_outcome:<12} {duration:>9}  {row.image or '-'}")
+    newest: dict[str, deployments.HistoryRow] = {}
+    for row in rows:
+        newest.setdefault(row.app, row)
+    for name, row in newest.items():  # a running deployment differs from the record by design: not drift
+        if name in config.apps and row.closed is not None and (line := commands.drift_line(config, name)):
+            click.echo(line, err=True)
     click.echo(f"Web UI: {commands.history_url(config, config.app(app).name if app else None)}")
 
 

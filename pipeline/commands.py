@@ -16,21 +16,25 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 import click
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from pipeline import deployments, images, kube, render
+from pipeline import clusters, deployments, images, kube, render, revisions
 from pipeline.config import PipelineConfig
 from pipeline.contract import WORKFLOW_TYPE
 from pipeline.errors import PipelineError
 from pipeline.models import DeploymentResult, DeployRequest, RenderInput
-from pipeline.requests import deploy_request, temporal_target
+from pipeline.requests import cluster_ref, deploy_request, temporal_target
 from pipeline.temporal_client import connect as temporal_connect
 from pipeline.temporal_client import run as run_async
 
 T = TypeVar("T")
 
+# The CLI's exit codes (README "Exit codes"); 2 is bad input (pipeline.cli).
 EXIT_FAILED = 1
 EXIT_ROLLED_BACK = 3
+EXIT_CANCELED = 4  # a cancellation request ended the deployment (after restoring the previous revision)
+EXIT_TERMINATED = 5  # terminated or timed out: no rollback ran; the drift line says what runs
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -71,29 +75,58 @@ def deploy(config: PipelineConfig, request: DeployRequest, *, follow: bool, deta
 
 async def _deploy(config: PipelineConfig, request: DeployRequest, *, follow: bool, detach: bool) -> int:
     client = await temporal_connect(temporal_target(config))
+    # Looked at before the start (after it, this deployment's own apply would be the difference),
+    # said after it (a deployment that is refused as already running is no drift).
+    drift = drift_line(config, request.app.name)
+    result = await _start_and_watch(config, client, request, follow=follow, detach=detach, drift=drift)
+    return 0 if result is None else report(*result, config=config)
+
+
+async def _start_and_watch(
+    config: PipelineConfig, client: Any, request: DeployRequest, *, follow: bool, detach: bool, drift: str = ""
+) -> tuple[DeploymentResult, str] | None:
+    """Start the deployment workflow, print its Web UI link, and (unless detached) wait for its result."""
     handle = await deployments.start(client, request, task_queue=config.pipeline.task_queue)
+    if drift:
+        click.echo(f"{drift} (found before this deployment, which replaces it)", err=True)
     url = deployments.workflow_url(config.temporal.ui_url, config.temporal.namespace, handle.id, handle.result_run_id)
-    click.echo(f"Deploying {request.app.name} to {request.environment}: workflow {handle.id}")
+    verb = f"Rolling back {request.app.name} in" if request.restore else f"Deploying {request.app.name} to"
+    click.echo(f"{verb} {request.environment}: workflow {handle.id}")
     click.echo(f"Web UI: {url}")
     if detach:
-        return 0
+        return None
     if follow:
-        result = await deployments.follow(client, handle, say=click.echo)
-    else:
-        result = await deployments.result_of(handle)
-    return report(result, url)
+        return await deployments.follow(client, handle, say=click.echo), url
+    return await deployments.result_of(handle), url
 
 
-def report(result: DeploymentResult, url: str) -> int:
+def report(result: DeploymentResult, url: str, *, config: PipelineConfig | None = None) -> int:
+    """Print the outcome in one line (and, when no rollback ran after a termination, the drift); return the exit code."""
     if result.outcome == "succeeded":
         identities = sorted({p.identity for p in result.pollers})
         click.echo(f"Deployed {result.image}: verified; polling: {', '.join(identities) or '-'}")
     elif result.outcome == "rolled_back":
         click.echo(f"Rolled back to {result.restored_image}: {result.reason}", err=True)
+    elif result.outcome == "canceled":
+        click.echo(f"Canceled: {result.reason.removeprefix('canceled: ')}", err=True)
+    elif result.outcome in ("terminated", "timed_out"):
+        click.echo(f"Deployment {result.outcome.replace('_', ' ')}: {result.reason}", err=True)
+        if config is not None and (line := drift_line(config, result.app)):
+            click.echo(line, err=True)
     else:
         click.echo(f"Deployment failed: {result.reason}", err=True)
     click.echo(f"Web UI: {url}")
-    return {"succeeded": 0, "rolled_back": EXIT_ROLLED_BACK}.get(result.outcome, EXIT_FAILED)
+    codes = {"succeeded": 0, "rolled_back": EXIT_ROLLED_BACK, "canceled": EXIT_CANCELED}
+    return codes.get(result.outcome, EXIT_TERMINATED if result.outcome in ("terminated", "timed_out") else EXIT_FAILED)
+
+
+def drift_line(config: PipelineConfig, app: str) -> str:
+    """One line when the cluster does not run the app's last verified revision ("" when it does, or cannot tell)."""
+    try:
+        with clusters.connect(cluster_ref(config)) as kc:
+            return revisions.check_drift(kc, app=app, namespace=config.kubernetes.namespace)
+    except PipelineError as error:
+        return f"drift: not checked, the cluster did not answer: {error.message.splitlines()[0]}"
 
 
 def dry_run(config: PipelineConfig, request: DeployRequest) -> None:
@@ -132,25 +165,61 @@ async def _status(config: PipelineConfig, app: str) -> None:
     click.echo(f"  pollers:  {', '.join(st.pollers) or '-'}")
     if st.rollback_requested:
         click.echo(f"  rollback requested: {st.rollback_reason or '(no reason given)'}")
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        line = drift_line(config, app)
+        click.echo(line or "  cluster:  runs the last verified revision")
     click.echo(f"Web UI: {url}")
 
 
-def rollback(config: PipelineConfig, app: str, reason: str, *, detach: bool) -> int:
-    return run(_rollback(config, app, reason, detach=detach))
+def rollback(config: PipelineConfig, app: str, reason: str, *, to: str = "", follow: bool = False, detach: bool) -> int:
+    return run(_rollback(config, app, reason, to=to, follow=follow, detach=detach))
 
 
-async def _rollback(config: PipelineConfig, app: str, reason: str, *, detach: bool) -> int:
+async def _rollback(config: PipelineConfig, app: str, reason: str, *, to: str, follow: bool, detach: bool) -> int:
+    """A running deployment: the rollback update. None running: a deployment workflow that restores a verified revision."""
     client = await temporal_connect(temporal_target(config))
-    handle = await deployments.request_rollback(client, environment=config.target, app=app, reason=reason, requested_by=who())
+    handle = await deployments.running(client, environment=config.target, app=app)
+    if handle is None:
+        return await _restore(config, client, app, reason, to=to, follow=follow, detach=detach)
+    if to:
+        raise PipelineError(
+            f"--to: a deployment of {app} is running (workflow {handle.id}); roll it back first "
+            f"(`pipeline rollback {app}`), then choose an older revision"
+        )
+    answer = await deployments.request_rollback(handle, app=app, reason=reason, requested_by=who())
     description = await handle.describe()
     url = deployments.workflow_url(config.temporal.ui_url, config.temporal.namespace, handle.id, description.run_id)
-    click.echo(f"Rollback of {app} requested (workflow {handle.id})")
+    click.echo(
+        f"Rollback of {app} accepted: restoring {answer.restoring} (it was at step {answer.interrupted_step!r}; workflow {handle.id})"
+    )
     click.echo(f"Web UI: {url}")
     if detach:
         return 0
-    result = await deployments.result_of(handle)
-    code = report(result, url)
+    result = await (deployments.follow(client, handle, say=click.echo) if follow else deployments.result_of(handle))
+    code = report(result, url, config=config)
     return 0 if result.outcome == "rolled_back" else code
+
+
+async def _restore(config: PipelineConfig, client: Any, app: str, reason: str, *, to: str, follow: bool, detach: bool) -> int:
+    request = deploy_request(config, app, requested_by=who())
+    with clusters.connect(request.cluster) as kc:
+        log = revisions.read(kc, app=app, namespace=request.app.namespace)
+    target = revisions.pick(log, to or revisions.PREVIOUS)
+    if target is None:
+        known = ", ".join(r.image for r in log.history) or "none"
+        if to:
+            raise PipelineError(f"--to {to}: not a verified revision of {app} (verified, newest first: {known})")
+        raise PipelineError(
+            f"nothing to roll back to: {app} has {len(log.history) or 'no'} verified revision{'s' if len(log.history) != 1 else ''} "
+            f"({known}); `pipeline history {app}` lists its deployments"
+        )
+    request = replace(request, restore=target.image, reason=reason, image="", tag="")
+    started = await _start_and_watch(config, client, request, follow=follow, detach=detach)
+    if started is None:
+        return 0
+    result, url = started
+    code = report(result, url, config=config)
+    return 0 if result.outcome == "rolled_back" and result.restored_image == target.image else code
 
 
 def history(config: PipelineConfig, app: str | None, limit: int) -> list[deployments.HistoryRow]:

@@ -21,13 +21,22 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowUpdateFailedError,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import CancelledError, TerminatedError, TimeoutError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from pipeline import search_attributes as sa
-from pipeline.contract import ROLLBACK_SIGNAL, STATUS_QUERY, WORKFLOW_TYPE, RollbackRequest, deployment_workflow_id
+from pipeline.contract import (
+    OUTCOME_MEMO,
+    ROLLBACK_UPDATE,
+    STATUS_QUERY,
+    WORKFLOW_TYPE,
+    RollbackAnswer,
+    RollbackRequest,
+    deployment_workflow_id,
+)
 from pipeline.errors import PipelineError
 from pipeline.models import DeploymentResult, DeploymentStatus, DeployRequest
 
@@ -37,7 +46,11 @@ class DeploymentAlreadyRunning(PipelineError):
 
 
 class NoDeployment(PipelineError):
-    """No deployment of that app exists (or none is running, for rollback)."""
+    """No deployment of that app exists."""
+
+
+class RollbackRefused(PipelineError):
+    """The running deployment refused the rollback update, saying why (nothing to roll back to, already ended)."""
 
 
 def workflow_url(ui_url: str, namespace: str, workflow_id: str, run_id: str | None = None) -> str:
@@ -65,10 +78,16 @@ async def start(client: Client, request: DeployRequest, *, task_queue: str) -> W
                     SearchAttributePair(sa.DEPLOYMENT_OUTCOME, "running"),
                 ]
             ),
-            static_summary=f"Deploy {request.app.name} to {request.environment} ({request.app.replicas} replicas)",
+            static_summary=(
+                f"Roll back {request.app.name} in {request.environment} to {request.restore}"
+                if request.restore
+                else f"Deploy {request.app.name} to {request.environment} ({request.app.replicas} replicas)"
+            ),
             static_details=(
                 f"**App** {request.app.name} on task queue `{request.app.task_queue}`  \n"
-                f"**Image** {what}  \n"
+                + (f"**Restore** {request.restore} (a verified revision; no build)  \n" if request.restore else "")
+                + (f"**Reason** {request.reason}  \n" if request.reason else "")
+                + f"**Image** {request.restore or what}  \n"
                 f"**Cluster namespace** {request.app.namespace}  \n"
                 f"**Requested by** {request.requested_by or 'unknown'}"
             ),
@@ -171,25 +190,63 @@ async def latest(client: Client, *, environment: str, app: str) -> WorkflowHandl
     return handle
 
 
-async def request_rollback(
-    client: Client, *, environment: str, app: str, reason: str, requested_by: str
-) -> WorkflowHandle[Any, Any]:
-    handle = await latest(client, environment=environment, app=app)
-    description = await handle.describe()
-    if description.status != WorkflowExecutionStatus.RUNNING:
-        raise NoDeployment(
-            f"no deployment of {app} to {environment} is running (the last one is {description.status.name.lower() if description.status else 'unknown'}); "
-            f"to go back to an earlier image, deploy it: pipeline deploy --app {app} --image <image@digest>"
+async def running(client: Client, *, environment: str, app: str) -> WorkflowHandle[Any, DeploymentResult] | None:
+    """The running deployment of the app, or None when none runs (or none ever ran)."""
+    handle = client.get_workflow_handle(deployment_workflow_id(environment, app), result_type=DeploymentResult)
+    try:
+        description = await handle.describe()
+    except RPCError:
+        return None
+    return handle if description.status == WorkflowExecutionStatus.RUNNING else None
+
+
+async def request_rollback(handle: WorkflowHandle[Any, Any], *, app: str, reason: str, requested_by: str) -> RollbackAnswer:
+    """Ask the running deployment to roll back (the `rollback` update): what it restores, or RollbackRefused saying why not."""
+    try:
+        answer: RollbackAnswer = await handle.execute_update(
+            ROLLBACK_UPDATE, RollbackRequest(reason=reason, requested_by=requested_by), result_type=RollbackAnswer
         )
-    await handle.signal(ROLLBACK_SIGNAL, RollbackRequest(reason=reason, requested_by=requested_by))
-    return handle
+        return answer
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        raise RollbackRefused(f"rollback of {app} refused: {getattr(cause, 'message', None) or cause}") from exc
+    except RPCError as exc:  # it ended between our look and the update
+        raise RollbackRefused(f"rollback of {app} refused: {exc.message}") from exc
 
 
 async def result_of(handle: WorkflowHandle[Any, DeploymentResult]) -> DeploymentResult:
+    """The deployment's result; a canceled, terminated or timed-out one becomes a result saying so (no exception)."""
     try:
         return await handle.result()
     except WorkflowFailureError as exc:
-        raise PipelineError(f"deployment workflow {handle.id} failed: {exc.cause}") from exc
+        ended = {CancelledError: "canceled", TerminatedError: "terminated", TimeoutError: "timed_out"}
+        outcome = next((name for kind, name in ended.items() if isinstance(exc.cause, kind)), "")
+        if not outcome:
+            raise PipelineError(f"deployment workflow {handle.id} failed: {exc.cause}") from exc
+        return await _ended_result(handle, outcome, str(exc.cause))
+
+
+async def _ended_result(handle: WorkflowHandle[Any, Any], outcome: str, why: str) -> DeploymentResult:
+    description = await handle.describe()
+    app = description.typed_search_attributes.get(sa.DEPLOYMENT_APP) or handle.id
+    image = description.typed_search_attributes.get(sa.DEPLOYMENT_IMAGE) or ""
+    if outcome == "canceled":
+        memo = (await description.memo()).get(OUTCOME_MEMO) or {}
+        return DeploymentResult(
+            app=app,
+            outcome="canceled",
+            image=str(memo.get("image", image)),
+            reason=str(memo.get("detail") or "canceled before it could restore anything"),
+            previous_image=str(memo.get("previous_image", "")),
+            restored_image=str(memo.get("restored_image", "")) if memo.get("verified") else "",
+        )
+    what = "terminated" if outcome == "terminated" else "timed out"
+    return DeploymentResult(
+        app=app,
+        outcome=outcome,
+        image=image,
+        reason=f"the deployment workflow was {what}{': ' + why if why and why != what else ''}; no rollback ran",
+    )
 
 
 @dataclass(frozen=True)
@@ -206,6 +263,13 @@ class HistoryRow:
     @property
     def duration(self) -> timedelta | None:
         return self.closed - self.started if self.closed else None
+
+    @property
+    def shown_outcome(self) -> str:
+        """The recorded outcome; a workflow that ended without recording one (terminated, timed out) shows how it ended."""
+        if not self.outcome or (self.outcome == "running" and self.status not in ("", "running")):
+            return self.status.replace("timed_out", "timed out")
+        return self.outcome
 
 
 async def history(client: Client, *, app: str | None, environment: str | None, limit: int = 20) -> list[HistoryRow]:

@@ -165,6 +165,10 @@ class DeployRequest:
     image: str = ""  # an existing image reference to deploy without building
     tag: str = ""  # tag for the built image; "" = derived from the build context's content
     requested_by: str = ""
+    # `pipeline rollback APP [--to IMAGE]` with no deployment running: restore this verified
+    # revision from the app's history ("previous" = the one before the current), no build.
+    restore: str = ""
+    reason: str = ""  # why, for a restore
 
 
 @dataclass(frozen=True)
@@ -223,6 +227,7 @@ class ReadRevisionInput:
 @dataclass(frozen=True)
 class ReadRevisionResult:
     revision: Revision | None
+    history: list[Revision] = field(default_factory=list)  # newest first; history[0] is `revision`
 
 
 @dataclass(frozen=True)
@@ -326,6 +331,7 @@ class DeploymentStatus:
     rollback_requested: bool = False
     rollback_reason: str = ""
     steps: list[str] = field(default_factory=list)  # every step started so far, in order
+    restored_image: str = ""  # once rolled back (or canceled): what runs again
 
 
 @dataclass(frozen=True)
@@ -333,7 +339,9 @@ class DeploymentResult:
     """The final state: what happened and why."""
 
     app: str
-    outcome: str  # "succeeded", "rolled_back", "failed"
+    # "succeeded", "rolled_back", "failed"; the client adds "canceled" and "terminated" (the
+    # workflow returns no result then; pipeline/deployments.py builds one from its memo).
+    outcome: str
     image: str
     reason: str = ""
     previous_image: str = ""

@@ -16,17 +16,27 @@ import json
 import os
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from temporalio import activity, workflow
-from temporalio.client import Client, WorkflowHistory
-from temporalio.exceptions import ApplicationError
+from temporalio.api.common.v1 import Payload
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHistory,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import RawValue
+from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.worker import Replayer, Worker
 
-from pipeline import contract, deployments
+from pipeline import contract, deployments, search_attributes
+from pipeline.contract import RollbackAnswer
 from pipeline.models import (
     AppliedObject,
     ApplyInput,
@@ -37,6 +47,7 @@ from pipeline.models import (
     BuiltImage,
     ClusterRef,
     DeploymentResult,
+    DeploymentStatus,
     DeployRequest,
     Manifests,
     Poller,
@@ -64,7 +75,7 @@ PREVIOUS = Revision(
 NEW_DIGEST = "sha256:" + "2" * 64
 
 
-def request_for(app: str, *, auto_rollback: bool = True, image: str = "") -> DeployRequest:
+def request_for(app: str, *, auto_rollback: bool = True, image: str = "", restore: str = "") -> DeployRequest:
     return DeployRequest(
         app=AppSpec(
             name=app,
@@ -87,6 +98,7 @@ def request_for(app: str, *, auto_rollback: bool = True, image: str = "") -> Dep
         temporal=TemporalTarget(address="127.0.0.1:7233", namespace="default"),
         cluster=ClusterRef(kubeconfig="/nowhere"),
         image=image,
+        restore=restore,
     )
 
 
@@ -95,12 +107,14 @@ class Cluster:
     """What the activity doubles did: a tiny model of the cluster and the registry."""
 
     previous: Revision | None = PREVIOUS
+    older: list[Revision] = field(default_factory=list)  # verified before `previous`, newest first
     builds: int = 0
     applied: list[list[dict[str, object]]] = field(default_factory=list)
     recorded: list[Revision] = field(default_factory=list)
     fail_rollout_for: str = ""  # build id whose rollout fails with CrashLoopBackOff
     hold: str = ""  # step that waits until cancelled (for the rollback signal)
     held: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)  # ends a held step that is not cancelled
     current_build: str = ""
     calls: dict[str, int] = field(default_factory=dict)
 
@@ -113,13 +127,15 @@ class Cluster:
             if cluster.hold != step or cluster.calls[step] > 1:
                 return
             cluster.held.set()
-            while True:  # heartbeat until the workflow cancels us
+            while not cluster.release.is_set():  # heartbeat until the workflow cancels us (or the test lets go)
                 activity.heartbeat(step)
                 await asyncio.sleep(0.1)
 
         @activity.defn(name="read_revision")
         async def read_revision(r: ReadRevisionInput) -> ReadRevisionResult:
-            return ReadRevisionResult(revision=cluster.previous)
+            await wait_if_held("read")
+            history = ([cluster.previous] if cluster.previous else []) + cluster.older
+            return ReadRevisionResult(revision=cluster.previous, history=history)
 
         @activity.defn(name="build_image")
         async def build_image(r: BuildImageInput) -> BuiltImage:
@@ -153,6 +169,7 @@ class Cluster:
 
         @activity.defn(name="record_revision")
         async def record_revision(r: RecordRevisionInput) -> None:
+            await wait_if_held("record")
             cluster.recorded.append(r.revision)
 
         return [read_revision, build_image, render_manifests, apply_manifests, wait_for_rollout, verify_polling, record_revision]
@@ -250,7 +267,7 @@ async def test_a_first_deployment_that_fails_has_nothing_to_roll_back_to(client:
     cluster = Cluster(previous=None, fail_rollout_for=NEW_DIGEST.split(":")[1][:8])
     result, _ = await run_deployment(client, cluster, request_for(app_name()))
     assert result.outcome == "failed"
-    assert result.reason.endswith("no previous verified revision to roll back to")
+    assert "no previous verified revision to roll back to; left in the cluster, unverified: Deployment app" in result.reason
 
 
 @pytest.mark.parametrize("step", ["build", "apply", "rollout", "verify"])
@@ -302,3 +319,176 @@ def test_the_clients_contract_names_the_workflow_its_signal_and_its_query() -> N
     assert contract.ROLLBACK_SIGNAL in definition.signals
     assert contract.STATUS_QUERY in definition.queries
     assert RollbackRequest is contract.RollbackRequest
+
+
+# ----- every way a person stops a deployment (issue 12) -----
+
+OLDER = Revision(
+    image="127.0.0.1:5000/app@sha256:" + "0" * 64,
+    build_id="sha256:" + "0" * 64,
+    manifests=Manifests(objects=[{"kind": "Deployment", "metadata": {"name": "app"}, "spec": {"v": 0}}]),
+    deployed_at="2026-11-30T10:00:00Z",
+)
+# What people send as the rollback signal's input: what `temporal workflow signal` and the
+# Web UI send with the input box left empty, a reason, and input the workflow cannot read.
+SIGNAL_INPUTS: dict[str, tuple[tuple[Any, ...], str]] = {
+    "no-input": ((), "rollback requested"),
+    "reason": (({"reason": "bad release", "requested_by": "ops"},), "rollback requested: bad release"),
+    "bare-string": (("bad release",), "rollback requested: bad release"),
+    "malformed": (([1, 2],), "rollback requested: (the rollback's input could not be read: expected"),
+    "not-json": (
+        (RawValue(Payload(metadata={"encoding": b"json/plain"}, data=b"{not json")),),
+        "rollback requested: (the rollback's input could not be read: ",
+    ),
+}
+
+
+def failed_tasks(history: WorkflowHistory) -> list[str]:
+    return [
+        e.workflow_task_failed_event_attributes.failure.message
+        for e in history.events
+        if e.HasField("workflow_task_failed_event_attributes")
+    ]
+
+
+@pytest.mark.parametrize("step", ["build", "rollout", "verify"])
+@pytest.mark.parametrize("sent", list(SIGNAL_INPUTS))
+async def test_the_rollback_signal_takes_any_input_at_any_step(client: Client, step: str, sent: str) -> None:
+    args, reason = SIGNAL_INPUTS[sent]
+    cluster = Cluster(hold=step)
+
+    async def signal_when_held(handle: Any) -> None:
+        await asyncio.wait_for(cluster.held.wait(), 20)
+        await handle.signal(contract.ROLLBACK_SIGNAL, *args)
+
+    result, history = await run_deployment(client, cluster, request_for(app_name()), during=signal_when_held)
+    assert not failed_tasks(history), failed_tasks(history)
+    assert result.outcome == "rolled_back", result
+    assert result.reason.startswith(reason), result.reason
+    assert result.restored_image == PREVIOUS.image and cluster.applied[-1] == PREVIOUS.manifests.objects
+    assert result.steps[-4:] == ["rollback: apply", "rollback: rollout", "rollback: verify", "rollback: record"]
+    _maybe_record_as(f"signal-{sent}-{step}", history)
+
+
+async def test_the_rollback_update_answers_with_what_it_restores(client: Client) -> None:
+    cluster = Cluster(hold="rollout")
+    answers: list[RollbackAnswer] = []
+
+    async def update_when_held(handle: Any) -> None:
+        await asyncio.wait_for(cluster.held.wait(), 20)
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update(contract.ROLLBACK_UPDATE, [1, 2])
+        assert "input could not be read" in str(refused.value.cause), refused.value.cause
+        answers.append(
+            await handle.execute_update(
+                contract.ROLLBACK_UPDATE, RollbackRequest(reason="by update", requested_by="ops"), result_type=RollbackAnswer
+            )
+        )
+        with pytest.raises(WorkflowUpdateFailedError) as again:
+            await handle.execute_update(contract.ROLLBACK_UPDATE)
+        assert "already rolling back" in str(again.value.cause), again.value.cause
+
+    result, history = await run_deployment(client, cluster, request_for(app_name()), during=update_when_held)
+    assert answers == [RollbackAnswer(restoring=PREVIOUS.image, interrupted_step="rollout")]
+    assert result.outcome == "rolled_back" and result.reason == "rollback requested: by update", result
+    assert not failed_tasks(history)
+
+
+async def test_the_rollback_update_is_refused_when_there_is_nothing_to_roll_back_to(client: Client) -> None:
+    cluster = Cluster(previous=None, hold="rollout")
+
+    async def update_when_held(handle: Any) -> None:
+        await asyncio.wait_for(cluster.held.wait(), 20)
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update(contract.ROLLBACK_UPDATE, RollbackRequest(reason="x"))
+        assert "nothing to roll back to" in str(refused.value.cause), refused.value.cause
+        cluster.release.set()  # the rollout goes on and the first deployment succeeds
+
+    result, _ = await run_deployment(client, cluster, request_for(app_name()), during=update_when_held)
+    assert result.outcome == "succeeded", result
+
+
+async def cancel_deployment(
+    client: Client, cluster: Cluster, request: DeployRequest, *, step: str
+) -> tuple[WorkflowExecutionDescription, DeploymentStatus, WorkflowHistory]:
+    """Start, request cancellation while `step` is held, and wait for the end: it must be Canceled."""
+    task_queue = f"deploy-{uuid.uuid4().hex[:8]}"
+    async with Worker(client, task_queue=task_queue, workflows=[DeploymentWorkflow], activities=cluster.activities()):
+        handle = await deployments.start(client, request, task_queue=task_queue)
+        await asyncio.wait_for(cluster.held.wait(), 20)
+        await handle.cancel()
+        cluster.release.set()  # a step that is not interruptible (read, record) runs to its end
+        with pytest.raises(WorkflowFailureError) as ended:
+            await handle.result()
+        assert isinstance(ended.value.cause, CancelledError), ended.value.cause
+        description = await handle.describe()
+        status = await handle.query(DeploymentWorkflow.status)
+        history = await handle.fetch_history()
+    assert description.status == WorkflowExecutionStatus.CANCELED
+    assert not failed_tasks(history), failed_tasks(history)
+    await Replayer(workflows=[DeploymentWorkflow]).replay_workflow(history)
+    return description, status, history
+
+
+@pytest.mark.parametrize("step", ["read", "build", "apply", "rollout", "verify", "record"])
+async def test_a_cancellation_restores_and_verifies_the_previous_revision_before_it_ends(client: Client, step: str) -> None:
+    cluster = Cluster(hold=step)
+    description, status, history = await cancel_deployment(client, cluster, request_for(app_name()), step=step)
+    assert cluster.applied[-1] == PREVIOUS.manifests.objects, "the previous revision was not re-applied"
+    assert cluster.recorded[-1] == PREVIOUS, "the previous revision is not the recorded one"
+    assert status.steps[-4:] == ["rollback: apply", "rollback: rollout", "rollback: verify", "rollback: record"]
+    memo = (await description.memo())[contract.OUTCOME_MEMO]
+    assert memo["outcome"] == "canceled" and memo["verified"] is True, memo
+    assert memo["restored_image"] == PREVIOUS.image
+    assert status.step == "canceled" and status.detail == f"canceled: restored {PREVIOUS.image}, verified polling"
+    assert description.typed_search_attributes.get(search_attributes.DEPLOYMENT_OUTCOME) == "canceled"
+    _maybe_record_as(f"cancel-{step}", history)
+
+
+@pytest.mark.parametrize(("step", "left"), [("build", "nothing was applied"), ("rollout", "left in the cluster, unverified")])
+async def test_a_canceled_first_deployment_says_exactly_what_it_left(client: Client, step: str, left: str) -> None:
+    cluster = Cluster(previous=None, hold=step)
+    description, status, _ = await cancel_deployment(client, cluster, request_for(app_name()), step=step)
+    memo = (await description.memo())[contract.OUTCOME_MEMO]
+    assert memo["verified"] is False and left in memo["detail"], memo
+    assert status.step == "canceled" and left in status.detail
+    if step == "rollout":
+        assert "Deployment app" in memo["detail"] and NEW_DIGEST in memo["detail"], memo
+
+
+@pytest.mark.parametrize(("wanted", "expected"), [("previous", OLDER), (OLDER.image, OLDER), (PREVIOUS.image, PREVIOUS)])
+async def test_a_restore_applies_verifies_and_records_a_revision_from_the_history(
+    client: Client, wanted: str, expected: Revision
+) -> None:
+    cluster = Cluster(older=[OLDER])
+    result, history = await run_deployment(client, cluster, request_for(app_name(), restore=wanted))
+    assert result.outcome == "rolled_back", result
+    assert result.restored_image == result.image == expected.image
+    assert result.steps == ["read previous revision", "apply", "rollout", "verify", "record"], result.steps
+    assert cluster.builds == 0 and cluster.applied == [expected.manifests.objects]
+    assert cluster.recorded == [
+        replace(expected, deployed_at=cluster.recorded[0].deployed_at, workflow_id=cluster.recorded[0].workflow_id)
+    ]
+    assert result.reason.startswith("rollback to the verified revision of"), result.reason
+    _maybe_record_as("restore-" + ("previous" if wanted == "previous" else "image"), history)
+
+
+async def test_a_restore_of_an_unknown_revision_changes_nothing(client: Client) -> None:
+    cluster = Cluster(older=[OLDER])
+    result, _ = await run_deployment(client, cluster, request_for(app_name(), restore="127.0.0.1:5000/app@sha256:" + "9" * 64))
+    assert result.outcome == "failed" and result.reason.startswith("nothing to roll back to"), result
+    assert OLDER.image in result.reason and not cluster.applied and not cluster.recorded
+
+
+async def test_a_restore_that_fails_verification_goes_back_to_the_current_revision(client: Client) -> None:
+    cluster = Cluster(older=[OLDER], fail_rollout_for="'v': 0")
+    result, _ = await run_deployment(client, cluster, request_for(app_name(), restore="previous"))
+    assert result.outcome == "rolled_back" and result.restored_image == PREVIOUS.image, result
+    assert result.reason.startswith(f"rollback to {OLDER.image} failed at rollout failed"), result.reason
+    assert cluster.applied == [OLDER.manifests.objects, PREVIOUS.manifests.objects]
+
+
+def _maybe_record_as(name: str, history: WorkflowHistory) -> None:
+    label = os.environ.get("RECORD_HISTORIES", "")
+    if label:
+        (HISTORIES / f"{label}-{name}.json").write_text(history.to_json())

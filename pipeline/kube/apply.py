@@ -128,4 +128,4 @@ def normalize(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _yaml(obj: Mapping[str, Any]) -> str:
-    return yaml.safe_dump(dict(obj), sort_keys=True, default_flow_style=False, width=1000)
+    return str(yaml.safe_dump(dict(obj), sort_keys=True, default_flow_style=False, width=1000))

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import WorkflowTaskFailedCause
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowHistory
 
 from bootstrap.process import stop_child
@@ -38,7 +39,7 @@ from pipeline.config import to_toml
 from pipeline.contract import STATUS_QUERY
 from pipeline.models import DeploymentStatus
 from pipeline.verify import partition_pollers
-from tests.conftest import REPO_ROOT, eventually
+from tests.conftest import REPO_ROOT, eventually, temporal_cli_path
 
 TEMPORAL_ADDRESS = "127.0.0.1:7233"
 TEMPORAL_NAMESPACE = "default"
@@ -50,7 +51,7 @@ PIPELINE = str(Path(sys.executable).parent / "pipeline")
 # Set in the environment of every pipeline process: no history may ever contain it.
 CANARY_SECRET = "e2e-canary-" + uuid.uuid4().hex
 # The CLI's exit codes (pipeline/cli.py).
-EXIT_VERIFIED, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_ROLLED_BACK = 0, 1, 2, 3
+EXIT_VERIFIED, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_ROLLED_BACK, EXIT_CANCELED, EXIT_TERMINATED = 0, 1, 2, 3, 4, 5
 # Replicas of every e2e app (the shipped config's).
 REPLICAS = 2
 
@@ -117,6 +118,36 @@ def rolling_out(
         assert list(command) in commands, "no pod of the new version yet"
 
     return check
+
+
+async def temporal(*args: str, timeout: float = 60) -> str:
+    """Run Temporal's own CLI (`temporal ARGS --address <the stack's>`), as a person would; its stdout, or fail."""
+    process = await asyncio.create_subprocess_exec(
+        temporal_cli_path(),
+        *args,
+        "--address",
+        TEMPORAL_ADDRESS,
+        "--namespace",
+        TEMPORAL_NAMESPACE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    assert process.returncode == 0, f"`temporal {' '.join(args)}` exited {process.returncode}:\n{out.decode()}{err.decode()}"
+    return out.decode()
+
+
+def failed_workflow_tasks(history: WorkflowHistory) -> list[str]:
+    """The failure messages of every failed workflow task (a handler that raised, a non-determinism, ...).
+
+    A Reset marks its reset point with a failed workflow task of cause RESET_WORKFLOW: that one is no failure.
+    """
+    return [
+        e.workflow_task_failed_event_attributes.failure.message
+        for e in history.events
+        if e.HasField("workflow_task_failed_event_attributes")
+        and e.workflow_task_failed_event_attributes.cause != WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_RESET_WORKFLOW
+    ]
 
 
 # ----- one CLI run -----

@@ -2,8 +2,11 @@
 
 The module's app (2 replicas) reaches the cluster API through a fault proxy
 (faultproxy.py), so its applies can be held. v1 is deployed and verified once.
-Then, per step, a version that keeps that step busy, and `pipeline rollback`
-(the real CLI) as soon as the workflow's `status` query names the step:
+Then, per step, a version that keeps that step busy, and a rollback as soon as
+the workflow's `status` query names the step, sent as people send it: Temporal's
+own CLI with no input (build; what the Web UI's "Send a Signal" sends with an
+empty box), `pipeline rollback` (apply; the rollback update), Temporal's CLI with
+input the workflow cannot read (rollout), and with a reason (verify):
 
     build     the image takes 15 s to build (a slow layer)
     apply     the proxy holds every server-side-apply PATCH of the Deployment for 4 s (a slow API
@@ -13,12 +16,16 @@ Then, per step, a version that keeps that step busy, and `pipeline rollback`
     verify    a version whose pods say "ready" a minute before they poll (a lying readiness
               probe): the rollout completes, verification waits for Temporal to see them poll
 
-Each must end rolled back, as the cluster and Temporal show it: `pipeline
-deploy` exits 3 and `pipeline rollback` 0, the workflow's result is
+Each must end rolled back, with no failed workflow task, as the cluster and
+Temporal show it: `pipeline deploy` exits 3, the workflow's result is
 `rolled_back` to v1's image for the reason given, the Deployment's pod template
 is v1's (image by digest, build-id annotation), the revision ConfigMap still
 records v1, v1's pods poll the task queue with v1's build id, and no pod of
 another version runs. Signal -> rolled back and verified is printed, not asserted.
+
+A cancellation (`temporal workflow cancel`, the Web UI's "Request Cancellation")
+during build, rollout and verify must restore v1 the same way, verified, and
+only then end the workflow Canceled (`pipeline deploy` exits 4).
 
 One more case: a rollback while only the new version's apply request is slow must
 not let that stale request land after the rollback (the workflow waits for a
@@ -32,6 +39,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -43,7 +51,17 @@ from pipeline.activities import REVISION_CONFIGMAP_SUFFIX
 from pipeline.models import DeploymentResult
 from pipeline.workflows import DeploymentWorkflow
 from tests.conftest import eventually
-from tests.e2e.support import EXIT_ROLLED_BACK, Deployed, Run, assert_polling, deployed
+from tests.e2e.support import (
+    EXIT_CANCELED,
+    EXIT_ROLLED_BACK,
+    Deployed,
+    Run,
+    activity_spans,
+    assert_polling,
+    deployed,
+    failed_workflow_tasks,
+    temporal,
+)
 from tests.faults.chaos_fixtures import (
     FaultApp,
     late_worker,
@@ -77,18 +95,68 @@ async def v1(proxied: tuple[FaultApp, FaultProxy]) -> Deployed:
 @dataclass(frozen=True)
 class RolledBack:
     deploy: Run
-    rollback: Run
+    rollback_seconds: float
     result: DeploymentResult
 
 
-async def _roll_back_during(
-    app: FaultApp, client: Client, *, step: str, config: Path, busy: Callable[[], Awaitable[None]], reason: str
-) -> RolledBack:
-    """Start `pipeline deploy` with `config`; once the status query says `step` and `busy()` passes, run `pipeline rollback`."""
+# Who sends the rollback at each step, and the reason the result then gives: Temporal's own CLI
+# (what a person types, and what the Web UI's "Send a Signal" sends) with no input, with input the
+# workflow cannot read, and with a reason; and `pipeline rollback` (the rollback update).
+Sender = Callable[[FaultApp, str], Awaitable[None]]
+
+
+def _temporal_signal(*input_args: str) -> Sender:
+    async def send(app: FaultApp, reason: str) -> None:
+        await temporal("workflow", "signal", "--workflow-id", app.workflow_id, "--name", "rollback", *input_args)
+
+    return send
+
+
+async def _pipeline_rollback(app: FaultApp, reason: str) -> None:
+    (await app.cli("rollback", app.name, "--reason", reason, "--detach", config=app.config("v1"))).expect(
+        0, diagnose=app.diagnose
+    )
+
+
+SENDERS: dict[str, tuple[str, Callable[[str], Sender], Callable[[str], str]]] = {
+    "build": ("`temporal workflow signal`, no input", lambda reason: _temporal_signal(), lambda reason: "rollback requested"),
+    "apply": (
+        "`pipeline rollback` (the update)",
+        lambda reason: _pipeline_rollback,
+        lambda reason: f"rollback requested: {reason}",
+    ),
+    "rollout": (
+        "`temporal workflow signal --input '[1, 2]'` (unreadable)",
+        lambda reason: _temporal_signal("--input", "[1, 2]"),
+        lambda reason: "rollback requested: (the rollback's input could not be read: expected",
+    ),
+    "verify": (
+        "`temporal workflow signal --input {reason}`",
+        lambda reason: _temporal_signal("--input", json.dumps({"reason": reason, "requested_by": "fault test"})),
+        lambda reason: f"rollback requested: {reason}",
+    ),
+}
+
+
+async def _interrupt_during(
+    app: FaultApp,
+    client: Client,
+    *,
+    step: str,
+    config: Path,
+    busy: Callable[[], Awaitable[None]],
+    send: Callable[[], Awaitable[None]],
+    exit_code: int,
+) -> tuple[Run, float, str]:
+    """Start `pipeline deploy` with `config`; once the status query says `step` and `busy()` passes, `send()`.
+
+    Returns the deploy's run, the seconds from `send()` to the deploy's end, and the workflow's run id.
+    """
     args = ("deploy", "--follow")
     started = time.monotonic()
     process = await app.start(*args, config=config)
     handle = client.get_workflow_handle(app.workflow_id)
+    sent = 0.0
     try:
 
         async def at_step() -> None:
@@ -99,13 +167,25 @@ async def _roll_back_during(
             await busy()
 
         await eventually(at_step, timeout=120, interval=0.1, what=f"the deployment at step {step!r}")
-        rollback = await app.cli("rollback", app.name, "--reason", reason, config=app.config("v1"))
+        sent = time.monotonic()
+        await send()
     finally:
         deploy = await app.finish(process, args, started=started, timeout=180)
-    rollback.expect(0, diagnose=app.diagnose)
-    deploy.expect(EXIT_ROLLED_BACK, diagnose=app.diagnose)
-    result = await client.get_workflow_handle_for(DeploymentWorkflow.run, app.workflow_id, run_id=deploy.run_id).result()
-    return RolledBack(deploy, rollback, result)
+    deploy.expect(exit_code, diagnose=app.diagnose)
+    history = await client.get_workflow_handle(app.workflow_id, run_id=deploy.run_id).fetch_history()
+    assert not failed_workflow_tasks(history), f"a workflow task failed: {failed_workflow_tasks(history)}"
+    return deploy, time.monotonic() - sent, deploy.run_id
+
+
+async def _roll_back_during(
+    app: FaultApp, client: Client, *, step: str, config: Path, busy: Callable[[], Awaitable[None]], reason: str
+) -> RolledBack:
+    _, sender, _ = SENDERS[step]
+    deploy, seconds, run_id = await _interrupt_during(
+        app, client, step=step, config=config, busy=busy, send=lambda: sender(reason)(app, reason), exit_code=EXIT_ROLLED_BACK
+    )
+    result = await client.get_workflow_handle_for(DeploymentWorkflow.run, app.workflow_id, run_id=run_id).result()
+    return RolledBack(deploy, seconds, result)
 
 
 def _recorded_image(app: FaultApp) -> str:
@@ -118,7 +198,7 @@ def _recorded_image(app: FaultApp) -> str:
 async def _assert_back_on_v1(app: FaultApp, client: Client, v1: Deployed, done: RolledBack, *, step: str, reason: str) -> None:
     result = done.result
     assert result.outcome == "rolled_back", result
-    assert result.reason == f"rollback requested: {reason}", result.reason
+    assert result.reason.startswith(SENDERS[step][2](reason)), result.reason
     assert result.restored_image == v1.image and result.previous_image == v1.image, result
     assert {p.build_id for p in result.pollers} == {v1.build_id}, result.pollers
     assert result.steps[-4:] == ["rollback: apply", "rollback: rollout", "rollback: verify", "rollback: record"], result.steps
@@ -136,7 +216,7 @@ async def _assert_back_on_v1(app: FaultApp, client: Client, v1: Deployed, done: 
     }
     assert not others, f"pods of another version still run after the rollback: {others}"
     print(
-        f"rollback during {step}: `pipeline rollback` -> rolled back and v1 verified in {done.rollback.seconds:.1f}s "
+        f"rollback during {step} by {SENDERS[step][0]} -> rolled back and v1 verified in {done.rollback_seconds:.1f}s "
         f"(deploy {done.deploy.seconds:.1f}s in all); polling: {pods}"
     )
 
@@ -156,33 +236,35 @@ async def _nothing() -> None:
 STEPS = ["build", "apply", "rollout", "verify"]
 
 
+def _busy_version(app: FaultApp, proxy: FaultProxy, v1: Deployed, step: str) -> tuple[Path, Callable[[], Awaitable[None]]]:
+    """A new version that keeps `step` busy, and the check that it is busy there now."""
+    version = f"v2-{step}-{uuid.uuid4().hex[:6]}"  # a new image each run: never a build the registry already has
+    if step == "build":
+        return app.config(version, build_context=slow_build_context(app.directory, v1.image, seconds=15)), _nothing
+    if step == "apply":
+
+        async def held() -> None:
+            assert proxy.holding, f"the new version's Deployment PATCH is not held yet: {proxy.seen}"
+
+        proxy.seen.clear()
+        proxy.rule = hold_patches(app.deployment_path, seconds=APPLY_HOLD_SECONDS)
+        # Never ready in time: its pod, created once the held PATCH lands, goes at once when the rollback deletes it.
+        return app.config(version, command=late_worker(ready_after=120)), held
+    if step == "rollout":
+        late = late_worker(ready_after=120)
+        return app.config(version, command=late), _has_pod_of(app, late)
+    return app.config(version, command=ready_before_polling(60)), _nothing
+
+
 @pytest.mark.parametrize("step", STEPS)
 async def test_rollback_signal_restores_the_verified_revision(
     proxied: tuple[FaultApp, FaultProxy], v1: Deployed, stack_client: Client, step: str
 ) -> None:
     app, proxy = proxied
-    version = f"v2-{step}-{uuid.uuid4().hex[:6]}"  # a new image each run: never a build the registry already has
     generation = app.real_deployment()["metadata"]["generation"]
-    busy: Callable[[], Awaitable[None]] = _nothing
-    if step == "build":
-        config = app.config(version, build_context=slow_build_context(app.directory, v1.image, seconds=15))
-    elif step == "apply":
-        # Never ready in time: its pod, created once the held PATCH lands, goes at once when the rollback deletes it.
-        config = app.config(version, command=late_worker(ready_after=120))
-
-        async def held() -> None:
-            assert proxy.holding, f"the new version's Deployment PATCH is not held yet: {proxy.seen}"
-
-        busy = held
-        proxy.seen.clear()
-        proxy.rule = hold_patches(app.deployment_path, seconds=APPLY_HOLD_SECONDS)
-    elif step == "rollout":
-        late = late_worker(ready_after=120)
-        config, busy = app.config(version, command=late), _has_pod_of(app, late)
-    else:
-        config = app.config(version, command=ready_before_polling(60))
     reason = f"fault test: roll back during {step}"
     try:
+        config, busy = _busy_version(app, proxy, v1, step)
         done = await _roll_back_during(app, stack_client, step=step, config=config, busy=busy, reason=reason)
     finally:
         proxy.rule = lambda method, path: None
@@ -197,6 +279,41 @@ async def test_rollback_signal_restores_the_verified_revision(
         assert app.real_deployment()["metadata"]["generation"] == generation + 2, "not exactly one apply each way"
     if step == "apply":
         assert proxy.seen["held"] == proxy.seen["delivered"] == 2, f"the new version's PATCH and the rollback's: {proxy.seen}"
+
+
+@pytest.mark.parametrize("step", ["build", "rollout", "verify"])
+async def test_a_cancellation_restores_and_verifies_the_previous_revision_before_it_ends(
+    proxied: tuple[FaultApp, FaultProxy], v1: Deployed, stack_client: Client, step: str
+) -> None:
+    """`temporal workflow cancel` (the Web UI's "Request Cancellation") at each step: v1 back, verified, then Canceled."""
+    app, proxy = proxied
+
+    async def cancel() -> None:
+        await temporal("workflow", "cancel", "--workflow-id", app.workflow_id)
+
+    config, busy = _busy_version(app, proxy, v1, step)
+    deploy, seconds, run_id = await _interrupt_during(
+        app, stack_client, step=step, config=config, busy=busy, send=cancel, exit_code=EXIT_CANCELED
+    )
+    assert f"Canceled: restored {v1.image}, verified polling" in deploy.stderr, deploy.output
+    handle = stack_client.get_workflow_handle(app.workflow_id, run_id=run_id)
+    description = await handle.describe()
+    assert description.status == WorkflowExecutionStatus.CANCELED
+    assert (await handle.query(DeploymentWorkflow.status)).step == "canceled"
+    history = await handle.fetch_history()
+    asked = next(e.event_id for e in history.events if e.HasField("workflow_execution_cancel_requested_event_attributes"))
+    after = [
+        s
+        for s in activity_spans(history)
+        if s.scheduled >= next(e.event_time.ToDatetime(tzinfo=UTC) for e in history.events if e.event_id == asked)
+    ]
+    assert [s.activity for s in after] == ["apply_manifests", "wait_for_rollout", "verify_polling", "record_revision"], after
+    assert all(s.outcome == "completed" for s in after), after
+    template = app.real_deployment()["spec"]["template"]
+    assert template["spec"]["containers"][0]["image"] == v1.image and template_build_id(app.real_deployment()) == v1.build_id
+    assert _recorded_image(app) == v1.image
+    pods = await assert_polling(stack_client, app, v1)
+    print(f"cancel during {step} -> v1 restored and verified, then Canceled, in {seconds:.1f}s; polling: {pods}")
 
 
 async def test_a_stale_apply_cannot_land_after_the_rollback(
