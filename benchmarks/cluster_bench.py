@@ -47,8 +47,8 @@ from kubernetes import client, config, watch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from bootstrap.cluster.child import ClusterChild  # noqa: E402
 from bootstrap.cluster.kubelet.runtime import LABEL_CLUSTER  # noqa: E402
+from tests.helpers.cluster import ClusterChild  # noqa: E402
 
 BASE_IMAGE = "pipeline-base:bookworm"
 REGISTRY = "127.0.0.1:5000"

@@ -16,7 +16,7 @@ own start-up, which no entry point can beat), RUNS times, interleaved:
 - start the process (Popen, cwd the repository root like the images' /app,
   Temporal pointed at a port nothing listens on);
 - read `SigCgt` in /proc/<pid>/status in a tight loop until the SIGTERM bit is
-  set (bootstrap.process.catches_signal): the moment the handler exists;
+  set (tests.helpers.processes.catches_signal): the moment the handler exists;
 - SIGKILL the process.
 
 The JSON has the median, p90 and max milliseconds from Popen to the handler for
@@ -42,7 +42,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from bootstrap.process import catches_signal, free_port  # noqa: E402
+from tests.helpers.processes import catches_signal, free_port  # noqa: E402
 
 FLOOR = "floor (python -c, handler only)"
 ENTRY_POINTS = {

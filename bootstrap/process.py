@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -59,7 +58,9 @@ class ManagedProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 env=dict(env) if env is not None else None,
-                cwd=cwd,
+                # The repository root: `python -m bootstrap.cluster` imports from the source tree
+                # (the local stack is not in the installed wheel).
+                cwd=cwd or Path(__file__).resolve().parent.parent,
             )
         self.pid_file.write_text(f"{proc.pid}\n")
         deadline = time.monotonic() + timeout
@@ -117,22 +118,6 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-def catches_signal(pid: int, sig: signal.Signals) -> bool:
-    """True once `pid` has a handler for `sig`: its bit in `SigCgt` of /proc/<pid>/status (signal n is bit n-1).
-
-    What a test or benchmark watches instead of sleeping before it signals a
-    child that installs a handler while starting; False once the process is gone.
-    """
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    for line in status.splitlines():
-        if line.startswith("SigCgt:"):
-            return bool(int(line.split()[1], 16) & (1 << (sig - 1)))
-    return False
-
-
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     try:
         os.killpg(pid, sig)
@@ -157,10 +142,3 @@ def stop_child(process: subprocess.Popen[bytes], *, grace: float) -> int:
             process.kill()
             process.wait()
     return int(process.returncode)
-
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on right now, for a child (or a test's server) to take."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

@@ -287,11 +287,11 @@ class SelfDeployedPipeline:
     def probe(self) -> bool:
         if not _tcp_open(self.settings.host, self.settings.temporal_port):
             return False
-        from bootstrap import selfdeploy
+        from pipeline import selfdeploy
         from pipeline.commands import prepare
         from pipeline.config import load_config
         from pipeline.errors import PipelineError
-        from pipeline.requests import temporal_target
+        from pipeline.inputs import temporal_target
         from pipeline.temporal_client import connect
 
         async def ask() -> bool:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -32,7 +31,10 @@ from pipeline import clusters, kube, render, revisions
 from pipeline.azure import pull_secret
 from pipeline.builders import acr as acr_builder
 from pipeline.builders.local import BuildError, BuildRequest, build_and_push, is_build_of, require_dockerfile, source_and_tag
-from pipeline.errors import PipelineError
+from pipeline.errors import (
+    PipelineError,
+    VerificationFailed,  # noqa: F401  (re-exported: the tree lives in pipeline/errors.py)
+)
 from pipeline.keepalive import Keepalive
 from pipeline.models import (
     AppliedObject,
@@ -51,7 +53,7 @@ from pipeline.models import (
     VerifyInput,
     VerifyResult,
 )
-from pipeline.registry import SOURCE_HASH_LABEL, RegistryError, find_image
+from pipeline.registry import SOURCE_HASH_LABEL, find_image
 from pipeline.temporal_client import connect as temporal_connect
 from pipeline.verify import describe_pollers, judge, pod_state
 
@@ -69,15 +71,15 @@ def _as_application_errors(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
-        except (PipelineError, BuildError, RegistryError) as exc:
+        except PipelineError as exc:
             raise _application_error(exc) from exc
 
     return wrapper
 
 
-def _application_error(exc: Exception) -> ApplicationError:
-    retryable = bool(getattr(exc, "retryable", isinstance(exc, RegistryError)))
-    return ApplicationError(str(exc), type=type(exc).__name__, non_retryable=not retryable)
+def _application_error(exc: PipelineError) -> ApplicationError:
+    """The same error for Temporal: its class name as the type, retried only when the class says it is worth it."""
+    return ApplicationError(str(exc), type=type(exc).__name__, non_retryable=not exc.retryable)
 
 
 def _kube(cluster: ClusterRef) -> kube.KubeClient:
@@ -224,10 +226,6 @@ def wait_for_rollout(request: RolloutInput) -> RolloutResult:
 # ----- verify -----
 
 
-class VerificationFailed(PipelineError):
-    """The new pods did not all show up as fresh pollers with the new build id in time."""
-
-
 @activity.defn
 async def verify_polling(request: VerifyInput) -> VerifyResult:
     """Wait until Temporal lists every new pod as a fresh poller with the new build id, and no old pod runs."""
@@ -291,8 +289,3 @@ ALL: list[Callable[..., object]] = [
     wait_for_rollout,
     verify_polling,
 ]
-
-
-def worker_identity_suffix() -> str:
-    """Who runs these activities: the pod name in the cluster, the hostname elsewhere."""
-    return os.environ.get("POD_NAME") or os.uname().nodename

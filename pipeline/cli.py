@@ -234,8 +234,7 @@ def bootstrap_command(ctx: click.Context, azure: bool) -> None:
     """
     import logging
 
-    from bootstrap import selfdeploy
-    from pipeline import commands
+    from pipeline import commands, selfdeploy
 
     config = load(ctx)
     if azure:

@@ -23,8 +23,8 @@ from pipeline import clusters, deployments, images, kube, render, revisions
 from pipeline.config import PipelineConfig
 from pipeline.contract import WORKFLOW_TYPE
 from pipeline.errors import PipelineError
+from pipeline.inputs import cluster_ref, deploy_request, temporal_target
 from pipeline.models import DeploymentResult, DeployRequest, RenderInput
-from pipeline.requests import cluster_ref, deploy_request, temporal_target
 from pipeline.temporal_client import connect as temporal_connect
 from pipeline.temporal_client import run as run_async
 
@@ -50,19 +50,26 @@ def who() -> str:
 
 
 def prepare(
-    config: PipelineConfig, app_name: str | None, *, image: str = "", tag: str = "", no_build: bool = False
+    config: PipelineConfig,
+    app_name: str | None,
+    *,
+    image: str = "",
+    tag: str = "",
+    no_build: bool = False,
+    check_cluster: bool = True,
 ) -> DeployRequest:
     """Validate the arguments and pin the image to its digest before anything starts.
 
     `no_build`: the image already built from the current source (what a deploy
     would reuse), or ImageNotFound; the workflow then skips its build step.
+    `check_cluster`: also check the kubeconfig (not for `render`, which touches no cluster).
     """
     request = deploy_request(config, app_name, image=image, tag=tag, requested_by=who(), no_build=no_build)
     if no_build:
         request = replace(request, image=images.image_for_preview(request)[0], tag="")
     elif request.image:
         request = replace(request, image=images.resolve_digest(request.image))
-    if request.cluster.aks is None:
+    if check_cluster and request.cluster.aks is None:
         # A kubeconfig that cannot be read or names an unknown context is bad input: say so
         # here, in one line, before a workflow starts (the worker would only find out later).
         kube.connect(kubeconfig=request.cluster.kubeconfig, context=request.cluster.context).close()
@@ -241,7 +248,7 @@ def history_url(config: PipelineConfig, app: str | None) -> str:
 
 
 def render_yaml(config: PipelineConfig, app_name: str | None, image: str) -> str:
-    request = prepare(config, app_name, image=image)
+    request = prepare(config, app_name, image=image, check_cluster=False)
     ref, build_id = images.image_for_preview(request)
     manifests = render.render_manifests(RenderInput(app=request.app, temporal=request.temporal, image=ref, build_id=build_id))
     return render.to_yaml(manifests)

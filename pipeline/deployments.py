@@ -37,20 +37,21 @@ from pipeline.contract import (
     RollbackRequest,
     deployment_workflow_id,
 )
-from pipeline.errors import PipelineError
+
+# The error classes live in pipeline/errors.py (one tree); re-exported here for this layer's callers.
+from pipeline.errors import (
+    DeploymentAlreadyRunning as DeploymentAlreadyRunning,
+)
+from pipeline.errors import (
+    NoDeployment as NoDeployment,
+)
+from pipeline.errors import (
+    PipelineError as PipelineError,
+)
+from pipeline.errors import (
+    RollbackRefused as RollbackRefused,
+)
 from pipeline.models import DeploymentResult, DeploymentStatus, DeployRequest
-
-
-class DeploymentAlreadyRunning(PipelineError):
-    """Only one deployment of an app to an environment may run at a time."""
-
-
-class NoDeployment(PipelineError):
-    """No deployment of that app exists."""
-
-
-class RollbackRefused(PipelineError):
-    """The running deployment refused the rollback update, saying why (nothing to roll back to, already ended)."""
 
 
 def workflow_url(ui_url: str, namespace: str, workflow_id: str, run_id: str | None = None) -> str:

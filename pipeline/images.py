@@ -9,23 +9,12 @@ current source, so nothing is built just to look.
 from __future__ import annotations
 
 from pipeline.builders.local import is_build_of, source_and_tag
-from pipeline.errors import PipelineError
+from pipeline.errors import (
+    ImageNotFound,  # noqa: F401  (re-exported: the tree lives in pipeline/errors.py)
+)
 from pipeline.models import DeployRequest
+from pipeline.references import split_reference
 from pipeline.registry import RegistryError, find_image
-
-
-class ImageNotFound(PipelineError):
-    """The registry has no image under that name or tag."""
-
-
-def split_reference(image: str) -> tuple[str, str, str]:
-    """(repository, tag, digest) of `repo[:tag][@sha256:...]`; missing parts are ""."""
-    repository, _, digest = image.partition("@")
-    tag = ""
-    last = repository.rsplit("/", 1)[-1]
-    if ":" in last:
-        repository, tag = repository.rsplit(":", 1)
-    return repository, tag, digest
 
 
 def resolve_digest(image: str) -> str:

@@ -158,10 +158,9 @@ class DeployRequest:
     """Input of DeploymentWorkflow."""
 
     app: AppSpec
-    environment: str  # "local" or "aks": the target, shown in search attributes
+    environment: str  # config.toml's `target`, "local" or "aks": the workflow id, the search attributes, the builder
     temporal: TemporalTarget
     cluster: ClusterRef
-    target: str = "local"
     image: str = ""  # an existing image reference to deploy without building
     tag: str = ""  # tag for the built image; "" = derived from the build context's content
     requested_by: str = ""
@@ -253,7 +252,6 @@ class AppliedObject:
     namespace: str
     resource_version: str
     generation: int = 0
-    changed: bool = True
 
 
 @dataclass(frozen=True)
@@ -295,8 +293,6 @@ class VerifyInput:
     build_id: str
     pod_template_hash: str
     timeout_seconds: int
-    # Pollers whose last access is older than this are considered gone.
-    freshness_seconds: int = 20
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,11 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
+# The error classes live in pipeline/errors.py (one tree); re-exported here for this layer's callers.
+from pipeline.errors import (
+    RegistryError as RegistryError,
+)
+
 MANIFEST_TYPES = ", ".join(
     (
         "application/vnd.docker.distribution.manifest.v2+json",
@@ -20,10 +25,6 @@ MANIFEST_TYPES = ", ".join(
     )
 )
 SOURCE_HASH_LABEL = "pipeline.source-hash"
-
-
-class RegistryError(RuntimeError):
-    """The registry answered something other than the image or a clean 404."""
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,16 @@ from typing import Any
 
 import yaml
 
-from pipeline.errors import PipelineError
+# The error classes live in pipeline/errors.py (one tree); re-exported here for this layer's callers.
+from pipeline.errors import (
+    ImageNotPinned as ImageNotPinned,
+)
+from pipeline.errors import (
+    PipelineError as PipelineError,
+)
+from pipeline.errors import (
+    RenderError as RenderError,
+)
 from pipeline.models import AppSpec, Manifests, PipelineRole, RenderInput, TemporalTarget
 
 Obj = dict[str, Any]
@@ -65,30 +74,11 @@ REVISION_HISTORY_LIMIT = 10
 SHUTDOWN_MARGIN_SECONDS = 5
 
 _DIGEST_RE = re.compile(r"^(?P<repo>[^@\s]+)@(?P<digest>sha256:[0-9a-f]{64})$")
-_LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _LABEL_MAX = 63
 _TOP_KEYS = ("apiVersion", "kind", "metadata")
 
 
-class RenderError(PipelineError):
-    """The render input cannot make valid manifests; the message says which value and what to do."""
-
-
-class ImageNotPinned(RenderError):
-    """The image is referenced by tag, not by digest, so what runs could change under the Deployment."""
-
-
 # ----- helpers that other layers use -----
-
-
-def build_id_for(image_ref: str) -> str:
-    """The build id of an image: `sha256:` + the digest's first 12 hex digits, else the tag ("" if none)."""
-    if "@" in image_ref:
-        digest = image_ref.split("@", 1)[1]
-        algo, _, hexdigits = digest.partition(":")
-        return f"{algo}:{hexdigits[:12]}"
-    last = image_ref.rsplit("/", 1)[-1]
-    return last.split(":", 1)[1] if ":" in last else ""
 
 
 def label_value(text: str) -> str:
@@ -115,7 +105,7 @@ def render_manifests(spec: RenderInput) -> Manifests:
     image = require_digest(spec.image)
     if not spec.build_id or any(c.isspace() for c in spec.build_id) or len(spec.build_id) > 255:
         raise RenderError(
-            f"build id {spec.build_id!r} must be 1-255 characters without spaces; derive it from the image with build_id_for()"
+            f"build id {spec.build_id!r} must be 1-255 characters without spaces; pipeline.references.build_id_of() derives it from the image"
         )
     app = spec.app
     labels = app_labels(app, build_id=spec.build_id)
@@ -418,8 +408,3 @@ def _field_env(name: str, path: str) -> Obj:
 def _digest(data: Mapping[str, str]) -> str:
     text = json.dumps(dict(data), sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def is_label_value(text: str) -> bool:
-    """True when `text` is a valid Kubernetes label value."""
-    return len(text) <= _LABEL_MAX and bool(_LABEL_VALUE_RE.match(text))

@@ -15,7 +15,10 @@ from typing import Any, TypeVar
 
 from temporalio.client import Client
 
-from pipeline.errors import PipelineError
+from pipeline.errors import (
+    PipelineError,
+    TemporalUnreachable,  # noqa: F401  (re-exported: the tree lives in pipeline/errors.py)
+)
 from pipeline.models import TemporalTarget
 
 T = TypeVar("T")
@@ -39,10 +42,6 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
             await asyncio.sleep(0.1)
 
     return asyncio.run(wrapped())
-
-
-class TemporalUnreachable(PipelineError):
-    """Temporal could not be reached or refused the connection."""
 
 
 def api_key_from_env(target: TemporalTarget, env: Mapping[str, str] | None = None) -> str | None:

@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         RollbackRequest,
         read_rollback_request,
     )
+    from pipeline.errors import non_retryable_types
     from pipeline.models import (
         ApplyInput,
         ApplyResult,
@@ -67,28 +68,14 @@ with workflow.unsafe.imports_passed_through():
         VerifyInput,
         VerifyResult,
     )
+    from pipeline.references import build_id_of
 
 T = TypeVar("T")
 
 # Bad input and definitive verdicts are not worth retrying; everything else (a 429, a 5xx,
-# a dropped connection, a registry hiccup) is, with back-off.
-NON_RETRYABLE = [
-    "ConfigError",
-    "KubeInvalid",
-    "KubeForbidden",
-    "KubeUnauthorized",
-    "KubeNotFound",
-    "RolloutFailed",
-    "VerificationFailed",
-    "BuildError",
-    "RenderError",
-    # Azure (target aks): a refused credential, a missing role or resource, a bad request, a failed ACR run.
-    "AzureUnauthorized",
-    "AzureForbidden",
-    "AzureNotFound",
-    "AzureBadRequest",
-    "AcrRunFailed",
-]
+# a dropped connection, a registry hiccup) is, with back-off. Which is which is said once,
+# by each error class in pipeline/errors.py.
+NON_RETRYABLE = non_retryable_types()
 ROLLBACK_VERIFY_SECONDS = 60
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -221,7 +208,7 @@ class DeploymentWorkflow:
                     built = await self._step("build", lambda: self._build(request))
                     image, build_id = built.reference, built.digest
                 else:
-                    build_id = _build_id_of(image)
+                    build_id = build_id_of(image)
                 self._status = replace(self._status, image=image)
                 workflow.upsert_search_attributes([search_attributes.DEPLOYMENT_IMAGE.value_set(image)])
                 manifests = await self._step("render", lambda: self._render(request, image, build_id))
@@ -414,7 +401,7 @@ class DeploymentWorkflow:
         assert r.app.build is not None, "the CLI sends a build spec whenever it sends no image"
         return workflow.execute_activity(
             activities.build_image,
-            BuildImageInput(app=r.app.name, target=r.target, build=r.app.build, tag=r.tag),
+            BuildImageInput(app=r.app.name, target=r.environment, build=r.app.build, tag=r.tag),
             start_to_close_timeout=timedelta(minutes=30),
             # Heartbeats come every few seconds even through silent build steps (pipeline/keepalive.py).
             heartbeat_timeout=timedelta(seconds=20),
@@ -525,13 +512,6 @@ class DeploymentWorkflow:
             pollers=list(pollers.pollers) if pollers else [],
             steps=list(self._steps),
         )
-
-
-def _build_id_of(image: str) -> str:
-    """An existing image's build id: its digest, or its tag when given by tag."""
-    if "@" in image:
-        return image.split("@", 1)[1]
-    return image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else image
 
 
 def _short(build_id: str) -> str:

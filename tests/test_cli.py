@@ -7,8 +7,6 @@ traceback, for good config, bad config, unknown apps and usage mistakes.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -16,22 +14,12 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import load_config, to_dict
-from tests.test_config import APP, SHIPPED_TEXT, write_config
+from tests.helpers.cli import clean_env, run
+from tests.helpers.config import APP, SHIPPED_TEXT, write_config
+
+pytestmark = pytest.mark.unit
 
 SCRIPT = Path(sys.executable).parent / "pipeline"
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The current environment without anything that would override config.toml."""
-    prefixes = ("PIPELINE", "TEMPORAL_", "AZURE_", "ACR_", "AKS_", "K8S_", "KUBECONFIG")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
-    return env | extra
-
-
-def run(
-    cwd: Path, *args: str, env: dict[str, str] | None = None, command: tuple[str, ...] = (sys.executable, "-m", "pipeline.cli")
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*command, *args], cwd=cwd, env=env or clean_env(), capture_output=True, text=True, timeout=60)
 
 
 def test_config_prints_the_effective_config_as_loadable_toml(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ follow the documented example as it changes.
 from __future__ import annotations
 
 import dataclasses
-import re
 import tomllib
 from decimal import Decimal
 from pathlib import Path
@@ -27,40 +26,13 @@ from pipeline.config import (
     to_dict,
     to_toml,
 )
+from tests.helpers import REPO_ROOT
+from tests.helpers.config import APP, SHIPPED_TEXT, write_config
+from tests.helpers.config import SHIPPED_CONFIG as SHIPPED
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = REPO_ROOT / "config.toml"
-SHIPPED_TEXT = SHIPPED.read_text(encoding="utf-8")
-DOCKERFILE = "FROM python:3.12-slim AS deps\nFROM deps AS sample-worker\nFROM deps AS pipeline-worker\n"
+pytestmark = pytest.mark.unit
+
 SUB = "0f7c6a3e-1b2d-4c5e-8f90-123456789abc"
-
-
-def edit(text: str, section: str, key: str, value: str | None) -> str:
-    """Set `key = value` (TOML text) in `[section]` ("" = root); None deletes the key."""
-    lines = text.splitlines()
-    start = 0
-    if section:
-        start = lines.index(next(line for line in lines if line.split("#")[0].strip() == f"[{section}]")) + 1
-    end = next((i for i in range(start, len(lines)) if lines[i].startswith("[")), len(lines))
-    found = [i for i in range(start, end) if re.match(rf"{re.escape(key)}\s*=", lines[i])]
-    if value is None:
-        assert found, f"{key} not in [{section}]"
-        del lines[found[0]]
-    elif found:
-        lines[found[0]] = f"{key} = {value}"
-    else:
-        lines.insert(start, f"{key} = {value}")
-    return "\n".join(lines) + "\n"
-
-
-def write_config(directory: Path, *edits: tuple[str, str, str | None], text: str = SHIPPED_TEXT) -> Path:
-    """The shipped config with `edits` applied, next to a Dockerfile with the sample stage."""
-    for section, key, value in edits:
-        text = edit(text, section, key, value)
-    (directory / "Dockerfile").write_text(DOCKERFILE)
-    path = directory / "config.toml"
-    path.write_text(text)
-    return path
 
 
 @pytest.fixture
@@ -155,7 +127,6 @@ def test_effective_config_round_trips_through_toml(workdir: Path) -> None:
 
 # --- one bad value, one exact line --------------------------------------------------------
 
-APP = "apps.sample-worker"
 LONG = "a" * 64
 DNS = 'a DNS-1123 label (lowercase letters, digits and "-", starting and ending with a letter or digit, at most 63 characters)'
 BAD_VALUES = [

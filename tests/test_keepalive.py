@@ -15,7 +15,11 @@ from temporalio.worker import Worker
 from pipeline.keepalive import Keepalive
 
 with workflow.unsafe.imports_passed_through():  # the sandbox re-imports this module for its workflow
-    from tests.conftest import poll_until
+    import pytest
+
+    from tests.helpers import poll_until
+
+pytestmark = pytest.mark.unit
 
 
 def test_the_latest_details_are_repeated_until_the_block_ends() -> None:

@@ -24,16 +24,12 @@ import yaml
 
 from pipeline import kube
 from pipeline.models import RenderInput
-from pipeline.render import build_id_for, render_manifests, to_yaml
-from tests.conftest import unique_name
-from tests.kube_fixtures import (
-    CRASHING_COMMAND,
-    HEALTHY_COMMAND,
-    NEVER_READY_COMMAND,
-    LocalCluster,
-    push_base_image,
-    sample_render_input,
-)
+from pipeline.references import build_id_of
+from pipeline.render import render_manifests, to_yaml
+from tests.helpers import unique_name
+from tests.helpers.cluster import LocalCluster
+from tests.helpers.kube import CRASHING_COMMAND, HEALTHY_COMMAND, NEVER_READY_COMMAND, push_base_image
+from tests.helpers.render import sample_render_input
 
 docker = pytest.importorskip("docker")
 
@@ -102,7 +98,7 @@ def app_input(cluster: LocalCluster, image: str, *, command: tuple[str, ...], **
         "termination_grace_period_seconds": 2,
         "rollout": rollout,
     }
-    return replace(spec, app=replace(spec.app, **(settings | app)), build_id=build_id_for(image))
+    return replace(spec, app=replace(spec.app, **(settings | app)), build_id=build_id_of(image))
 
 
 def generation_of(applied: list[dict[str, Any]]) -> int:
@@ -308,7 +304,7 @@ def test_a_bad_token_is_unauthorized(cluster: LocalCluster, tmp_path: Path) -> N
 
 
 def test_an_unreachable_server_is_unavailable_and_retryable(cluster: LocalCluster, tmp_path: Path) -> None:
-    from bootstrap.process import free_port
+    from tests.helpers.processes import free_port
 
     config = yaml.safe_load(cluster.kubeconfig.read_text())
     config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{free_port()}"

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from pipeline import kube
-from tests.kube_fixtures import LocalCluster
+from tests.helpers.cluster import LocalCluster
 
 
 @pytest.fixture(scope="module")

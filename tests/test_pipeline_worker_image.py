@@ -20,10 +20,8 @@ from docker.models.containers import Container
 from docker.models.images import Image
 from temporalio.client import Client
 
-from bootstrap.process import free_port
-from tests.conftest import REPO_ROOT, eventually, unique_name
-from tests.test_sample_worker import expect_poller, expect_status
-from tests.test_sample_worker_image import (
+from tests.helpers import REPO_ROOT, eventually, unique_name
+from tests.helpers.images import (
     PlantedSecrets,
     build_context_paths,
     built_image,
@@ -33,6 +31,8 @@ from tests.test_sample_worker_image import (
     logs,
     planted_secrets,
 )
+from tests.helpers.processes import free_port
+from tests.helpers.workers import expect_poller, expect_status
 
 __all__ = ["containers", "docker_client", "planted_secrets"]  # module fixtures used by name
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 
 def test_quickstart_deploys_the_sample_worker_and_prints_the_web_ui_link() -> None:

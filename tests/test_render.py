@@ -8,6 +8,7 @@ and review its diff like code.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +17,19 @@ import yaml
 
 from pipeline.errors import PipelineError
 from pipeline.models import SecretKeyRef
+from pipeline.references import build_id_of, split_reference
 from pipeline.render import (
     BUILD_ID_ANNOTATION,
     MANAGED_BY,
     ImageNotPinned,
     RenderError,
-    build_id_for,
-    is_label_value,
     label_value,
     render_manifests,
     to_yaml,
 )
-from tests.kube_fixtures import SAMPLE_IMAGE, sample_render_input, with_app
+from tests.helpers.render import SAMPLE_IMAGE, sample_render_input, with_app
+
+pytestmark = pytest.mark.unit
 
 GOLDEN = Path(__file__).parent / "golden" / "sample-worker.yaml"
 
@@ -112,7 +114,7 @@ def test_labels_and_an_immutable_selector_without_the_version() -> None:
     expected = {
         "app.kubernetes.io/name": "sample-worker",
         "app.kubernetes.io/instance": "sample-worker",
-        "app.kubernetes.io/version": "sha256-4f4f4f4f4f4f",
+        "app.kubernetes.io/version": "sha256-" + "4f" * 28,  # a label value: at most 63 characters
         "app.kubernetes.io/component": "worker",
         "app.kubernetes.io/part-of": "temporal-workers",
         "app.kubernetes.io/managed-by": "temporal-deploy-pipeline",
@@ -123,7 +125,7 @@ def test_labels_and_an_immutable_selector_without_the_version() -> None:
         "matchLabels": {"app.kubernetes.io/name": "sample-worker", "app.kubernetes.io/instance": "sample-worker"}
     }
     annotations = dep["spec"]["template"]["metadata"]["annotations"]
-    assert annotations[BUILD_ID_ANNOTATION] == "sha256:4f4f4f4f4f4f"
+    assert annotations[BUILD_ID_ANNOTATION] == "sha256:" + "4f" * 32
 
 
 @pytest.mark.parametrize(
@@ -137,13 +139,14 @@ def test_labels_and_an_immutable_selector_without_the_version() -> None:
 )
 def test_version_label_is_label_safe(build_id: str, label: str) -> None:
     assert label_value(build_id) == label
-    assert is_label_value(label)
+    assert len(label) <= 63 and re.fullmatch(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?", label), label
 
 
-def test_build_id_for() -> None:
-    assert build_id_for("127.0.0.1:5000/app@sha256:" + "ab" * 32) == "sha256:abababababab"
-    assert build_id_for("127.0.0.1:5000/app:v7") == "v7"
-    assert build_id_for("127.0.0.1:5000/app") == ""
+def test_build_id_of_is_the_digest_or_the_tag() -> None:
+    assert build_id_of("127.0.0.1:5000/app@sha256:" + "ab" * 32) == "sha256:" + "ab" * 32
+    assert build_id_of("127.0.0.1:5000/app:v7@sha256:" + "ab" * 32) == "sha256:" + "ab" * 32
+    assert build_id_of("127.0.0.1:5000/app:v7") == "v7"
+    assert split_reference("127.0.0.1:5000/app:v7") == ("127.0.0.1:5000/app", "v7", "")
 
 
 @pytest.mark.parametrize(
@@ -225,7 +228,7 @@ def test_container_env_follows_the_sample_worker_contract() -> None:
         ("POD_IP", {"fieldRef": {"fieldPath": "status.podIP"}}),
         ("HEALTH_HOST", "$(POD_IP)"),
         ("HEALTH_PORT", "8080"),
-        ("BUILD_ID", "sha256:4f4f4f4f4f4f"),
+        ("BUILD_ID", "sha256:" + "4f" * 32),
         ("SHUTDOWN_GRACE_SECONDS", "25"),
     ]
 

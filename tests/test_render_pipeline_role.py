@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 
 from pipeline.config import ConfigError, load_config
+from pipeline.inputs import app_spec, pipeline_role
 from pipeline.models import HostMount, PipelineRole, RenderInput
 from pipeline.render import PIPELINE_RULES, render_manifests, to_yaml
-from pipeline.requests import app_spec, pipeline_role
-from tests.kube_fixtures import SHIPPED_CONFIG, sample_render_input, shipped_config
+from tests.helpers.config import SHIPPED_CONFIG, shipped_config
+from tests.helpers.render import sample_render_input
 
 IMAGE = "127.0.0.1:5000/pipeline-worker@sha256:" + "ab" * 32
 
@@ -155,7 +156,7 @@ def test_plain_apps_are_unchanged() -> None:
 
 
 def test_missing_docker_socket_is_a_clear_bad_request(tmp_path: Path) -> None:
-    from pipeline.requests import BadRequest
+    from pipeline.inputs import BadRequest
 
     with pytest.raises(BadRequest, match=r"needs the Docker engine's socket .*/absent.sock.*bootstrap/stack up"):
         pipeline_role(shipped_config(), docker_socket=str(tmp_path / "absent.sock"))

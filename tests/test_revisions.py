@@ -6,8 +6,12 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+import pytest
+
 from pipeline.models import Manifests, Revision
 from pipeline.revisions import PREVIOUS, RevisionLog, drift, parse, pick, with_recorded
+
+pytestmark = pytest.mark.unit
 
 
 def revision(n: int, *, command: list[str] | None = None) -> Revision:

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap.selfdeploy import NoPipelineApp, pipeline_app
 from pipeline.config import load_config
-from tests.kube_fixtures import shipped_config
-from tests.test_cli import clean_env, run
-from tests.test_config import write_config
+from pipeline.selfdeploy import NoPipelineApp, pipeline_app
+from tests.helpers.cli import clean_env, run
+from tests.helpers.config import shipped_config, write_config
+
+pytestmark = pytest.mark.unit
 
 
 def test_the_pipeline_app_is_the_one_with_role_pipeline() -> None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, PollWorkflowTaskQueueRequest
@@ -14,7 +15,9 @@ from temporalio.client import Client
 from pipeline.kube.pods import pod_info
 from pipeline.models import Poller
 from pipeline.verify import PodState, describe_pollers, judge, pod_state
-from tests.conftest import unique_name
+from tests.helpers import unique_name
+
+pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 BUILD = "sha256:new"

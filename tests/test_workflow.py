@@ -17,12 +17,14 @@ import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from temporalio import activity, workflow
 from temporalio.api.common.v1 import Payload
+from temporalio.api.enums.v1 import WorkflowTaskFailedCause
 from temporalio.client import (
     Client,
     WorkflowExecutionDescription,
@@ -65,6 +67,12 @@ from pipeline.models import (
     VerifyResult,
 )
 from pipeline.workflows import DeploymentWorkflow, RollbackRequest
+
+pytestmark = pytest.mark.unit
+
+# The held doubles heartbeat every 0.1 s: unthrottled, a cancellation reaches them at once (throttled by
+# default to 80% of the 20 s heartbeat timeout, a rollback signal during a held apply took 16 s).
+HEARTBEAT_THROTTLE = timedelta(seconds=0.1)
 
 HISTORIES = Path(__file__).parent / "histories"
 PREVIOUS = Revision(
@@ -179,7 +187,13 @@ async def run_deployment(
     client: Client, cluster: Cluster, request: DeployRequest, *, during: Callable[[Any], Any] | None = None
 ) -> tuple[DeploymentResult, WorkflowHistory]:
     task_queue = f"deploy-{uuid.uuid4().hex[:8]}"
-    async with Worker(client, task_queue=task_queue, workflows=[DeploymentWorkflow], activities=cluster.activities()):
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[DeploymentWorkflow],
+        activities=cluster.activities(),
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+    ):
         handle = await deployments.start(client, request, task_queue=task_queue)
         if during is not None:
             await during(handle)
@@ -344,10 +358,12 @@ SIGNAL_INPUTS: dict[str, tuple[tuple[Any, ...], str]] = {
 
 
 def failed_tasks(history: WorkflowHistory) -> list[str]:
+    """Failed workflow tasks, but for UNHANDLED_COMMAND (an event came while the workflow completed; the SDK retries)."""
     return [
         e.workflow_task_failed_event_attributes.failure.message
         for e in history.events
         if e.HasField("workflow_task_failed_event_attributes")
+        and e.workflow_task_failed_event_attributes.cause != WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND
     ]
 
 
@@ -413,7 +429,13 @@ async def cancel_deployment(
 ) -> tuple[WorkflowExecutionDescription, DeploymentStatus, WorkflowHistory]:
     """Start, request cancellation while `step` is held, and wait for the end: it must be Canceled."""
     task_queue = f"deploy-{uuid.uuid4().hex[:8]}"
-    async with Worker(client, task_queue=task_queue, workflows=[DeploymentWorkflow], activities=cluster.activities()):
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[DeploymentWorkflow],
+        activities=cluster.activities(),
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+    ):
         handle = await deployments.start(client, request, task_queue=task_queue)
         await asyncio.wait_for(cluster.held.wait(), 20)
         await handle.cancel()

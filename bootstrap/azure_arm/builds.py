@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,35 @@ class _Stopped(Exception):
     def __init__(self, status: str) -> None:
         super().__init__(status)
         self.status = status
+
+
+@dataclass
+class _Run:
+    """One run while it executes: its record's private part, its log, its cancel event, whether it timed out."""
+
+    registry: str
+    run_id: str
+    private: dict[str, Any]
+    log_path: Path
+    cancel: threading.Event
+    timeout: float
+    timed_out: bool = False  # set by the watchdog before it cancels the run
+
+    def write(self, line: str, *, stamp: bool = True) -> None:
+        """Append a line to the run's log (with ACR's time stamp unless `stamp=False`)."""
+        prefix = datetime.datetime.now(datetime.UTC).strftime("%Y/%m/%d %H:%M:%S ") if stamp else ""
+        with self.log_path.open("a", encoding="utf-8") as f:
+            f.write(prefix + line.rstrip("\n") + "\n")
+
+    def check(self) -> None:
+        """Stop here (`_Stopped`) if the run was canceled or timed out."""
+        if self.cancel.is_set():
+            raise _Stopped("Timeout" if self.timed_out else "Canceled")
+
+    def stopped_error(self, status: str) -> str:
+        return (
+            "The run was canceled." if status == "Canceled" else f"The run exceeded its timeout of {int(self.timeout)} seconds."
+        )
 
 
 class RunExecutor:
@@ -67,201 +97,224 @@ class RunExecutor:
     # -- the run ---------------------------------------------------------
 
     def _run(self, registry: str, run_id: str) -> None:
+        run = self._prepare(registry, run_id)
+        started = time.monotonic()
+        watchdog_stop = self._start_watchdog(run, deadline=started + run.timeout)
+        try:
+            status, error, output_images = self._execute(run)
+        finally:
+            watchdog_stop.set()
+            self._release((registry, run_id))
+        self._finish(run, status, error, output_images, elapsed=int(time.monotonic() - started))
+
+    def _prepare(self, registry: str, run_id: str) -> _Run:
+        """The run's record, its log file's directory, and its timeout (an injected `runTimeout` shortens it)."""
         record = self._store.get(registry, run_id)
         assert record is not None
         private: dict[str, Any] = record["private"]
         log_path = Path(private["logFile"])
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        started = time.monotonic()
-        key = (registry, run_id)
-        cancel = self._cancel[key]
         timeout = float(private["timeout"])
         if fault := self._faults.take("runTimeout"):
             timeout = float(fault["seconds"])
-        deadline = started + timeout
-        watchdog_stop = threading.Event()
+        return _Run(registry, run_id, private, log_path, self._cancel[(registry, run_id)], timeout)
 
-        def write(line: str, *, stamp: bool = True) -> None:
-            prefix = datetime.datetime.now(datetime.UTC).strftime("%Y/%m/%d %H:%M:%S ") if stamp else ""
-            with log_path.open("a", encoding="utf-8") as f:
-                f.write(prefix + line.rstrip("\n") + "\n")
+    def _start_watchdog(self, run: _Run, *, deadline: float) -> threading.Event:
+        """A thread that cancels the run once `deadline` passes (marking it timed out); set the event to stop it."""
+        stop = threading.Event()
 
         def watchdog() -> None:
-            while not watchdog_stop.wait(0.2):
-                if time.monotonic() > deadline and not cancel.is_set():
-                    private_state["timedOut"] = True
-                    self.cancel(registry, run_id)
+            while not stop.wait(0.2):
+                if time.monotonic() > deadline and not run.cancel.is_set():
+                    run.timed_out = True
+                    self.cancel(run.registry, run.run_id)
 
-        private_state: dict[str, Any] = {"timedOut": False}
-        threading.Thread(target=watchdog, name=f"acr-run-{run_id}-watchdog", daemon=True).start()
+        threading.Thread(target=watchdog, name=f"acr-run-{run.run_id}-watchdog", daemon=True).start()
+        return stop
+
+    def _execute(self, run: _Run) -> tuple[str, str, list[dict[str, str]]]:
+        """Run it: (status, error, output images). Every failure is the run's, reported in its log."""
         status, error = "Failed", ""
         output_images: list[dict[str, str]] = []
         try:
-            if private.get("resumed"):
-                write(f"The imitation restarted; run {run_id} starts over.")
-            self._check(cancel, private_state)
-            self._store.update(registry, run_id, status="Running", startTime=now_iso(), lastUpdatedTime=now_iso())
-            write("Waiting for an agent...", stamp=False)
-            if delay := self._faults.take("runDelay"):
-                end = time.monotonic() + float(delay["seconds"])
-                while time.monotonic() < end:
-                    self._check(cancel, private_state)
-                    time.sleep(0.1)
-            output_images = self._build_and_push(registry, run_id, private, write, cancel, private_state)
+            self._start_running(run)
+            output_images = self._build_and_push(run)
             if fault := self._faults.take("failRun"):
                 message = str(fault.get("message") or "injected failure")
-                write(message)
+                run.write(message)
                 raise RuntimeError(message)
             status = "Succeeded"
         except _Stopped as stopped:
             status = stopped.status
-            error = (
-                "The run was canceled." if status == "Canceled" else f"The run exceeded its timeout of {int(timeout)} seconds."
-            )
+            error = run.stopped_error(status)
         except Exception as exc:  # noqa: BLE001 - every failure of the build is the run's failure, reported in its log
-            if private_state["timedOut"] or cancel.is_set():
-                status = "Timeout" if private_state["timedOut"] else "Canceled"
-                error = (
-                    "The run was canceled."
-                    if status == "Canceled"
-                    else f"The run exceeded its timeout of {int(timeout)} seconds."
-                )
+            if run.timed_out or run.cancel.is_set():
+                status = "Timeout" if run.timed_out else "Canceled"
+                error = run.stopped_error(status)
             else:
                 error = f"failed during run, err: {exc}"
-        finally:
-            watchdog_stop.set()
-            with self._lock:
-                client = self._clients.pop(key, None)
-                self._cancel.pop(key, None)
-            if client:
-                client.close()
-        elapsed = int(time.monotonic() - started)
+        return status, error, output_images
+
+    def _start_running(self, run: _Run) -> None:
+        """Queued -> Running, then wait as long as an injected `runDelay` says (still cancellable)."""
+        if run.private.get("resumed"):
+            run.write(f"The imitation restarted; run {run.run_id} starts over.")
+        run.check()
+        self._store.update(run.registry, run.run_id, status="Running", startTime=now_iso(), lastUpdatedTime=now_iso())
+        run.write("Waiting for an agent...", stamp=False)
+        if delay := self._faults.take("runDelay"):
+            end = time.monotonic() + float(delay["seconds"])
+            while time.monotonic() < end:
+                run.check()
+                time.sleep(0.1)
+
+    def _release(self, key: tuple[str, str]) -> None:
+        """Forget the run's cancel event and close its Docker client."""
+        with self._lock:
+            client = self._clients.pop(key, None)
+            self._cancel.pop(key, None)
+        if client:
+            client.close()
+
+    def _finish(self, run: _Run, status: str, error: str, output_images: list[dict[str, str]], *, elapsed: int) -> None:
+        """The log's last line and the run's final state."""
         if status == "Succeeded":
-            write(f"Run ID: {run_id} was successful after {elapsed}s", stamp=False)
+            run.write(f"Run ID: {run.run_id} was successful after {elapsed}s", stamp=False)
         else:
-            write(f"Run ID: {run_id} failed after {elapsed}s. Error: {error}", stamp=False)
+            run.write(f"Run ID: {run.run_id} failed after {elapsed}s. Error: {error}", stamp=False)
         finish = now_iso()
         self._store.update(
-            registry,
-            run_id,
+            run.registry,
+            run.run_id,
             status=status,
             finishTime=finish,
             lastUpdatedTime=finish,
             outputImages=output_images or None,
             runErrorMessage=error or None,
         )
-        log.info("run %s/%s ended %s", registry, run_id, status)
+        log.info("run %s/%s ended %s", run.registry, run.run_id, status)
 
-    @staticmethod
-    def _check(cancel: threading.Event, private_state: dict[str, Any]) -> None:
-        if cancel.is_set():
-            raise _Stopped("Timeout" if private_state["timedOut"] else "Canceled")
+    # -- the build and the push --------------------------------------------
 
-    def _build_and_push(
-        self,
-        registry: str,
-        run_id: str,
-        private: dict[str, Any],
-        write: Callable[..., None],
-        cancel: threading.Event,
-        private_state: dict[str, Any],
-    ) -> list[dict[str, str]]:
-        request: dict[str, Any] = private["request"]
-        login_server: str = private["loginServer"]
-        source = Path(private["sourceFile"])
-        images = [name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest" for name in request.get("imageNames") or []]
-        tags = [f"{login_server}/{name}" for name in images]
+    def _build_and_push(self, run: _Run) -> list[dict[str, str]]:
+        """`docker build` the uploaded archive, tag it with every image name, push each; the pushed images."""
+        request: dict[str, Any] = run.private["request"]
+        login_server: str = run.private["loginServer"]
+        tags = [f"{login_server}/{name}" for name in _image_names(request)]
         client = self._docker_factory()
         with self._lock:
-            self._clients[(registry, run_id)] = client
-        write("Downloading source code...")
-        write("Finished downloading source code")
-        write("Setting up Docker configuration...")
-        write("Successfully set up Docker configuration")
-        write(f"Logging in to registry: {login_server}")
-        write(f"Successfully logged into {login_server}")
-        write(f"Executing step ID: build. Timeout(sec): {int(private['timeout'])}, Working directory: '', Network: ''")
-        build_args = {a["name"]: a.get("value", "") for a in request.get("arguments") or []}
-        shown = " ".join(
-            f"--build-arg {a['name']}={'*****' if a.get('isSecret') else a.get('value', '')}"
-            for a in request.get("arguments") or []
-        )
-        write(
-            f"Launching container with name: build (docker build -f {request['dockerFilePath']} {' '.join('-t ' + t for t in tags)} {shown} .)"
-        )
-        platform = request.get("platform") or {}
-        wanted = f"{str(platform.get('os', 'linux')).lower()}/{str(platform.get('architecture', 'amd64')).lower()}"
+            self._clients[(run.registry, run.run_id)] = client
+        _log_build_start(run, request, login_server, tags)
         started = time.monotonic()
-        image_id = ""
-        with source.open("rb") as context:
-            stream = client.build(
-                fileobj=context,
-                custom_context=True,
-                encoding="gzip",
-                dockerfile=request["dockerFilePath"],
-                target=request.get("target") or None,
-                tag=tags[0] if tags else None,
-                buildargs=build_args,
-                nocache=bool(request.get("noCache")),
-                network_mode="host",
-                platform=None if wanted == "linux/amd64" else wanted,
-                rm=True,
-                forcerm=True,
-                decode=True,
-            )
-            try:
-                for chunk in stream:
-                    self._check(cancel, private_state)
-                    if "stream" in chunk:
-                        write(str(chunk["stream"]), stamp=False)
-                    if "aux" in chunk and "ID" in chunk["aux"]:
-                        image_id = chunk["aux"]["ID"]
-                    if "error" in chunk:
-                        detail = str(chunk.get("errorDetail", {}).get("message") or chunk["error"]).strip()
-                        write(detail, stamp=False)
-                        write("Container failed during run: build. No retries remaining.")
-                        raise RuntimeError("exit status 1")
-            except (requests.exceptions.RequestException, docker.errors.APIError, OSError, AttributeError):
-                self._check(cancel, private_state)
-                raise
-        self._check(cancel, private_state)
-        write("Successfully executed container: build")
+        image_id = _docker_build(client, run, Path(run.private["sourceFile"]), request, tags)
+        run.check()
+        run.write("Successfully executed container: build")
         for tag in tags[1:]:
             repo, _, name_tag = tag.rpartition(":")
             client.tag(image_id or tags[0], repo, name_tag)
         outputs: list[dict[str, str]] = []
         if request.get("isPushEnabled", True) and tags:
-            write("Executing step ID: push. Timeout(sec): 3600, Working directory: '', Network: ''")
-            for tag in tags:
-                repo, _, name_tag = tag.rpartition(":")
-                write(f"Pushing image: {tag}, attempt 1")
-                digest = ""
-                for chunk in client.push(repo, tag=name_tag, stream=True, decode=True):
-                    self._check(cancel, private_state)
-                    if "error" in chunk:
-                        detail = str(chunk.get("errorDetail", {}).get("message") or chunk["error"]).strip()
-                        write(detail, stamp=False)
-                        raise RuntimeError(f"failed to push image {tag}: {detail}")
-                    if "status" in chunk and "progress" not in chunk:
-                        line = f"{chunk.get('id', '')}: {chunk['status']}" if chunk.get("id") else chunk["status"]
-                        write(line, stamp=False)
-                    digest = chunk.get("aux", {}).get("Digest", digest)
-                if not digest:
-                    raise RuntimeError(f"failed to push image {tag}: the registry reported no digest")
-                write(f"Successfully pushed image: {tag}")
-                outputs.append(
-                    {
-                        "registry": login_server,
-                        "repository": repo.removeprefix(login_server + "/"),
-                        "tag": name_tag,
-                        "digest": digest,
-                    }
-                )
-        write(f"Step ID: build marked as successful (elapsed time in seconds: {time.monotonic() - started:.6f})")
+            run.write("Executing step ID: push. Timeout(sec): 3600, Working directory: '', Network: ''")
+            outputs = [_push(client, run, tag, login_server) for tag in tags]
+        run.write(f"Step ID: build marked as successful (elapsed time in seconds: {time.monotonic() - started:.6f})")
         for out in outputs:
-            write("Populating digests for step ID: build...")
-            write(
+            run.write("Populating digests for step ID: build...")
+            run.write(
                 f"- image:\n    registry: {out['registry']}\n    repository: {out['repository']}\n    tag: {out['tag']}\n    digest: {out['digest']}",
                 stamp=False,
             )
         return outputs
+
+
+def _image_names(request: dict[str, Any]) -> list[str]:
+    """The request's imageNames, `:latest` where a name has no tag."""
+    return [name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest" for name in request.get("imageNames") or []]
+
+
+def _log_build_start(run: _Run, request: dict[str, Any], login_server: str, tags: list[str]) -> None:
+    """What an ACR agent logs before the build step's output (secret build arguments masked)."""
+    run.write("Downloading source code...")
+    run.write("Finished downloading source code")
+    run.write("Setting up Docker configuration...")
+    run.write("Successfully set up Docker configuration")
+    run.write(f"Logging in to registry: {login_server}")
+    run.write(f"Successfully logged into {login_server}")
+    run.write(f"Executing step ID: build. Timeout(sec): {int(run.private['timeout'])}, Working directory: '', Network: ''")
+    shown = " ".join(
+        f"--build-arg {a['name']}={'*****' if a.get('isSecret') else a.get('value', '')}" for a in request.get("arguments") or []
+    )
+    run.write(
+        f"Launching container with name: build (docker build -f {request['dockerFilePath']} {' '.join('-t ' + t for t in tags)} {shown} .)"
+    )
+
+
+def _docker_build(client: docker.APIClient, run: _Run, source: Path, request: dict[str, Any], tags: list[str]) -> str:
+    """Build the archive with the engine, streaming its output into the log; the built image's id ("" if none said)."""
+    build_args = {a["name"]: a.get("value", "") for a in request.get("arguments") or []}
+    platform = request.get("platform") or {}
+    wanted = f"{str(platform.get('os', 'linux')).lower()}/{str(platform.get('architecture', 'amd64')).lower()}"
+    image_id = ""
+    with source.open("rb") as context:
+        stream = client.build(
+            fileobj=context,
+            custom_context=True,
+            encoding="gzip",
+            dockerfile=request["dockerFilePath"],
+            target=request.get("target") or None,
+            tag=tags[0] if tags else None,
+            buildargs=build_args,
+            nocache=bool(request.get("noCache")),
+            network_mode="host",
+            platform=None if wanted == "linux/amd64" else wanted,
+            rm=True,
+            forcerm=True,
+            decode=True,
+        )
+        try:
+            for chunk in stream:
+                run.check()
+                image_id = _build_chunk(run, chunk, image_id)
+        except (requests.exceptions.RequestException, docker.errors.APIError, OSError, AttributeError):
+            run.check()
+            raise
+    return image_id
+
+
+def _build_chunk(run: _Run, chunk: dict[str, Any], image_id: str) -> str:
+    """Log one chunk of the engine's build output; the image id it names, else `image_id`. An error fails the build."""
+    if "stream" in chunk:
+        run.write(str(chunk["stream"]), stamp=False)
+    if "aux" in chunk and "ID" in chunk["aux"]:
+        image_id = chunk["aux"]["ID"]
+    if "error" in chunk:
+        detail = str(chunk.get("errorDetail", {}).get("message") or chunk["error"]).strip()
+        run.write(detail, stamp=False)
+        run.write("Container failed during run: build. No retries remaining.")
+        raise RuntimeError("exit status 1")
+    return image_id
+
+
+def _push(client: docker.APIClient, run: _Run, tag: str, login_server: str) -> dict[str, str]:
+    """Push one tag, logging the engine's progress; the pushed image as Runs_Get's outputImages name it."""
+    repo, _, name_tag = tag.rpartition(":")
+    run.write(f"Pushing image: {tag}, attempt 1")
+    digest = ""
+    for chunk in client.push(repo, tag=name_tag, stream=True, decode=True):
+        run.check()
+        if "error" in chunk:
+            detail = str(chunk.get("errorDetail", {}).get("message") or chunk["error"]).strip()
+            run.write(detail, stamp=False)
+            raise RuntimeError(f"failed to push image {tag}: {detail}")
+        if "status" in chunk and "progress" not in chunk:
+            line = f"{chunk.get('id', '')}: {chunk['status']}" if chunk.get("id") else chunk["status"]
+            run.write(line, stamp=False)
+        digest = chunk.get("aux", {}).get("Digest", digest)
+    if not digest:
+        raise RuntimeError(f"failed to push image {tag}: the registry reported no digest")
+    run.write(f"Successfully pushed image: {tag}")
+    return {
+        "registry": login_server,
+        "repository": repo.removeprefix(login_server + "/"),
+        "tag": name_tag,
+        "digest": digest,
+    }

@@ -125,7 +125,7 @@ def build_app(*, state_dir: Path, seed: Seed, kubeconfig: Path | None, login_ser
     app["executor"] = RunExecutor(store=runs, faults=faults, state_dir=state_dir)
     app["kubeconfig"] = kubeconfig
     app["login_server"] = login_server  # the loginServer of registries created through Registries_Create
-    app["operations"] = {}  # ARM asynchronous operations by id (arm.Operation), in memory
+    app["operations"] = {}  # ARM asynchronous operations by id (state.Operation), in memory
     app["operation_seconds"] = dict(arm.OPERATION_SECONDS)
     app["cluster_token"] = None
     if kubeconfig is not None:

@@ -1,15 +1,6 @@
-"""The Azure layer's errors: every failure of azure-identity and the management SDKs, translated in one place.
+"""The Azure layer's one mapping: every failure of azure-identity and the management SDKs into the pipeline's error tree.
 
-    PipelineError
-    └── AzureError                 `.status` (HTTP status or None), `.code` (ARM's error code), `.retryable`
-        ├── AzureUnauthorized      401, or no credential could get a token      (not retried)
-        ├── AzureForbidden         403: the identity lacks the role             (not retried)
-        ├── AzureNotFound          404: subscription, resource group, registry, cluster or run
-        ├── AzureThrottled         429 after the SDK's own Retry-After retries  (retryable)
-        ├── AzureUnavailable       5xx, connection refused/reset, timeouts      (retryable)
-        ├── AzureBadRequest        400/409/...: the request itself is wrong     (not retried)
-        └── AcrRunFailed           an ACR Tasks run ended Failed/Timeout/Canceled/Error;
-                                   the message carries the tail of the run log  (not retried)
+The classes (AzureError and its branches) live in pipeline/errors.py with the rest of the tree.
 
 `azure_errors(resource)` is the only place that translates. Each error is
 raised `from` the azure.core exception, says which resource (by name, resource
@@ -18,8 +9,8 @@ group and subscription) and what to do next, in one line, and carries at most
 password or key: ARM's messages do not contain them, and request headers are
 never quoted.
 
-The workflow's retry policy names the non-retryable types (see
-`pipeline.workflows.NON_RETRYABLE`); the retryable ones have already been
+The workflow's retry policy names the non-retryable types (each class's
+`retryable`, see `pipeline.errors.non_retryable_types`); the retryable ones have already been
 retried inside the SDK (honouring Retry-After, see `clients.py`), and are
 retried again by Temporal with back-off.
 """
@@ -38,56 +29,36 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from pipeline.errors import PipelineError
+# The error classes live in pipeline/errors.py (one tree); re-exported here for this layer's callers.
+from pipeline.errors import (
+    AcrRunFailed as AcrRunFailed,
+)
+from pipeline.errors import (
+    AzureBadRequest as AzureBadRequest,
+)
+from pipeline.errors import (
+    AzureError as AzureError,
+)
+from pipeline.errors import (
+    AzureForbidden as AzureForbidden,
+)
+from pipeline.errors import (
+    AzureNotFound as AzureNotFound,
+)
+from pipeline.errors import (
+    AzureThrottled as AzureThrottled,
+)
+from pipeline.errors import (
+    AzureUnauthorized as AzureUnauthorized,
+)
+from pipeline.errors import (
+    AzureUnavailable as AzureUnavailable,
+)
+from pipeline.errors import (
+    PipelineError as PipelineError,
+)
 
 BODY_LIMIT = 300
-
-
-class AzureError(PipelineError):
-    """An Azure call failed; `retryable` says whether the same call may succeed later."""
-
-    retryable = False
-    hint = "see the message above"
-
-    def __init__(self, message: str, *, status: int | None = None, code: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-
-class AzureUnauthorized(AzureError):
-    hint = (
-        "the Azure credential was refused or is missing; check AZURE_TENANT_ID/AZURE_CLIENT_ID and the secret or "
-        "federated token (workload identity), or run `az login` on a laptop"
-    )
-
-
-class AzureForbidden(AzureError):
-    hint = "the identity has no role allowing this; grant it (e.g. Contributor on the registry, AKS Cluster User on the cluster)"
-
-
-class AzureNotFound(AzureError):
-    hint = "check [azure].subscription_id, [azure].resource_group and the resource's name in config.toml"
-
-
-class AzureThrottled(AzureError):
-    retryable = True
-    hint = "Azure is throttling this identity; the pipeline retries with back-off"
-
-
-class AzureUnavailable(AzureError):
-    retryable = True
-    hint = "Azure (or [azure].endpoint) is unreachable or failing; the pipeline retries with back-off"
-
-
-class AzureBadRequest(AzureError):
-    hint = "Azure refused the request as invalid; check the values in config.toml"
-
-
-class AcrRunFailed(AzureError):
-    """An ACR Tasks run ended without success; the message ends with the tail of its log."""
-
-    hint = "fix the build (the run log's last lines are above) and deploy again"
 
 
 @dataclass(frozen=True)

@@ -46,8 +46,18 @@ from azure.mgmt.containerregistry.v2025_03_01_preview import models as acr_model
 from azure.mgmt.containerservice import models as aks_models
 
 from pipeline.azure.clients import acr_client, aks_client, authorization_client, resource_client
-from pipeline.azure.errors import AzureBadRequest, AzureError, Resource, _arm_error, translate
-from pipeline.errors import PipelineError
+from pipeline.azure.errors import AzureBadRequest, Resource, _arm_error, translate
+
+# The error classes live in pipeline/errors.py (one tree); re-exported here for this layer's callers.
+from pipeline.errors import (
+    AzureOperationFailed as AzureOperationFailed,
+)
+from pipeline.errors import (
+    IncompatibleResource as IncompatibleResource,
+)
+from pipeline.errors import (
+    PipelineError as PipelineError,
+)
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -63,16 +73,6 @@ ACR_PULL_ROLE = "7f951dca-d1b7-4d0a-9b11-ce1bf1cd58da"
 REGISTRY_SKU = "Standard"
 """A new registry's SKU: Basic's storage and throughput are tight for CI; Premium adds geo-replication we do not use."""
 NODE_POOL = "nodepool1"
-
-
-class IncompatibleResource(PipelineError):
-    """A resource exists with settings the pipeline cannot work with; it was not changed."""
-
-
-class AzureOperationFailed(AzureError):
-    """A long-running create ended Failed or Canceled; the message carries ARM's error code and message."""
-
-    hint = "fix the cause ARM names, delete the failed resource, and run `pipeline bootstrap --azure` again"
 
 
 @dataclass(frozen=True)

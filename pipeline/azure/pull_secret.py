@@ -21,7 +21,7 @@ from pipeline import kube
 from pipeline.azure import acr
 from pipeline.models import ImagePullSecretRef
 
-FIELD_MANAGER = "temporal-deploy-pipeline"
+FIELD_MANAGER = kube.FIELD_MANAGER
 
 
 def secret_object(*, name: str, namespace: str, login: acr.RegistryLogin) -> dict[str, Any]:

@@ -17,12 +17,12 @@ import docker
 import docker.errors
 from docker.utils.build import exclude_paths
 
+# The error classes live in pipeline/errors.py (one tree); re-exported here for this layer's callers.
+from pipeline.errors import (
+    BuildError as BuildError,
+)
 from pipeline.models import BuildSpec
 from pipeline.registry import SOURCE_HASH_LABEL, RegistryImage
-
-
-class BuildError(RuntimeError):
-    """The build or the push failed; the message carries the tail of the log."""
 
 
 @dataclass(frozen=True)

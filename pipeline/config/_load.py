@@ -58,6 +58,10 @@ def _read_toml(path: Path, label: str) -> dict[str, object]:
         problem = "is not UTF-8 text"
     except OSError as error:
         problem = f"cannot be read: {error.strerror}"
+    except ValueError:
+        problem = "cannot be read: its name contains a NUL character"
+    except RuntimeError:  # Path.expanduser: no home directory for "~" or "~user"
+        problem = f'cannot be read: no home directory for "{path.parts[0]}"'
     else:
         try:
             return tomllib.loads(text)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from decimal import Decimal
@@ -33,7 +34,7 @@ from pipeline.config._model import (
     TemporalConfig,
 )
 from pipeline.config._quantity import CPU_RULE, MEMORY_RULE, parse_cpu, parse_memory
-from pipeline.config._reader import Problems, Rule, Table
+from pipeline.config._reader import Problems, Rule, Table, show
 
 BUILTIN_RESOURCES = Resources(cpu_request="100m", cpu_limit="500m", memory_request="128Mi", memory_limit="256Mi")
 BUILTIN_ROLLOUT = Rollout(
@@ -162,17 +163,39 @@ def _kubernetes(t: Table, base_dir: Path) -> KubernetesConfig:
     context = t.string("context", "")
     t.finish()
     from_env = t.problems.origin(t.path + ("kubeconfig",)).env_name is not None
-    return KubernetesConfig(
-        namespace=namespace,
-        kubeconfig=_resolve_path_list(kubeconfig, Path.cwd() if from_env else base_dir),
-        context=context,
-    )
+    base = Path.cwd() if from_env else base_dir
+    # Each entry of a KUBECONFIG-style list made absolute, so a later chdir cannot break it; it need not exist yet.
+    entries = [_usable_path(t, "kubeconfig", entry, base, resolve=False)[0] for entry in kubeconfig.split(os.pathsep) if entry]
+    return KubernetesConfig(namespace=namespace, kubeconfig=os.pathsep.join(map(str, entries)), context=context)
 
 
-def _resolve_path_list(text: str, base: Path) -> str:
-    """Make each entry of a KUBECONFIG-style list absolute, so a later chdir cannot break it."""
-    entries = [base / Path(entry).expanduser() for entry in text.split(os.pathsep) if entry]
-    return os.pathsep.join(str(entry) for entry in entries)
+def _usable_path(t: Table, key: str, text: str, base: Path, *, resolve: bool = True) -> tuple[Path, int | None]:
+    """`text` made absolute against `base` (symlinks resolved if `resolve`), and the mode of what is there.
+
+    The mode is None when nothing is there. A name the OS refuses (too long, a NUL, a symlink loop,
+    an unknown "~user") is reported once under `key`, as one config line rather than a traceback at
+    first use, and gives (`base`, None).
+    """
+    try:
+        path = base / Path(text).expanduser()
+        return Path(os.path.realpath(path)) if resolve else path, _mode(path)
+    except OSError as error:
+        reason = error.strerror or str(error)
+    except ValueError:
+        reason = "it contains a NUL character"
+    except RuntimeError:  # Path.expanduser: no home directory for "~" or "~user"
+        reason = f'no home directory for "{text.partition("/")[0]}"'
+    if not t.problems.failed_under(t.path + (key,)):
+        t.problems.add(t.path + (key,), f"not a usable path ({reason}), got {show(text)}")
+    return base, None
+
+
+def _mode(path: Path) -> int | None:
+    """The st_mode of what `path` names, None when nothing is there (nor, for a file as parent, can be)."""
+    try:
+        return path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
 
 
 def _registry(t: Table) -> RegistryConfig:
@@ -260,9 +283,7 @@ def _app(name: str, t: Table, base_dir: Path, resources: Resources, rollout: Rol
     app_resources = _resources(t.table("resources"), resources, always=False)
     app_rollout = _rollout(t.table("rollout"), rollout, always=False)
     t.finish()
-    build_context = (base_dir / Path(context_text).expanduser()).resolve()
-    dockerfile = (build_context / Path(dockerfile_text).expanduser()).resolve()
-    _check_build_files(t, build_context, dockerfile, build_target)
+    build_context, dockerfile = _build_files(t, base_dir, context_text, dockerfile_text, build_target)
     return AppConfig(
         name=name,
         task_queue=task_queue,
@@ -284,28 +305,34 @@ def _app(name: str, t: Table, base_dir: Path, resources: Resources, rollout: Rol
 _STAGE = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*\S+\s+AS\s+(\S+)\s*$", re.IGNORECASE | re.MULTILINE)
 
 
-def _check_build_files(t: Table, context: Path, dockerfile: Path, build_target: str) -> None:
-    """The build context, its Dockerfile and the named stage must exist before any build."""
+def _build_files(t: Table, base_dir: Path, context_text: str, dockerfile_text: str, build_target: str) -> tuple[Path, Path]:
+    """The build context and its Dockerfile, absolute; they and the named stage must exist before any build."""
     context_key, dockerfile_key = t.path + ("build_context",), t.path + ("dockerfile",)
+    context = dockerfile = base_dir
     if t.problems.failed_under(context_key, dockerfile_key):
-        return
-    if not context.is_dir():
-        t.problems.add(context_key, f"must be an existing directory, got {context}")
-        return
-    if not dockerfile.is_file():
-        t.problems.add(dockerfile_key, f"must be an existing file, got {dockerfile}")
-        return
+        return context, dockerfile
+    context, mode = _usable_path(t, "build_context", context_text, base_dir)
+    if mode is None or not stat.S_ISDIR(mode):
+        if not t.problems.failed_under(context_key):  # else _usable_path said why
+            t.problems.add(context_key, f"must be an existing directory, got {context}")
+        return context, dockerfile
+    dockerfile, mode = _usable_path(t, "dockerfile", dockerfile_text, context)
+    if mode is None or not stat.S_ISREG(mode):
+        if not t.problems.failed_under(dockerfile_key):  # else _usable_path said why
+            t.problems.add(dockerfile_key, f"must be an existing file, got {dockerfile}")
+        return context, dockerfile
     target_key = t.path + ("build_target",)
     if not build_target or t.problems.failed_under(target_key):
-        return
+        return context, dockerfile
     try:
         stages = _STAGE.findall(dockerfile.read_text(encoding="utf-8", errors="replace"))
     except OSError:
-        return  # unreadable now; the build will report it in Docker's own words
+        return context, dockerfile  # unreadable now; the build will report it in Docker's own words
     if build_target not in stages:
         listed = ", ".join(f'"{stage}"' for stage in stages) or "none"
         reason = f'must name a stage of {dockerfile} (stages: {listed}), got "{build_target}"'
         t.problems.add(target_key, reason)
+    return context, dockerfile
 
 
 def _check_default_app(problems: Problems, pipeline: PipelineSection, apps: Mapping[str, AppConfig]) -> None:

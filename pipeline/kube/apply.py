@@ -1,7 +1,7 @@
 """Server-side apply (one field manager, idempotent) and a server-side dry run that says what would change.
 
-    applied = server_side_apply(kc, manifests.objects, field_manager="temporal-deploy-pipeline")
-    changes = diff_for_dry_run(kc, manifests.objects, field_manager="temporal-deploy-pipeline")
+    applied = server_side_apply(kc, manifests.objects, field_manager=FIELD_MANAGER)
+    changes = diff_for_dry_run(kc, manifests.objects, field_manager=FIELD_MANAGER)
 
 Apply is `PATCH` with `Content-Type: application/apply-patch+yaml` (a JSON body
 is valid YAML), `fieldManager`, `force` and, for a dry run, `dryRun=All`: the

@@ -1,18 +1,8 @@
-"""The kube layer's errors: every failure of the Kubernetes API, translated in one place.
+"""The kube layer's one mapping: every failure of the Kubernetes API into the pipeline's error tree.
 
-    PipelineError
-    └── KubeError                 `.status` (HTTP status or None), `.reason`, `.retryable`
-        ├── KubeUnavailable       connection refused/reset, timeouts, 429, 5xx     (retryable)
-        ├── KubeExpired           410: a watch's resourceVersion is too old; relist (retryable)
-        ├── KubeUnauthorized      401: the kubeconfig's credentials were rejected
-        ├── KubeForbidden         403: the credentials may not do this
-        ├── KubeNotFound          404
-        ├── KubeConflict          409
-        ├── KubeInvalid           400 / 422, or an object this layer cannot handle
-        ├── KubeConfigError       the kubeconfig is missing, unparseable, or lacks the context
-        └── RolloutFailed         the rollout cannot succeed; `.reason` is Kubernetes' word for why
-            ├── RolloutTimedOut   the caller's overall timeout passed first
-            └── RolloutCancelled  the caller's `cancelled()` said stop
+The classes (KubeError and its branches, RolloutFailed) live in pipeline/errors.py
+with the rest of the tree; `error_for_status` is the HTTP-status ladder (after
+kopf's errors.py), `api_errors(what)` wraps every call.
 
 Each is raised `from` the ApiException or urllib3 error it translates, names
 the object (`Deployment temporal-workers/sample-worker: ...`), carries at most
@@ -29,70 +19,48 @@ from contextlib import contextmanager
 import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
-from pipeline.errors import PipelineError
+# The error classes live in pipeline/errors.py (one tree); re-exported here for this layer's callers.
+from pipeline.errors import (
+    KubeConfigError as KubeConfigError,
+)
+from pipeline.errors import (
+    KubeConflict as KubeConflict,
+)
+from pipeline.errors import (
+    KubeError as KubeError,
+)
+from pipeline.errors import (
+    KubeExpired as KubeExpired,
+)
+from pipeline.errors import (
+    KubeForbidden as KubeForbidden,
+)
+from pipeline.errors import (
+    KubeInvalid as KubeInvalid,
+)
+from pipeline.errors import (
+    KubeNotFound as KubeNotFound,
+)
+from pipeline.errors import (
+    KubeUnauthorized as KubeUnauthorized,
+)
+from pipeline.errors import (
+    KubeUnavailable as KubeUnavailable,
+)
+from pipeline.errors import (
+    PipelineError as PipelineError,
+)
+from pipeline.errors import (
+    RolloutCancelled as RolloutCancelled,
+)
+from pipeline.errors import (
+    RolloutFailed as RolloutFailed,
+)
+from pipeline.errors import (
+    RolloutTimedOut as RolloutTimedOut,
+)
 
 BODY_LIMIT = 500
-
-
-class KubeError(PipelineError):
-    """A Kubernetes API call failed; `retryable` says whether the same call may succeed later."""
-
-    retryable = False
-    hint = "see the message above"
-
-    def __init__(self, message: str, *, status: int | None = None, reason: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-
-
-class KubeUnavailable(KubeError):
-    retryable = True
-    hint = "the API server is unreachable or overloaded; check the cluster runs (`kubectl cluster-info`) and retry"
-
-
-class KubeExpired(KubeError):
-    retryable = True
-    hint = "the watch's resourceVersion expired; list again and watch from the new resourceVersion"
-
-
-class KubeUnauthorized(KubeError):
-    hint = "the kubeconfig's credentials were rejected; refresh them (re-run bootstrap, or `az aks get-credentials`)"
-
-
-class KubeForbidden(KubeError):
-    hint = "the kubeconfig's user lacks the RBAC rights for this; grant them in the namespace"
-
-
-class KubeNotFound(KubeError):
-    hint = "it does not exist; check the name and namespace (has the app been deployed?)"
-
-
-class KubeConflict(KubeError):
-    hint = "another writer changed it or owns these fields; re-run (server-side apply with force takes ownership)"
-
-
-class KubeInvalid(KubeError):
-    hint = "the server refused the object as invalid; fix the manifest (`pipeline render` shows it)"
-
-
-class KubeConfigError(KubeError):
-    hint = "point [kubernetes].kubeconfig (or KUBECONFIG) at a valid kubeconfig; for the local target run bootstrap first"
-
-
-class RolloutFailed(KubeError):
-    """The rollout cannot succeed; `.reason` is e.g. ProgressDeadlineExceeded, CrashLoopBackOff, ImagePullBackOff."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message, reason=reason)
-
-
-class RolloutTimedOut(RolloutFailed):
-    pass
-
-
-class RolloutCancelled(RolloutFailed):
-    pass
 
 
 _BY_STATUS: dict[int, type[KubeError]] = {

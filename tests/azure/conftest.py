@@ -23,13 +23,9 @@ import pytest
 from azure.identity import ClientSecretCredential
 
 from bootstrap.azure_arm import Imitation, start
-from tests.conftest import never_leak
+from tests.helpers.secrets import never_leak
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-ARM_SCOPE = "https://management.azure.com/.default"
-AKS_SCOPE = "6dae42f8-4368-4678-94ff-3960e28e3630/.default"
-TASKS_API_VERSION = "2025-03-01-preview"
 
 
 @pytest.fixture(scope="session")

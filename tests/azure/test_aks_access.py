@@ -23,8 +23,8 @@ from bootstrap.azure_arm import Imitation
 from pipeline import activities, deployments, kube
 from pipeline.azure import aks
 from pipeline.config import load_config, to_toml
+from pipeline.inputs import deploy_request
 from pipeline.models import ClusterRef, ReadRevisionInput
-from pipeline.requests import deploy_request
 from pipeline.worker import build_worker
 from tests.azure.pipeline_support import REPO_ROOT, azure_env, cluster_ref  # noqa: F401  (azure_env is a fixture)
 

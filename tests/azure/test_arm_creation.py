@@ -22,57 +22,16 @@ import pytest
 import requests
 import yaml
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.identity import ClientSecretCredential
-from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
-from azure.mgmt.containerregistry import ContainerRegistryManagementClient
-from azure.mgmt.containerservice import ContainerServiceClient
 from azure.mgmt.containerservice import models as aks_models
-from azure.mgmt.resource.resources import ResourceManagementClient
 
 from bootstrap.azure_arm import Imitation, start
-from tests.azure.conftest import ARM_SCOPE, TASKS_API_VERSION
+from tests.helpers.azure import Clients
 
 ACR_PULL = "7f951dca-d1b7-4d0a-9b11-ce1bf1cd58da"
 ACR_PUSH = "8311e382-0749-4cb8-b61a-304f252e45ec"
 # Microsoft's published examples (Azure/azure-rest-api-specs, MIT), copied unchanged: see examples/README.md.
 EXAMPLES = Path(__file__).resolve().parent / "examples"
-
-
-def credential(arm: Imitation) -> ClientSecretCredential:
-    return ClientSecretCredential(
-        arm.tenant_id,
-        arm.client_id,
-        arm.client_secret,
-        authority=arm.endpoint,
-        disable_instance_discovery=True,
-        connection_verify=str(arm.ca_bundle),
-    )
-
-
-def _kwargs(arm: Imitation) -> dict[str, Any]:
-    return {"base_url": arm.endpoint, "connection_verify": str(arm.ca_bundle), "credential_scopes": [ARM_SCOPE]}
-
-
-class Clients:
-    def __init__(self, arm: Imitation) -> None:
-        cred = credential(arm)
-        self.arm = arm
-        self.groups = ResourceManagementClient(cred, arm.subscription_id, **_kwargs(arm)).resource_groups
-        self.acr = ContainerRegistryManagementClient(cred, arm.subscription_id, api_version=TASKS_API_VERSION, **_kwargs(arm))
-        self.aks = ContainerServiceClient(cred, arm.subscription_id, **_kwargs(arm)).managed_clusters
-        self.roles = AuthorizationManagementClient(cred, arm.subscription_id, **_kwargs(arm)).role_assignments
-        self.token = cred.get_token(ARM_SCOPE).token
-
-    def raw(self, method: str, path: str, version: str, body: Any = None) -> requests.Response:
-        return requests.request(
-            method,
-            f"{self.arm.endpoint}{path}?api-version={version}",
-            json=body,
-            headers={"Authorization": f"Bearer {self.token}"},
-            verify=str(self.arm.ca_bundle),
-            timeout=30,
-        )
 
 
 @pytest.fixture

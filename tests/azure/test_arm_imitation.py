@@ -29,7 +29,7 @@ from azure.mgmt.containerregistry.v2025_03_01_preview import models as acr_model
 from azure.mgmt.containerservice import ContainerServiceClient
 
 from bootstrap.azure_arm import Imitation, start
-from tests.azure.conftest import AKS_SCOPE, ARM_SCOPE, TASKS_API_VERSION
+from tests.helpers.azure import AKS_SCOPE, ARM_SCOPE, TASKS_API_VERSION
 
 TERMINAL = {"Succeeded", "Failed", "Canceled", "Error", "Timeout"}
 MANIFEST_TYPES = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"

@@ -33,9 +33,6 @@ from temporalio.client import Client
 from bootstrap.azure_arm import Imitation
 from pipeline import kube
 from pipeline.azure import credentials, provision
-from tests.azure.conftest import ARM_SCOPE
-from tests.azure.test_arm_creation import Clients, credential
-from tests.conftest import eventually
 from tests.e2e.support import (
     KUBECONFIG,
     PIPELINE,
@@ -46,6 +43,8 @@ from tests.e2e.support import (
     readable_text,
     self_deploy_apps_toml,
 )
+from tests.helpers import eventually
+from tests.helpers.azure import ARM_SCOPE, Clients, credential
 
 PUTS = ("ResourceGroups_CreateOrUpdate", "Registries_Create", "ManagedClusters_CreateOrUpdate", "RoleAssignments_Create")
 LOCATION = "westeurope"

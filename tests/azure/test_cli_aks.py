@@ -39,8 +39,6 @@ from bootstrap.azure_arm import Imitation
 from bootstrap.process import stop_child
 from pipeline import kube
 from pipeline.config import to_toml
-from tests.azure.conftest import AKS_SCOPE, ARM_SCOPE
-from tests.conftest import eventually
 from tests.e2e.support import (
     EXIT_ROLLED_BACK,
     KUBECONFIG,
@@ -57,6 +55,8 @@ from tests.e2e.support import (
     readable_text,
     rolling_out,
 )
+from tests.helpers import eventually
+from tests.helpers.azure import AKS_SCOPE, ARM_SCOPE
 
 AZURE_ENV_PREFIXES = ("AZURE_", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "ACR_", "AKS_")
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")

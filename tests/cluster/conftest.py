@@ -12,26 +12,12 @@ the cluster id the kubelet labels them with.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from bootstrap.cluster.child import ClusterChild
-
-KUBECTL = "/usr/bin/kubectl"
-
-
-class ClusterProcess(ClusterChild):
-    """The session's cluster process (bootstrap/cluster/child.py), and the bearer token its kubeconfig holds."""
-
-    @property
-    def token(self) -> str:
-        doc = yaml.safe_load(self.kubeconfig.read_text())
-        return str(doc["users"][0]["user"]["token"])
+from tests.helpers.cluster import ClusterProcess
 
 
 @pytest.fixture(scope="session")
@@ -67,18 +53,3 @@ def workload_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clust
 def kube(cluster: ClusterProcess) -> tuple[Path, str, str]:
     """(kubeconfig path, base url, token) of the session cluster."""
     return cluster.kubeconfig, cluster.base_url, cluster.token
-
-
-def kubectl(kubeconfig: Path, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run the machine's real kubectl against the cluster; on `check`, fail with its stderr."""
-    result = subprocess.run(
-        [KUBECTL, "--kubeconfig", str(kubeconfig), *args],
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=dict(os.environ, KUBECACHEDIR=str(kubeconfig.parent / "kubecache")),
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
-    return result

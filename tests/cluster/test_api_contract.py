@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.cluster.conftest import ClusterProcess, kubectl
-from tests.conftest import unique_name
+from tests.helpers import unique_name
+from tests.helpers.cluster import ClusterProcess, kubectl
 
 
 def manifest(ns: str, *, replicas: int = 2) -> str:

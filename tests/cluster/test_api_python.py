@@ -11,8 +11,8 @@ import yaml
 from kubernetes import client, config, dynamic, watch
 from kubernetes.client.rest import ApiException
 
-from tests.cluster.conftest import ClusterProcess
-from tests.conftest import unique_name
+from tests.helpers import unique_name
+from tests.helpers.cluster import ClusterProcess
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,9 @@ import docker
 import pytest
 from kubernetes import client, config, watch
 
-from tests.cluster.conftest import ClusterProcess
 from tests.cluster.workloads import docker_engine, registry_image, unique
-from tests.conftest import poll_until
+from tests.helpers import poll_until
+from tests.helpers.cluster import ClusterProcess
 
 __all__ = ["docker_engine", "registry_image"]  # session fixtures used by name
 

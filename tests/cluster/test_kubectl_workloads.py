@@ -21,9 +21,9 @@ import docker
 import pytest
 import yaml
 
-from tests.cluster.conftest import ClusterProcess, kubectl
 from tests.cluster.workloads import docker_engine, registry_image, unique
-from tests.conftest import poll_until
+from tests.helpers import poll_until
+from tests.helpers.cluster import ClusterProcess, kubectl
 
 __all__ = ["docker_engine", "registry_image"]  # session fixtures used by name
 

@@ -9,6 +9,8 @@ from bootstrap.cluster import patch, schema
 from bootstrap.cluster.errors import ApiError
 from bootstrap.cluster.resources import DEPLOYMENTS, PODS
 
+pytestmark = pytest.mark.unit
+
 POD = schema.root(PODS)
 DEPLOY = schema.root(DEPLOYMENTS)
 

@@ -10,7 +10,7 @@ Temporal's own view of the task queue (`DescribeTaskQueue`) sampled every
 Temporal keeps listing a poller for a while after its process stopped, so a
 listed poller only counts when the pod its identity names (`<pod>@<build id>`)
 is Running and not terminating in the cluster, and the poller was seen after
-that pod started (the sampler and the order stream are tests/zero_downtime.py,
+that pod started (the sampler and the order stream are tests/helpers/zero_downtime.py,
 shared with the rollback test in tests/faults). Orders are started throughout
 the rollout and must all complete: no work is lost while pods are replaced.
 """
@@ -31,14 +31,15 @@ from temporalio.client import Client
 from pipeline.kube.apply import server_side_apply
 from pipeline.kube.client import KubeClient, connect
 from pipeline.models import AppSpec, Poller, RenderInput, ResourceSpec, RolloutSpec, TemporalTarget
-from pipeline.render import build_id_for, render_manifests, selector_labels
+from pipeline.references import build_id_of
+from pipeline.render import render_manifests, selector_labels
 from pipeline.verify import describe_pollers
 from sample_worker.workflows import OrderResult
-from tests.cluster.conftest import ClusterProcess
 from tests.cluster.workloads import BASE_IMAGE, REGISTRY, docker_engine, unique
-from tests.conftest import REPO_ROOT
-from tests.test_sample_worker_image import ensure_wheelhouse
-from tests.zero_downtime import OrderStream, Pods, live_pollers, sample_pollers
+from tests.helpers import REPO_ROOT
+from tests.helpers.cluster import ClusterProcess
+from tests.helpers.images import ensure_wheelhouse
+from tests.helpers.zero_downtime import OrderStream, Pods, live_pollers, sample_pollers
 
 __all__ = ["docker_engine"]  # session fixture used by name
 
@@ -134,7 +135,7 @@ async def test_rolling_update_keeps_a_live_poller(
     name, task_queue = unique("sw-roll"), unique("tq-roll")
     app = app_spec(name, task_queue)
     temporal = TemporalTarget(address=temporal_address, namespace="default")
-    builds = {v: build_id_for(ref) for v, ref in (("v1", worker_images.v1), ("v2", worker_images.v2))}
+    builds = {v: build_id_of(ref) for v, ref in (("v1", worker_images.v1), ("v2", worker_images.v2))}
     kc = connect(kubeconfig=str(workload_cluster.kubeconfig))
 
     async def apply(version: str, image: str) -> None:

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from tests.cluster.conftest import ClusterProcess
 from tests.cluster.workloads import BASE_IMAGE, docker_engine, unique
-from tests.conftest import poll_until
+from tests.helpers import poll_until
+from tests.helpers.cluster import ClusterProcess
 
 __all__ = ["docker_engine"]  # session fixture used by name
 

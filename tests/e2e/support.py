@@ -39,7 +39,7 @@ from pipeline.config import to_toml
 from pipeline.contract import STATUS_QUERY
 from pipeline.models import DeploymentStatus
 from pipeline.verify import partition_pollers
-from tests.conftest import REPO_ROOT, eventually, temporal_cli_path
+from tests.helpers import REPO_ROOT, eventually, temporal_cli_path
 
 TEMPORAL_ADDRESS = "127.0.0.1:7233"
 TEMPORAL_NAMESPACE = "default"
@@ -140,13 +140,18 @@ async def temporal(*args: str, timeout: float = 60) -> str:
 def failed_workflow_tasks(history: WorkflowHistory) -> list[str]:
     """The failure messages of every failed workflow task (a handler that raised, a non-determinism, ...).
 
-    A Reset marks its reset point with a failed workflow task of cause RESET_WORKFLOW: that one is no failure.
+    Two causes are no failure of the workflow's code: a Reset marks its reset point with one of cause
+    RESET_WORKFLOW, and the server answers UNHANDLED_COMMAND when an event (say, a cancelled activity's
+    confirmation) arrives while the workflow completes; the SDK then runs the task again with it.
     """
+    benign = (
+        WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_RESET_WORKFLOW,
+        WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
+    )
     return [
         e.workflow_task_failed_event_attributes.failure.message
         for e in history.events
-        if e.HasField("workflow_task_failed_event_attributes")
-        and e.workflow_task_failed_event_attributes.cause != WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_RESET_WORKFLOW
+        if e.HasField("workflow_task_failed_event_attributes") and e.workflow_task_failed_event_attributes.cause not in benign
     ]
 
 

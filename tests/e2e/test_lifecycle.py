@@ -31,7 +31,6 @@ from temporalio.worker import Replayer
 from pipeline.workflows import DeploymentWorkflow
 from sample_worker.client import start_orders
 from sample_worker.settings import Settings
-from tests.conftest import eventually
 from tests.e2e.support import (
     CANARY_SECRET,
     EXIT_ROLLED_BACK,
@@ -48,6 +47,7 @@ from tests.e2e.support import (
     readable_text,
     seconds_between,
 )
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.e2e
 

@@ -26,7 +26,6 @@ from temporalio.client import Client
 from pipeline import revisions
 from pipeline.models import DeploymentResult
 from pipeline.revisions import RevisionLog
-from tests.conftest import eventually
 from tests.e2e.support import (
     EXIT_BAD_INPUT,
     EXIT_ROLLED_BACK,
@@ -43,6 +42,7 @@ from tests.e2e.support import (
     rolling_out,
     temporal,
 )
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.e2e
 

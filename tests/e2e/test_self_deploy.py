@@ -32,7 +32,6 @@ import pytest
 from temporalio.client import Client
 
 from pipeline import kube
-from tests.conftest import eventually
 from tests.e2e.support import (
     EXIT_ROLLED_BACK,
     PIPELINE,
@@ -43,7 +42,8 @@ from tests.e2e.support import (
     pollers_of,
     self_deploy_apps_toml,
 )
-from tests.kube_fixtures import LocalCluster
+from tests.helpers import eventually
+from tests.helpers.cluster import LocalCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 

@@ -33,7 +33,6 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, W
 
 from pipeline.contract import STATUS_QUERY
 from pipeline.models import DeploymentResult, DeploymentStatus
-from tests.conftest import eventually
 from tests.e2e.support import (
     EXIT_CANCELED,
     EXIT_ROLLED_BACK,
@@ -45,8 +44,10 @@ from tests.e2e.support import (
     Run,
     assert_polling,
     deployed,
+    failed_workflow_tasks,
     rolling_out,
 )
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -271,7 +272,9 @@ async def closed(handle: WorkflowHandle[Any, Any], *, timeout: float) -> Workflo
     async def check() -> WorkflowHistory:
         history = await handle.fetch_history()
         for event in history.events:
-            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED and failed_workflow_tasks(
+                WorkflowHistory(handle.id, [event])
+            ):
                 failure = event.workflow_task_failed_event_attributes.failure
                 pytest.fail(
                     f"workflow task failed (event {event.event_id}) in {handle.id} ({handle.run_id}): "

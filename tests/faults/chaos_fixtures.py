@@ -33,9 +33,9 @@ from bootstrap.process import stop_child
 from pipeline import kube
 from pipeline.config import to_toml
 from pipeline.render import BUILD_ID_ANNOTATION
-from tests.conftest import eventually
 from tests.e2e.support import KUBECONFIG, PIPELINE, TEMPORAL_ADDRESS, E2eApp, pollers_of
 from tests.faults.faultproxy import FaultProxy
+from tests.helpers import eventually
 
 PKI = KUBECONFIG.parent / "pki"
 

@@ -7,29 +7,15 @@ so these modules need nothing from the e2e directory's conftest.
 from __future__ import annotations
 
 import re
-import tempfile
-import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
 from bootstrap.process import stop_child
-from pipeline import kube
-from tests.e2e.support import KUBECONFIG, E2eApp, start_pipeline_worker
-
-
-def new_app(prefix: str) -> E2eApp:
-    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
-    directory = Path(tempfile.mkdtemp(prefix=f"{name}-"))
-    return E2eApp(name=name, directory=directory, worker_log=directory / "pipeline-worker.log")
-
-
-def delete_namespace(name: str) -> None:
-    with kube.connect(kubeconfig=str(KUBECONFIG)) as kc:
-        kube.delete_object(kc, api_version="v1", kind="Namespace", name=name)
+from tests.e2e.support import E2eApp, start_pipeline_worker
+from tests.helpers.faults import delete_namespace, new_app
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -21,7 +21,6 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
-from tests.conftest import eventually
 from tests.e2e.support import EXIT_FAILED, activity_spans, deployed, history_of
 from tests.faults.chaos_fixtures import (
     FaultApp,
@@ -33,6 +32,7 @@ from tests.faults.chaos_fixtures import (
     worker_running,
 )
 from tests.faults.faultproxy import DROP, Answer, Decision, FaultProxy, Rule
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.e2e
 

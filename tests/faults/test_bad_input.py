@@ -266,7 +266,7 @@ async def setting(fault_app: E2eApp) -> Setting:
 
 
 def fill(text: str, s: Setting, path: Path) -> str:
-    from tests.conftest import REPO_ROOT
+    from tests.helpers import REPO_ROOT
 
     return text.format(
         path=path,

@@ -23,7 +23,7 @@ from bootstrap.process import stop_child
 from pipeline import kube
 from pipeline.config import to_toml
 from tests.e2e.support import KUBECONFIG, E2eApp, Run, deployed, pollers_of, start_pipeline_worker
-from tests.faults.conftest import delete_namespace, new_app
+from tests.helpers.faults import delete_namespace, new_app
 
 pytestmark = pytest.mark.e2e
 

@@ -50,7 +50,6 @@ from pipeline import kube
 from pipeline.activities import REVISION_CONFIGMAP_SUFFIX
 from pipeline.models import DeploymentResult
 from pipeline.workflows import DeploymentWorkflow
-from tests.conftest import eventually
 from tests.e2e.support import (
     EXIT_CANCELED,
     EXIT_ROLLED_BACK,
@@ -73,6 +72,7 @@ from tests.faults.chaos_fixtures import (
     worker_running,
 )
 from tests.faults.faultproxy import FaultProxy, hold_patches
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.e2e
 

@@ -7,7 +7,7 @@ out, `pipeline rollback` (the real CLI) is sent, and the pipeline rolls the
 Deployment back to v1, verified. Throughout, from before v2 is applied until
 the rollback is verified, orders (sample_worker's OrderWorkflow) are started
 every ~250 ms and the task queue's live pollers are sampled every ~100 ms
-(tests/zero_downtime.py, shared with the rolling-update test in tests/cluster).
+(tests/helpers/zero_downtime.py, shared with the rolling-update test in tests/cluster).
 
 Asserted: every sample saw at least one live poller; every order started
 completed (none failed or timed out); the deployment ended rolled back to v1,
@@ -29,10 +29,10 @@ from pipeline.models import Poller
 from pipeline.verify import describe_pollers
 from pipeline.workflows import DeploymentWorkflow
 from sample_worker.workflows import OrderResult
-from tests.conftest import eventually
 from tests.e2e.support import EXIT_ROLLED_BACK, TEMPORAL_NAMESPACE, Deployed, deployed
 from tests.faults.chaos_fixtures import FaultApp, late_worker, new_fault_app, template_build_id, worker_running
-from tests.zero_downtime import OrderStream, Pods, live_pollers, sample_pollers
+from tests.helpers import eventually
+from tests.helpers.zero_downtime import OrderStream, Pods, live_pollers, sample_pollers
 
 pytestmark = pytest.mark.e2e
 

@@ -28,8 +28,9 @@ import yaml
 from temporalio.client import Client
 
 from pipeline import kube
-from tests.conftest import REPO_ROOT, never_leak
 from tests.e2e.support import CANARY_SECRET, EXIT_ROLLED_BACK, KUBECONFIG, Deployed, E2eApp, deployed, readable_text
+from tests.helpers import REPO_ROOT
+from tests.helpers.secrets import never_leak
 
 pytestmark = pytest.mark.e2e
 

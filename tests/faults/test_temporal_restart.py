@@ -21,10 +21,8 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
-from bootstrap.process import free_port
 from pipeline import search_attributes
 from pipeline.models import DeploymentResult
-from tests.conftest import eventually, temporal_cli_path
 from tests.e2e.support import TEMPORAL_NAMESPACE, activity_spans, listening
 from tests.faults.chaos_fixtures import (
     FaultApp,
@@ -33,6 +31,8 @@ from tests.faults.chaos_fixtures import (
     slow_worker,
     worker_running,
 )
+from tests.helpers import eventually, temporal_cli_path
+from tests.helpers.processes import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -31,7 +31,6 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
-from tests.conftest import eventually
 from tests.e2e.support import Deployed, activity_spans, assert_polling, deployed, history_of
 from tests.faults.chaos_fixtures import (
     FaultApp,
@@ -46,6 +45,7 @@ from tests.faults.chaos_fixtures import (
     worker_running,
 )
 from tests.faults.faultproxy import FaultProxy, hold_patches
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.e2e
 

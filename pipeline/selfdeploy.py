@@ -37,10 +37,13 @@ from pipeline import deployments, kube
 from pipeline.commands import prepare, report
 from pipeline.config import AppConfig, PipelineConfig
 from pipeline.contract import deployment_workflow_id
-from pipeline.errors import PipelineError
+from pipeline.errors import (
+    NoPipelineApp,  # noqa: F401  (re-exported: the tree lives in pipeline/errors.py)
+    PipelineError,
+)
+from pipeline.inputs import temporal_target
 from pipeline.models import ClusterRef, DeploymentResult, DeployRequest
 from pipeline.render import BUILD_ID_ANNOTATION
-from pipeline.requests import temporal_target
 from pipeline.temporal_client import connect as temporal_connect
 from pipeline.verify import describe_pollers, judge, pod_state
 from pipeline.worker import run_worker
@@ -48,10 +51,6 @@ from pipeline.worker import run_worker
 # How long the hand-over check waits for the in-cluster pods after a verified deployment.
 HANDOVER_TIMEOUT = 60.0
 LOCAL_WORKER_GRACE = 10.0
-
-
-class NoPipelineApp(PipelineError):
-    """The config has no app with role "pipeline"."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,11 @@ Popen by its caller and stopped with it. `workloads=False` runs the API alone
 (CLUSTER_NO_WORKLOADS=1: no kubelet, no Docker). A stopped cluster leaves its
 pods' containers running (the next kubelet re-adopts them), so a caller that
 is done with the cluster removes them by the cluster id the kubelet labels them with.
+
+`ClusterProcess` adds the bearer token its kubeconfig holds (tests/cluster);
+`LocalCluster` registers that token for the session's history scan and keeps
+the namespaces a test made (tests/test_kube.py, the self-deploy tests);
+`kubectl` runs the machine's real kubectl against a cluster.
 """
 
 from __future__ import annotations
@@ -20,15 +25,20 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
 import docker.errors
+import yaml
 
 from bootstrap.cluster.kubelet.runtime import LABEL_CLUSTER
-from bootstrap.process import free_port, stop_child
+from bootstrap.process import stop_child
 from bootstrap.settings import REPO_ROOT
+from tests.helpers.processes import free_port
+from tests.helpers.secrets import kubeconfig_tokens, never_leak
+
+KUBECTL = "/usr/bin/kubectl"
 
 
 @dataclass
@@ -105,3 +115,42 @@ class ClusterChild:
             return len(found)
         finally:
             engine.close()
+
+
+class ClusterProcess(ClusterChild):
+    """A cluster process, and the bearer token its kubeconfig holds."""
+
+    @property
+    def token(self) -> str:
+        doc = yaml.safe_load(self.kubeconfig.read_text())
+        return str(doc["users"][0]["user"]["token"])
+
+
+@dataclass
+class LocalCluster(ClusterChild):
+    """A cluster of the test's own whose bearer token joins the history scan."""
+
+    namespaces: list[str] = field(default_factory=list)  # what the test made, to delete at the end
+
+    def start(self, *, timeout: float = 30.0) -> None:
+        super().start(timeout=timeout)
+        for token in kubeconfig_tokens(self.kubeconfig):
+            never_leak(f"the bearer token of the test cluster {self.kubeconfig}", token)
+
+    def stop(self, *, grace: float = 20.0) -> int | None:
+        return super().stop(grace=grace)
+
+
+def kubectl(kubeconfig: Path, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the machine's real kubectl against the cluster; on `check`, fail with its stderr."""
+    result = subprocess.run(
+        [KUBECTL, "--kubeconfig", str(kubeconfig), *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, KUBECACHEDIR=str(kubeconfig.parent / "kubecache")),
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    return result

@@ -1,4 +1,4 @@
-"""From validated configuration to the workflow's input: flattening, with no secret values.
+"""From validated configuration to the workflow's inputs (DeployRequest and its parts): flattening, with no secret values.
 
 Pure functions: the CLI calls them, tests call them, and what they return is
 exactly what lands in the workflow's history.
@@ -11,7 +11,9 @@ import re
 from pathlib import Path
 
 from pipeline.config import AppConfig, PipelineConfig
-from pipeline.errors import PipelineError
+from pipeline.errors import (
+    BadRequest,  # noqa: F401  (re-exported: the tree lives in pipeline/errors.py)
+)
 from pipeline.models import (
     AcrRegistryRef,
     AksClusterRef,
@@ -35,10 +37,6 @@ _IMAGE_REF = re.compile(
     r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
 )
 _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
-
-
-class BadRequest(PipelineError):
-    """A CLI argument the pipeline cannot use (image reference, tag, app)."""
 
 
 def check_image_reference(image: str, *, option: str = "--image") -> str:
@@ -202,7 +200,6 @@ def deploy_request(
         environment=config.target,
         temporal=temporal_target(config),
         cluster=cluster_ref(config),
-        target=config.target,
         image=check_image_reference(image) if image else "",
         tag=check_tag(tag) if tag else "",
         requested_by=requested_by,

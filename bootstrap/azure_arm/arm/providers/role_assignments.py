@@ -1,0 +1,136 @@
+"""Microsoft.Authorization/roleAssignments at a registry's scope: RoleAssignments_Get and RoleAssignments_Create."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiohttp import web
+
+from bootstrap.azure_arm.arm.context import ArmError, Context, json_response, read_body
+from bootstrap.azure_arm.arm.providers.managed_clusters import kubelet_object_id, principal_id
+from bootstrap.azure_arm.arm.providers.registries import registry_id
+from bootstrap.azure_arm.builds import now_iso
+from bootstrap.azure_arm.state import RoleAssignmentSeed
+
+# Built-in role definitions (the same GUIDs in every tenant) the imitation knows.
+ROLE_DEFINITIONS = {
+    "7f951dca-d1b7-4d0a-9b11-ce1bf1cd58da": "AcrPull",
+    "8311e382-0749-4cb8-b61a-304f252e45ec": "AcrPush",
+    "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
+    "acdd72a7-3385-48ef-bd42-f606fba81ae7": "Reader",
+}
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _principals(ctx: Context) -> set[str]:
+    """Object ids the imitated directory knows: the seeded principals and every cluster's identities."""
+    known = {c.object_id.lower() for c in ctx.seed.clients}
+    for cluster in ctx.seed.clusters:
+        known.add(kubelet_object_id(ctx.seed, cluster))
+        known.add(principal_id(ctx.seed, cluster))
+    return known
+
+
+def _role_assignment_body(assignment: RoleAssignmentSeed) -> dict[str, Any]:
+    return {
+        "properties": {
+            "roleDefinitionId": assignment.role_definition_id,
+            "principalId": assignment.principal_id,
+            "principalType": assignment.principal_type,
+            "scope": assignment.scope,
+            "condition": None,
+            "conditionVersion": None,
+            "createdOn": assignment.created_on,
+            "updatedOn": assignment.created_on,
+            "createdBy": assignment.created_by,
+            "updatedBy": assignment.created_by,
+            "delegatedManagedIdentityResourceId": None,
+            "description": None,
+        },
+        "id": f"{assignment.scope}/providers/Microsoft.Authorization/roleAssignments/{assignment.name}",
+        "type": "Microsoft.Authorization/roleAssignments",
+        "name": assignment.name,
+    }
+
+
+async def role_assignments_get(ctx: Context) -> web.StreamResponse:
+    scope = registry_id(ctx.seed, ctx.registry())
+    found = ctx.seed.role_assignment(scope, ctx.params["roleAssignmentName"])
+    if found is None:
+        raise ArmError(404, "RoleAssignmentNotFound", f"The role assignment '{ctx.params['roleAssignmentName']}' is not found.")
+    return json_response(_role_assignment_body(found))
+
+
+def _check_name(name: str) -> None:
+    if not _GUID.match(name):
+        raise ArmError(
+            400,
+            "InvalidRoleAssignmentId",
+            f"The role assignment ID '{name}' is not valid. The role assignment ID must be a GUID.",
+        )
+
+
+def _check_role_and_principal(ctx: Context, role: str, principal: str) -> str:
+    """The role definition's GUID, once the role is a known built-in one and the principal is in the directory."""
+    if not role or not principal:
+        raise ArmError(400, "InvalidRoleAssignmentRequest", "The properties roleDefinitionId and principalId are required.")
+    role_guid = role.rstrip("/").rsplit("/", 1)[-1].lower()
+    prefixes = (f"/subscriptions/{ctx.seed.subscription_id}/providers/microsoft.authorization/roledefinitions/",
+                "/providers/microsoft.authorization/roledefinitions/")  # fmt: skip
+    if role_guid not in ROLE_DEFINITIONS or not role.lower().startswith(prefixes):
+        raise ArmError(400, "RoleDefinitionDoesNotExist", f"The specified role definition with ID '{role_guid}' does not exist.")
+    if principal not in _principals(ctx):
+        raise ArmError(
+            400,
+            "PrincipalNotFound",
+            f"Principal {principal.replace('-', '')} does not exist in the directory {ctx.seed.tenant_id}. Check that you "
+            "have the correct principal ID. If you are creating this principal and then immediately assigning a role, "
+            "this error might be related to a replication delay. In this case, set the role assignment principalType "
+            "property to a value, such as ServicePrincipal, User, or Group.  See https://aka.ms/docs-principaltype",
+        )
+    return role_guid
+
+
+def _role_guid(assignment: RoleAssignmentSeed) -> str:
+    return assignment.role_definition_id.rsplit("/", 1)[-1].lower()
+
+
+def _check_no_conflict(ctx: Context, scope: str, principal: str, role_guid: str) -> None:
+    """The same principal and role at the same scope under another name is 409 RoleAssignmentExists."""
+    for other in ctx.seed.role_assignments:
+        if other.scope.lower() == scope.lower() and other.principal_id == principal and _role_guid(other) == role_guid:
+            raise ArmError(409, "RoleAssignmentExists", "The role assignment already exists.")
+
+
+async def role_assignments_create(ctx: Context) -> web.StreamResponse:
+    """RoleAssignments_Create at a registry's scope: idempotent by name (same content -> 201 again); the same
+    principal and role under another name -> 409 RoleAssignmentExists; other content under the same name -> 400."""
+    scope = registry_id(ctx.seed, ctx.registry())
+    name = ctx.params["roleAssignmentName"]
+    _check_name(name)
+    properties = (await read_body(ctx)).get("properties") or {}
+    principal = str(properties.get("principalId") or "").lower()
+    role_guid = _check_role_and_principal(ctx, str(properties.get("roleDefinitionId") or ""), principal)
+    same_name = ctx.seed.role_assignment(scope, name)
+    if same_name is not None:
+        if same_name.principal_id != principal or _role_guid(same_name) != role_guid:
+            raise ArmError(
+                400,
+                "RoleAssignmentUpdateNotPermitted",
+                "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.",
+            )
+        return json_response(_role_assignment_body(same_name), status=201)
+    _check_no_conflict(ctx, scope, principal, role_guid)
+    assignment = RoleAssignmentSeed(
+        name=name.lower(),
+        scope=scope,
+        role_definition_id=f"/subscriptions/{ctx.seed.subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{role_guid}",
+        principal_id=principal,
+        principal_type=str(properties.get("principalType") or "ServicePrincipal"),
+        created_on=now_iso(),
+        created_by=ctx.claims.object_id,
+    )
+    ctx.seed.role_assignments.append(assignment)
+    ctx.save()
+    return json_response(_role_assignment_body(assignment), status=201)

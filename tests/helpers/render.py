@@ -1,0 +1,33 @@
+"""The shipped sample app as the workflow would see it, for the render and kube tests.
+
+`sample_render_input` builds the RenderInput from the shipped config.toml (no
+environment overrides), so the golden file follows the documented example.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from pipeline.inputs import app_spec
+from pipeline.models import RenderInput, SecretKeyRef, TemporalTarget
+from pipeline.references import build_id_of
+from tests.helpers.config import shipped_config
+
+# A fixed, made-up digest: the golden file must not depend on any build.
+SAMPLE_IMAGE = "127.0.0.1:5000/sample-worker@sha256:" + "4f" * 32
+
+
+def sample_render_input(*, image: str = SAMPLE_IMAGE, api_key_secret: SecretKeyRef | None = None) -> RenderInput:
+    config = shipped_config()
+    temporal = TemporalTarget(
+        address=config.temporal.address,
+        namespace=config.temporal.namespace,
+        tls=config.temporal.tls,
+        api_key_env=config.temporal.api_key_env,
+        api_key_secret=api_key_secret,
+    )
+    return RenderInput(app=app_spec(config, config.app(None)), temporal=temporal, image=image, build_id=build_id_of(image))
+
+
+def with_app(spec: RenderInput, **changes: object) -> RenderInput:
+    return replace(spec, app=replace(spec.app, **changes))  # type: ignore[arg-type]
