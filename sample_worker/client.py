@@ -78,4 +78,6 @@ def _positive_int(raw: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    from sample_worker.leave import leave
+
+    leave(asyncio.run(main()))

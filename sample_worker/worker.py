@@ -183,4 +183,6 @@ def run_process() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_process())
+    from sample_worker.leave import leave
+
+    leave(run_process())

@@ -204,9 +204,13 @@ async def test_a_terminated_deployment_leaves_a_drift_that_status_history_and_de
     assert "is terminated" in status.stdout and [line for line in status.output.splitlines() if line.startswith(expected)], (
         status.output
     )
-    history = (await e2e_app.cli("history", e2e_app.name, config=e2e_app.config("v1"))).expect(0)
-    assert "terminated" in history.stdout.splitlines()[1], history.output
-    assert expected in history.stderr, history.output
+
+    async def history_names_it() -> None:  # `history` reads Temporal's visibility, which catches up on its own time
+        history = (await e2e_app.cli("history", e2e_app.name, config=e2e_app.config("v1"))).expect(0)
+        assert "terminated" in history.stdout.splitlines()[1], history.output
+        assert expected in history.stderr, history.output
+
+    await eventually(history_names_it, timeout=30, interval=0.5, what="`pipeline history` showing the termination")
 
     # The drift line's own advice: restore the verified revision; then there is no drift.
     restore = await e2e_app.cli("rollback", e2e_app.name, "--to", v2.image, config=e2e_app.config("v1"))
