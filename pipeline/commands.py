@@ -25,8 +25,7 @@ from pipeline.contract import WORKFLOW_TYPE
 from pipeline.errors import PipelineError
 from pipeline.inputs import cluster_ref, deploy_request, temporal_target
 from pipeline.models import DeploymentResult, DeployRequest, RenderInput
-from pipeline.temporal_client import connect as temporal_connect
-from pipeline.temporal_client import run as run_async
+from pipeline.temporal_client import connect as temporal_connect, run as run_async
 
 T = TypeVar("T")
 

@@ -41,14 +41,8 @@ from pipeline.contract import (
 # The error classes live in pipeline/errors.py (one tree); re-exported here for this layer's callers.
 from pipeline.errors import (
     DeploymentAlreadyRunning as DeploymentAlreadyRunning,
-)
-from pipeline.errors import (
     NoDeployment as NoDeployment,
-)
-from pipeline.errors import (
     PipelineError as PipelineError,
-)
-from pipeline.errors import (
     RollbackRefused as RollbackRefused,
 )
 from pipeline.models import DeploymentResult, DeploymentStatus, DeployRequest

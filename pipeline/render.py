@@ -50,11 +50,7 @@ import yaml
 # The error classes live in pipeline/errors.py (one tree); re-exported here for this layer's callers.
 from pipeline.errors import (
     ImageNotPinned as ImageNotPinned,
-)
-from pipeline.errors import (
     PipelineError as PipelineError,
-)
-from pipeline.errors import (
     RenderError as RenderError,
 )
 from pipeline.models import AppSpec, Manifests, PipelineRole, RenderInput, TemporalTarget

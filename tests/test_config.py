@@ -27,8 +27,7 @@ from pipeline.config import (
     to_toml,
 )
 from tests.helpers import REPO_ROOT
-from tests.helpers.config import APP, SHIPPED_TEXT, write_config
-from tests.helpers.config import SHIPPED_CONFIG as SHIPPED
+from tests.helpers.config import APP, SHIPPED_CONFIG as SHIPPED, SHIPPED_TEXT, write_config
 
 pytestmark = pytest.mark.unit
 

@@ -27,8 +27,7 @@ from typing import Any, Protocol, cast
 import yaml
 from aiohttp import web
 
-from bootstrap.cluster import apply as ssa
-from bootstrap.cluster import discovery, errors, openapi, patch, schema, tables
+from bootstrap.cluster import apply as ssa, discovery, errors, openapi, patch, schema, tables
 from bootstrap.cluster.defaults import apply_defaults
 from bootstrap.cluster.resources import PODS, ResourceType, lookup
 from bootstrap.cluster.selectors import Matcher, SelectorError, parse_field_selector, parse_label_selector

@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from azure.core.exceptions import AzureError as SdkAzureError
 from azure.core.exceptions import (
+    AzureError as SdkAzureError,
     ClientAuthenticationError,
     HttpResponseError,
     ServiceRequestError,
@@ -32,29 +32,13 @@ from azure.core.exceptions import (
 # The error classes live in pipeline/errors.py (one tree); re-exported here for this layer's callers.
 from pipeline.errors import (
     AcrRunFailed as AcrRunFailed,
-)
-from pipeline.errors import (
     AzureBadRequest as AzureBadRequest,
-)
-from pipeline.errors import (
     AzureError as AzureError,
-)
-from pipeline.errors import (
     AzureForbidden as AzureForbidden,
-)
-from pipeline.errors import (
     AzureNotFound as AzureNotFound,
-)
-from pipeline.errors import (
     AzureThrottled as AzureThrottled,
-)
-from pipeline.errors import (
     AzureUnauthorized as AzureUnauthorized,
-)
-from pipeline.errors import (
     AzureUnavailable as AzureUnavailable,
-)
-from pipeline.errors import (
     PipelineError as PipelineError,
 )
 

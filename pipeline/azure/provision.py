@@ -38,8 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from azure.core.exceptions import AzureError as SdkAzureError
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import AzureError as SdkAzureError, HttpResponseError, ResourceNotFoundError
 from azure.core.polling.base_polling import OperationFailed
 from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 from azure.mgmt.containerregistry.v2025_03_01_preview import models as acr_models
@@ -51,11 +50,7 @@ from pipeline.azure.errors import AzureBadRequest, Resource, _arm_error, transla
 # The error classes live in pipeline/errors.py (one tree); re-exported here for this layer's callers.
 from pipeline.errors import (
     AzureOperationFailed as AzureOperationFailed,
-)
-from pipeline.errors import (
     IncompatibleResource as IncompatibleResource,
-)
-from pipeline.errors import (
     PipelineError as PipelineError,
 )
 

@@ -9,8 +9,7 @@
 line per problem. The result is frozen and holds no secrets.
 """
 
-from pipeline.config._env import GENERIC_PREFIX, parse_value
-from pipeline.config._env import NAMED as NAMED_ENV_OVERRIDES
+from pipeline.config._env import GENERIC_PREFIX, NAMED as NAMED_ENV_OVERRIDES, parse_value
 from pipeline.config._load import DEFAULT_PATH, load_config
 from pipeline.config._model import (
     TARGETS,

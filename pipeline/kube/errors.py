@@ -22,41 +22,17 @@ from kubernetes.client.exceptions import ApiException
 # The error classes live in pipeline/errors.py (one tree); re-exported here for this layer's callers.
 from pipeline.errors import (
     KubeConfigError as KubeConfigError,
-)
-from pipeline.errors import (
     KubeConflict as KubeConflict,
-)
-from pipeline.errors import (
     KubeError as KubeError,
-)
-from pipeline.errors import (
     KubeExpired as KubeExpired,
-)
-from pipeline.errors import (
     KubeForbidden as KubeForbidden,
-)
-from pipeline.errors import (
     KubeInvalid as KubeInvalid,
-)
-from pipeline.errors import (
     KubeNotFound as KubeNotFound,
-)
-from pipeline.errors import (
     KubeUnauthorized as KubeUnauthorized,
-)
-from pipeline.errors import (
     KubeUnavailable as KubeUnavailable,
-)
-from pipeline.errors import (
     PipelineError as PipelineError,
-)
-from pipeline.errors import (
     RolloutCancelled as RolloutCancelled,
-)
-from pipeline.errors import (
     RolloutFailed as RolloutFailed,
-)
-from pipeline.errors import (
     RolloutTimedOut as RolloutTimedOut,
 )
 

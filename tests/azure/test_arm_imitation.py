@@ -265,8 +265,7 @@ def test_upload_url_checks_its_signature(arm: Imitation, arm_credential: ClientS
 
 
 def _list_namespaces(kubeconfig: dict[str, Any]) -> list[str]:
-    from kubernetes import client as k8s
-    from kubernetes import config as k8s_config
+    from kubernetes import client as k8s, config as k8s_config
 
     api = k8s_config.new_client_from_config_dict(kubeconfig)  # type: ignore[no-untyped-call]
     try:

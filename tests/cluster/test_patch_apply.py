@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bootstrap.cluster import apply as ssa
-from bootstrap.cluster import patch, schema
+from bootstrap.cluster import apply as ssa, patch, schema
 from bootstrap.cluster.errors import ApiError
 from bootstrap.cluster.resources import DEPLOYMENTS, PODS
 

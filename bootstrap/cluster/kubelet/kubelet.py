@@ -29,8 +29,7 @@ from bootstrap.cluster.errors import ApiError
 from bootstrap.cluster.events import NORMAL, WARNING, EventRecorder
 from bootstrap.cluster.kubelet import runtime
 from bootstrap.cluster.kubelet.logs import stream_logs
-from bootstrap.cluster.kubelet.podips import NETWORK as POD_NETWORK
-from bootstrap.cluster.kubelet.podips import PodIPAllocator
+from bootstrap.cluster.kubelet.podips import NETWORK as POD_NETWORK, PodIPAllocator
 from bootstrap.cluster.kubelet.podworker import PodWorker
 from bootstrap.cluster.kubelet.volumes import ApiAccess, remove_pod_dir
 from bootstrap.cluster.resources import PODS
