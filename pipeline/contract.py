@@ -38,29 +38,29 @@ class RollbackAnswer:
     interrupted_step: str
 
 
-def read_rollback_request(value: Any, *, unreadable: str = "") -> RollbackRequest:
-    """A RollbackRequest from whatever a person sent: nothing, {"reason": ..., "requested_by": ...}, or a bare string.
+def read_rollback_request(value: Any, *, unreadable: str = "") -> tuple[RollbackRequest, bool]:
+    """A RollbackRequest from whatever a person sent, and whether it could be read as one.
 
-    Anything else (a number, a list, a reason that is not text, bytes that are not JSON) is
-    not an error: the rollback goes ahead and its reason says that the input could not be read.
+    Readable: nothing, {"reason": ..., "requested_by": ...}, or a bare string. Anything
+    else (a number, a list, a reason that is not text, bytes that are not JSON) is not an
+    error: the rollback goes ahead and its reason says that the input could not be read.
     `unreadable` is the decoder's complaint when the payload was not even JSON.
     """
     if unreadable:
-        return RollbackRequest(reason=f"(the rollback's input could not be read: {unreadable[:120]})")
+        return RollbackRequest(reason=f"(the rollback's input could not be read: {unreadable[:120]})"), False
     if value is None:
-        return RollbackRequest()
+        return RollbackRequest(), True
     if isinstance(value, str):
-        return RollbackRequest(reason=value[:500])
+        return RollbackRequest(reason=value[:500]), True
     if isinstance(value, dict):
         reason, by = value.get("reason", ""), value.get("requested_by", "")
         if isinstance(reason, str) and isinstance(by, str):
-            return RollbackRequest(reason=reason[:500], requested_by=by[:200])
+            return RollbackRequest(reason=reason[:500], requested_by=by[:200]), True
     shown = repr(value)
     if len(shown) > 80:
         shown = shown[:77] + "..."
-    return RollbackRequest(
-        reason=f'(the rollback\'s input could not be read: expected {{"reason": "...", "requested_by": "..."}}, got {shown})'
-    )
+    expected = '{"reason": "...", "requested_by": "..."}'
+    return RollbackRequest(reason=f"(the rollback's input could not be read: expected {expected}, got {shown})"), False
 
 
 def deployment_workflow_id(environment: str, app: str) -> str:

@@ -102,9 +102,8 @@ def _decode(raw: RawValue) -> tuple[RollbackRequest, bool]:
     try:
         value = workflow.payload_converter().from_payload(raw.payload) if raw.payload.data else None
     except Exception as err:  # not JSON, an unknown encoding: still a rollback, its reason says so
-        return read_rollback_request(None, unreadable=f"{type(err).__name__}: {err}"), False
-    request = read_rollback_request(value)
-    return request, not request.reason.startswith("(the rollback's input could not be read")
+        return read_rollback_request(None, unreadable=f"{type(err).__name__}: {err}")
+    return read_rollback_request(value)
 
 
 @workflow.defn(name=WORKFLOW_TYPE)

@@ -12,10 +12,11 @@ the older ones, which stay: a deliberate, patched change adds histories, never r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -24,7 +25,6 @@ from typing import Any
 import pytest
 from temporalio import activity, workflow
 from temporalio.api.common.v1 import Payload
-from temporalio.api.enums.v1 import WorkflowTaskFailedCause
 from temporalio.client import (
     Client,
     WorkflowExecutionDescription,
@@ -67,6 +67,7 @@ from pipeline.models import (
     VerifyResult,
 )
 from pipeline.workflows import DeploymentWorkflow, RollbackRequest
+from tests.helpers.histories import failed_workflow_tasks
 
 pytestmark = pytest.mark.unit
 
@@ -183,9 +184,9 @@ class Cluster:
         return [read_revision, build_image, render_manifests, apply_manifests, wait_for_rollout, verify_polling, record_revision]
 
 
-async def run_deployment(
-    client: Client, cluster: Cluster, request: DeployRequest, *, during: Callable[[Any], Any] | None = None
-) -> tuple[DeploymentResult, WorkflowHistory]:
+@contextlib.asynccontextmanager
+async def pipeline_worker(client: Client, cluster: Cluster) -> AsyncIterator[str]:
+    """A worker of DeploymentWorkflow with `cluster`'s activity doubles on a task queue of its own (yielded)."""
     task_queue = f"deploy-{uuid.uuid4().hex[:8]}"
     async with Worker(
         client,
@@ -194,6 +195,13 @@ async def run_deployment(
         activities=cluster.activities(),
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
     ):
+        yield task_queue
+
+
+async def run_deployment(
+    client: Client, cluster: Cluster, request: DeployRequest, *, during: Callable[[Any], Any] | None = None
+) -> tuple[DeploymentResult, WorkflowHistory]:
+    async with pipeline_worker(client, cluster) as task_queue:
         handle = await deployments.start(client, request, task_queue=task_queue)
         if during is not None:
             await during(handle)
@@ -357,16 +365,6 @@ SIGNAL_INPUTS: dict[str, tuple[tuple[Any, ...], str]] = {
 }
 
 
-def failed_tasks(history: WorkflowHistory) -> list[str]:
-    """Failed workflow tasks, but for UNHANDLED_COMMAND (an event came while the workflow completed; the SDK retries)."""
-    return [
-        e.workflow_task_failed_event_attributes.failure.message
-        for e in history.events
-        if e.HasField("workflow_task_failed_event_attributes")
-        and e.workflow_task_failed_event_attributes.cause != WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND
-    ]
-
-
 @pytest.mark.parametrize("step", ["build", "rollout", "verify"])
 @pytest.mark.parametrize("sent", list(SIGNAL_INPUTS))
 async def test_the_rollback_signal_takes_any_input_at_any_step(client: Client, step: str, sent: str) -> None:
@@ -378,7 +376,7 @@ async def test_the_rollback_signal_takes_any_input_at_any_step(client: Client, s
         await handle.signal(contract.ROLLBACK_SIGNAL, *args)
 
     result, history = await run_deployment(client, cluster, request_for(app_name()), during=signal_when_held)
-    assert not failed_tasks(history), failed_tasks(history)
+    assert not failed_workflow_tasks(history), failed_workflow_tasks(history)
     assert result.outcome == "rolled_back", result
     assert result.reason.startswith(reason), result.reason
     assert result.restored_image == PREVIOUS.image and cluster.applied[-1] == PREVIOUS.manifests.objects
@@ -407,7 +405,7 @@ async def test_the_rollback_update_answers_with_what_it_restores(client: Client)
     result, history = await run_deployment(client, cluster, request_for(app_name()), during=update_when_held)
     assert answers == [RollbackAnswer(restoring=PREVIOUS.image, interrupted_step="rollout")]
     assert result.outcome == "rolled_back" and result.reason == "rollback requested: by update", result
-    assert not failed_tasks(history)
+    assert not failed_workflow_tasks(history)
 
 
 async def test_the_rollback_update_is_refused_when_there_is_nothing_to_roll_back_to(client: Client) -> None:
@@ -428,14 +426,7 @@ async def cancel_deployment(
     client: Client, cluster: Cluster, request: DeployRequest, *, step: str
 ) -> tuple[WorkflowExecutionDescription, DeploymentStatus, WorkflowHistory]:
     """Start, request cancellation while `step` is held, and wait for the end: it must be Canceled."""
-    task_queue = f"deploy-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[DeploymentWorkflow],
-        activities=cluster.activities(),
-        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-    ):
+    async with pipeline_worker(client, cluster) as task_queue:
         handle = await deployments.start(client, request, task_queue=task_queue)
         await asyncio.wait_for(cluster.held.wait(), 20)
         await handle.cancel()
@@ -447,7 +438,7 @@ async def cancel_deployment(
         status = await handle.query(DeploymentWorkflow.status)
         history = await handle.fetch_history()
     assert description.status == WorkflowExecutionStatus.CANCELED
-    assert not failed_tasks(history), failed_tasks(history)
+    assert not failed_workflow_tasks(history), failed_workflow_tasks(history)
     await Replayer(workflows=[DeploymentWorkflow]).replay_workflow(history)
     return description, status, history
 

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.api.enums.v1 import WorkflowTaskFailedCause
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowHistory
 
 from bootstrap.process import stop_child
@@ -40,6 +39,7 @@ from pipeline.contract import STATUS_QUERY
 from pipeline.models import DeploymentStatus
 from pipeline.verify import partition_pollers
 from tests.helpers import REPO_ROOT, eventually, temporal_cli_path
+from tests.helpers.histories import failed_workflow_tasks as failed_workflow_tasks
 
 TEMPORAL_ADDRESS = "127.0.0.1:7233"
 TEMPORAL_NAMESPACE = "default"
@@ -135,24 +135,6 @@ async def temporal(*args: str, timeout: float = 60) -> str:
     out, err = await asyncio.wait_for(process.communicate(), timeout)
     assert process.returncode == 0, f"`temporal {' '.join(args)}` exited {process.returncode}:\n{out.decode()}{err.decode()}"
     return out.decode()
-
-
-def failed_workflow_tasks(history: WorkflowHistory) -> list[str]:
-    """The failure messages of every failed workflow task (a handler that raised, a non-determinism, ...).
-
-    Two causes are no failure of the workflow's code: a Reset marks its reset point with one of cause
-    RESET_WORKFLOW, and the server answers UNHANDLED_COMMAND when an event (say, a cancelled activity's
-    confirmation) arrives while the workflow completes; the SDK then runs the task again with it.
-    """
-    benign = (
-        WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_RESET_WORKFLOW,
-        WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
-    )
-    return [
-        e.workflow_task_failed_event_attributes.failure.message
-        for e in history.events
-        if e.HasField("workflow_task_failed_event_attributes") and e.workflow_task_failed_event_attributes.cause not in benign
-    ]
 
 
 # ----- one CLI run -----
