@@ -36,6 +36,10 @@ What it measures:
     arrival time, so that is when its first poll arrived. The latency is the
     verify_polling activity's completion event time minus the latest of the
     new pods' first polls (on either queue). Median over the runs.
+    Also the time from each new pod's first poll to its Ready condition
+    (containers ready and the polling readiness gate set by the pipeline
+    worker's controller), the pods being listed every 50 ms; median over all
+    new pods of all runs.
 (c) crash rollback: `<bench>` is deployed with command
     ["python","-c","import sys; sys.exit(3)"] (exit 3 expected); from the
     history, the first apply_manifests scheduled time to the last completed
@@ -80,6 +84,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest  # noqa: 
 from temporalio.client import Client  # noqa: E402
 
 from bootstrap.process import stop_child  # noqa: E402
+from pipeline import kube  # noqa: E402
 from pipeline.config import to_toml  # noqa: E402
 from pipeline.verify import DEFAULT_PARTITIONS  # noqa: E402
 
@@ -97,6 +102,7 @@ TARGETS = {
     "pipeline_help_s_median": 0.3,
     "overhead_ratio": 1.10,
     "verify_after_last_first_poll_s_median": 0.5,
+    "first_poll_to_ready_s_median": 1.0,
     "crash_rollback_s": 30.0,
     "history_events_per_deployment": 80,
     "cpu_s_per_deployment": 0.2,
@@ -276,7 +282,27 @@ async def build_versions(bench: Bench, client: Client) -> tuple[list[Path], list
 # ----------------------------------------------------------------- first polls (b)
 
 
-class PollSampler:
+class _Background:
+    """A sampling loop (`_loop`) run as a task from `start()` to `stop()`."""
+
+    _task: asyncio.Task[None] | None = None
+
+    async def _loop(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+
+class PollSampler(_Background):
     """DescribeTaskQueue of every partition every 50 ms: the earliest last_access_time seen per poller identity."""
 
     def __init__(self, client: Client, task_queue: str) -> None:
@@ -284,7 +310,6 @@ class PollSampler:
         self.task_queue = task_queue
         self.first_access: dict[str, datetime] = {}
         self.samples = 0
-        self._task: asyncio.Task[None] | None = None
 
     async def _sample_once(self) -> None:
         # Every partition: a poll is recorded only by the partition it landed on (see pipeline/verify.py).
@@ -320,16 +345,39 @@ class PollSampler:
                 log(f"DescribeTaskQueue failed: {exc}")
             await asyncio.sleep(max(0.0, SAMPLE_EVERY - (time.monotonic() - started)))
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop())
 
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+class ReadySampler(_Background):
+    """The namespace's pods every 50 ms: when each was first seen with its Ready condition True (wall clock)."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.first_ready: dict[str, datetime] = {}
+
+    def _ready_pods(self, kc: kube.KubeClient) -> list[str]:
+        raw = kc.request(method="GET", path=f"/api/v1/namespaces/{self.namespace}/pods", what="pods")
+        return [
+            str(p["metadata"]["name"])
+            for p in raw.get("items") or []
+            if any(
+                c.get("type") == "Ready" and c.get("status") == "True" for c in (p.get("status") or {}).get("conditions") or []
+            )
+        ]
+
+    async def _loop(self) -> None:
+        kc = kube.connect(kubeconfig=str(KUBECONFIG))
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    ready = await asyncio.to_thread(self._ready_pods, kc)
+                    now = datetime.now(UTC)
+                    for pod in ready:
+                        self.first_ready.setdefault(pod, now)
+                except Exception as exc:  # noqa: BLE001 - a missed sample is not a failure
+                    log(f"listing pods failed: {exc}")
+                await asyncio.sleep(max(0.0, SAMPLE_EVERY - (time.monotonic() - started)))
+        finally:
+            kc.close()
 
 
 # ----------------------------------------------------------------- histories
@@ -420,8 +468,11 @@ async def overhead_and_verification(
 
     sampler = PollSampler(client, bench.queue(bench.name))
     sampler.start()
+    readiness = ReadySampler(bench.namespace)
+    readiness.start()
     await asyncio.sleep(0.5)  # the warm-up's pollers are known before the first timed run
     pipeline_s, kubectl_s, latencies, events = [], [], [], []
+    to_ready: list[float] = []
     try:
         for run in range(bench.runs):
             which = run % 2  # both apps run bench-b (images[1]): start with bench-a
@@ -438,6 +489,12 @@ async def overhead_and_verification(
             latency = (verified - max(first_polls.values())).total_seconds() if first_polls else None
             if latency is not None:
                 latencies.append(latency)
+            ready_after = {
+                pod: round((readiness.first_ready[pod] - first).total_seconds(), 3)
+                for pod, first in first_polls.items()
+                if pod in readiness.first_ready
+            }
+            to_ready.extend(ready_after.values())
             pipeline_s.append(result["seconds"])
             events.append(result["events"])
             kubectl_s.append(await kubectl_rollout(bench, manifests[which]))
@@ -450,15 +507,17 @@ async def overhead_and_verification(
                     "verified_at": verified.isoformat(),
                     "first_polls": {p: t.isoformat() for p, t in first_polls.items()},
                     "verify_after_last_first_poll_s": None if latency is None else round(latency, 3),
+                    "first_poll_to_ready_s": ready_after,
                     "activities": [(n, s.isoformat(), round((e - s).total_seconds(), 3), o) for n, s, e, o in result["spans"]],
                 }
             )
             log(
                 f"run {run + 1}/{bench.runs}: pipeline {pipeline_s[-1]:.2f}s, kubectl {kubectl_s[-1]:.2f}s, "
-                f"verify after last first poll {latency}, {result['events']} events"
+                f"verify after last first poll {latency}, first poll to Ready {ready_after}, {result['events']} events"
             )
     finally:
         await sampler.stop()
+        await readiness.stop()
     raw["poll_samples"] = sampler.samples
     p, k = statistics.median(pipeline_s), statistics.median(kubectl_s)
     return {
@@ -472,6 +531,9 @@ async def overhead_and_verification(
             "method": "DescribeTaskQueue (workflow+activity, every partition) every 50 ms during each run; a new pod's first poll is "
             "the earliest server-side last_access_time seen for its identity; minus from the verify_polling "
             "activity's completion event time",
+            "first_poll_to_ready_s_median": median(to_ready),
+            "ready_method": "the namespace's pods listed every 50 ms; a new pod's Ready time is when its Ready condition "
+            "(containers ready and the polling readiness gate True) was first seen; minus its first poll as above",
         },
         "history": {"events_per_deployment_median": median(events), "events_per_deployment_max": max(events)},
     }, images[(bench.runs - 1) % 2]
@@ -579,6 +641,10 @@ async def main_async(bench: Bench) -> dict[str, Any]:
             result["verification"]["verify_after_last_first_poll_s_median"] is not None
             and result["verification"]["verify_after_last_first_poll_s_median"]
             <= TARGETS["verify_after_last_first_poll_s_median"]
+        ),
+        "first_poll_to_ready_s_median": (
+            result["verification"]["first_poll_to_ready_s_median"] is not None
+            and result["verification"]["first_poll_to_ready_s_median"] <= TARGETS["first_poll_to_ready_s_median"]
         ),
         "crash_rollback_s": result["crash_rollback"]["apply_to_rolled_back_verified_s"] <= TARGETS["crash_rollback_s"],
         "history_events_per_deployment": result["history"]["events_per_deployment_max"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import ParamSpec, TypeVar
@@ -27,7 +27,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from pipeline import clusters, kube, render, revisions
+from pipeline import clusters, diagnose, kube, render, revisions
 from pipeline.azure import pull_secret
 from pipeline.builders import acr as acr_builder
 from pipeline.builders.local import BuildError, BuildRequest, build_and_push, is_build_of, require_dockerfile, source_and_tag
@@ -50,12 +50,13 @@ from pipeline.models import (
     RenderInput,
     RolloutInput,
     RolloutResult,
+    TemporalTarget,
     VerifyInput,
     VerifyResult,
 )
 from pipeline.registry import SOURCE_HASH_LABEL, find_image
 from pipeline.temporal_client import connect as temporal_connect
-from pipeline.verify import describe_pollers, judge, pod_state
+from pipeline.verify import describe_pollers, identity_names_pod, judge, pod_state
 
 FIELD_MANAGER = kube.FIELD_MANAGER
 REVISION_CONFIGMAP_SUFFIX = revisions.CONFIGMAP_SUFFIX
@@ -209,9 +210,14 @@ def wait_for_rollout(request: RolloutInput) -> RolloutResult:
                 timeout=float(request.timeout_seconds),
                 on_progress=lambda p: activity.heartbeat(asdict(p)),
                 cancelled=activity.is_cancelled,
+                unready_seconds=float(request.unready_seconds),
             )
     except kube.RolloutCancelled as exc:  # the workflow cancelled us (a rollback signal): not a failure
         raise CancelledError(str(exc)) from exc
+    except kube.RolloutFailed as exc:
+        if request.temporal is None or not exc.not_polling:
+            raise
+        raise kube.RolloutFailed(exc.reason, f"{exc}; {_seen_instead(request.temporal, exc.not_polling)}") from exc
     return RolloutResult(
         replica_set=outcome.replica_set,
         pod_template_hash=outcome.pod_template_hash,
@@ -221,6 +227,22 @@ def wait_for_rollout(request: RolloutInput) -> RolloutResult:
         available_replicas=outcome.available_replicas,
         revision=outcome.revision,
     )
+
+
+def _seen_instead(temporal: TemporalTarget, pods: Sequence[str]) -> str:
+    """Where else Temporal lists the workers of `pods` (pipeline/diagnose.py), as one clause."""
+
+    async def look() -> str:
+        client = await temporal_connect(temporal)
+        found = await diagnose.where_seen(
+            client, pods=pods, namespaces=[temporal.namespace], partitions=temporal.task_queue_partitions
+        )
+        return diagnose.format_sightings(found)
+
+    try:
+        return asyncio.run(look())
+    except Exception as exc:  # an explanation must never change the failure it explains
+        return f"where else it polls is unknown ({type(exc).__name__}: {exc})"
 
 
 # ----- verify -----
@@ -261,13 +283,15 @@ async def _verify_until_deadline(
             pollers=pollers,
             new_hash=request.pod_template_hash,
             build_id=request.build_id,
+            queue_types=request.queue_types,
+            graceful_shutdown=request.graceful_shutdown,
         )
         activity.heartbeat({"detail": verdict.detail, "polling": verdict.polling_pods, "missing": verdict.missing})
         if verdict.ok:
             polling = set(verdict.polling_pods)
             return VerifyResult(
                 pods=verdict.polling_pods,
-                pollers=[p for p in pollers if p.identity.split("@", 1)[0] in polling and p.build_id == request.build_id],
+                pollers=[p for p in pollers if any(identity_names_pod(p.identity, pod) for pod in polling)],
                 verified_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             )
         if time.monotonic() >= deadline:

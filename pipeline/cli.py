@@ -92,6 +92,46 @@ def config_command(ctx: click.Context, app_name: str | None, as_json: bool) -> N
     click.echo(f"# {config.path}\n" + to_toml(data, notes=notes), nl=False)
 
 
+@cli.group("app")
+def app_group() -> None:
+    """Add apps to the configuration file."""
+
+
+@app_group.command("add")
+@click.argument("name")
+@click.option(
+    "--context", "context", required=True, metavar="DIR", type=click.Path(path_type=Path), help="The app's build context."
+)
+@click.option("--task-queue", metavar="Q", help="Its Temporal task queue [default: the one its sources under DIR name].")
+@click.option("--dockerfile", default="Dockerfile", show_default=True, metavar="F", help="Dockerfile, relative to DIR.")
+@click.option("--replicas", type=int, metavar="N", help="Pods to run, 1 to 100 [default: 1].")
+@click.pass_context
+def app_add_command(
+    ctx: click.Context, name: str, context: Path, task_queue: str | None, dockerfile: str, replicas: int | None
+) -> None:
+    """Add an [apps.NAME] table for the worker built from DIR to the config file.
+
+    The rest of the file is kept byte for byte; the new table goes after the
+    last [apps.*] table, and the file is replaced only once the result
+    validates. Without --task-queue, the sources under DIR must name exactly
+    one task queue (task_queue="...", taskQueue: '...', TaskQueue: "...",
+    worker.New(c, "..."), newWorker("...")).
+    """
+    import shlex
+
+    from pipeline import app_add
+
+    config = load(ctx)
+    added = app_add.add_to_config(config, name, context, task_queue=task_queue, dockerfile=dockerfile, replicas=replicas)
+    found = f'; task queue "{added.task_queue}" found at {added.guessed_from.where()}' if added.guessed_from else ""
+    click.echo(f"{config.source}: added [apps.{name}]{found}\n\n{added.table_toml}")
+    root = ctx.find_root()
+    state = root.find_object(CliState)
+    given = root.get_parameter_source("config_path") == click.core.ParameterSource.COMMANDLINE
+    option = f"--config {shlex.quote(str(state.config_path))} " if given and state and state.config_path else ""
+    click.echo(f"Next: pipeline {option}deploy --app {name} --follow")
+
+
 # ----- deployments (behaviour in pipeline.commands, imported when a command runs) -----
 
 
@@ -270,6 +310,35 @@ def worker_command(ctx: click.Context) -> None:
     state = ctx.find_object(CliState)
     assert state is not None
     commands.worker(load_config(state.config_path, worker=True))
+
+
+@cli.command("doctor")
+@click.argument("app", required=False)
+@click.pass_context
+def doctor_command(ctx: click.Context, app: str | None) -> None:
+    """Check what a deployment of APP needs, one line each: ok, FAIL (with the fix) or skip.
+
+    In order: the config, Temporal reachable, its namespace, the TLS/API key
+    setting, the registry, the cluster and the pipeline's verbs there, the
+    pipeline worker polling its queue, APP's pods (a crashing pod's last log
+    lines), APP's task queue pollers (and where else Temporal saw a pod that does
+    not poll it), the queue's backlog. Exits 1 if any check FAILs, else 0.
+    APP defaults to [pipeline].default_app.
+    """
+    from pipeline import doctor
+    from pipeline.errors import ConfigError
+
+    state = ctx.find_object(CliState)
+    assert state is not None
+    try:
+        config: PipelineConfig | ConfigError = state.config()
+    except ConfigError as error:
+        config = error
+    checks = doctor.run(config, app)
+    for check in checks:
+        for line in doctor.format_check(check):
+            click.echo(line)
+    ctx.exit(1 if doctor.failed(checks) else 0)
 
 
 def main() -> None:

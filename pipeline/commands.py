@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import logging
+import os
 import socket
 import urllib.parse
 from collections.abc import Coroutine
@@ -259,4 +260,6 @@ def worker(config: PipelineConfig) -> None:
     from pipeline.worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run(run_worker(temporal_target(config), task_queue=config.pipeline.task_queue))
+    # The readiness gate's namespace: in a pod its own (where its Role lets it patch pods), else the config's.
+    namespace = os.environ.get("POD_NAMESPACE") or config.kubernetes.namespace
+    run(run_worker(temporal_target(config), task_queue=config.pipeline.task_queue, gate=(cluster_ref(config), namespace)))

@@ -206,8 +206,9 @@ class KubeConfigError(KubeError):
 class RolloutFailed(KubeError):
     """The rollout cannot succeed; `.reason` is e.g. ProgressDeadlineExceeded, CrashLoopBackOff, ImagePullBackOff."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, *, not_polling: tuple[str, ...] = ()) -> None:
         super().__init__(message, reason=reason)
+        self.not_polling = not_polling  # running pods Temporal does not list as pollers (to ask where they poll)
 
 
 class RolloutTimedOut(RolloutFailed):

@@ -145,6 +145,10 @@ def app_spec(config: PipelineConfig, app: AppConfig) -> AppSpec:
         ),
         image_pull_secret=config.acr.image_pull_secret if config.target == "aks" else "",
         pipeline_role=pipeline_role(config) if app.role == "pipeline" else None,
+        readiness_path=app.readiness_path,
+        liveness_path=app.liveness_path,
+        queue_types=tuple(app.queue_types),
+        graceful_shutdown=app.graceful_shutdown,
     )
 
 

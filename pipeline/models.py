@@ -114,12 +114,17 @@ class AppSpec:
     replicas: int
     resources: ResourceSpec
     rollout: RolloutSpec
-    health_port: int
+    health_port: int  # 0 = the worker serves no health endpoint
     termination_grace_period_seconds: int
     command: tuple[str, ...] = ()
     build: BuildSpec | None = None
     image_pull_secret: str = ""  # name of a dockerconfigjson Secret the pods pull with; "" = the node's identity
     pipeline_role: PipelineRole | None = None  # set when this app is the pipeline's own worker
+    # The worker's HTTP health endpoint (health_port 0 = none: no probes); a path "" = no such probe.
+    readiness_path: str = "/readyz"
+    liveness_path: str = "/healthz"
+    queue_types: tuple[str, ...] = ("workflow", "activity")  # what the readiness gate and the verifier wait for
+    graceful_shutdown: bool = False  # stops polling on SIGTERM: its old pods drain rather than serve while they stop
 
 
 @dataclass(frozen=True)
@@ -270,6 +275,10 @@ class RolloutInput:
     cluster: ClusterRef
     generation: int
     timeout_seconds: int
+    # > 0: fail once a new pod ran this long without becoming Ready (its probe, or a worker that never polls).
+    unready_seconds: int = 0
+    # Where to ask, for a pod that never polls, where else Temporal has seen its worker (None: not asked).
+    temporal: TemporalTarget | None = None
 
 
 @dataclass(frozen=True)
@@ -293,6 +302,8 @@ class VerifyInput:
     build_id: str
     pod_template_hash: str
     timeout_seconds: int
+    queue_types: tuple[str, ...] = ("workflow", "activity")
+    graceful_shutdown: bool = True  # False: an old pod serves until it is gone, whatever Temporal last saw of it
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,13 @@ label-safe) lives on the objects and the pod template, never in the selector.
 The pod template also carries `pipeline.temporal.io/config-hash`, a digest of
 the ConfigMap's data, so a changed Temporal setting rolls the pods even when
 the image is the same (the same idea as Helm's `checksum/config`).
+
+Readiness: every pod carries the readiness gate `markers.POLLING_CONDITION`,
+which the pipeline worker's controller (pipeline/readiness.py) sets once
+Temporal lists the pod polling, and the annotations that tell it what to look
+for (task queue, queue types, Temporal namespace). HTTP probes, a port and the
+HEALTH_* variables are rendered only for an app that declares a health
+endpoint (`health_port`); nothing else is asked of the worker's image.
 """
 
 from __future__ import annotations
@@ -53,6 +60,12 @@ from pipeline.errors import (
     PipelineError as PipelineError,
     RenderError as RenderError,
 )
+from pipeline.markers import (
+    POLLING_CONDITION,
+    QUEUE_TYPES_ANNOTATION,
+    TASK_QUEUE_ANNOTATION,
+    TEMPORAL_NAMESPACE_ANNOTATION,
+)
 from pipeline.models import AppSpec, Manifests, PipelineRole, RenderInput, TemporalTarget
 
 Obj = dict[str, Any]
@@ -62,8 +75,6 @@ BUILD_ID_ANNOTATION = "pipeline.temporal.io/build-id"
 CONFIG_HASH_ANNOTATION = "pipeline.temporal.io/config-hash"
 CONTAINER_NAME = "worker"
 HEALTH_PORT_NAME = "health"
-READINESS_PATH = "/readyz"
-LIVENESS_PATH = "/healthz"
 RUN_AS_ID = 10001
 REVISION_HISTORY_LIMIT = 10
 # SHUTDOWN_GRACE_SECONDS = terminationGracePeriodSeconds - this, so in-flight work ends before SIGKILL.
@@ -153,9 +164,16 @@ def temporal_settings(app: AppSpec, temporal: TemporalTarget) -> dict[str, str]:
         "TEMPORAL_ADDRESS": temporal.address,
         "TEMPORAL_NAMESPACE": temporal.namespace,
         "TEMPORAL_TASK_QUEUE": app.task_queue,
+        "TEMPORAL_DEPLOYMENT_NAME": deployment_name(app),
         # An API key is only ever sent over TLS, as the pipeline's own client does (temporal_client.py).
         "TEMPORAL_TLS": "true" if temporal.tls or temporal.api_key_secret is not None else "false",
     }
+
+
+def deployment_name(app: AppSpec) -> str:
+    """The app's Worker Deployment name for a worker that opts into versioning: `<namespace>/<app>`,
+    as temporal-worker-controller names one after its Kubernetes namespace and resource."""
+    return f"{app.namespace}/{app.name}"
 
 
 def namespace(*, name: str) -> Obj:
@@ -211,7 +229,13 @@ def deployment(
             "template": {
                 "metadata": {
                     "labels": dict(labels),
-                    "annotations": {BUILD_ID_ANNOTATION: build_id, CONFIG_HASH_ANNOTATION: config_hash},
+                    "annotations": {
+                        BUILD_ID_ANNOTATION: build_id,
+                        CONFIG_HASH_ANNOTATION: config_hash,
+                        TASK_QUEUE_ANNOTATION: app.task_queue,
+                        QUEUE_TYPES_ANNOTATION: ",".join(app.queue_types),
+                        TEMPORAL_NAMESPACE_ANNOTATION: temporal.namespace,
+                    },
                 },
                 "spec": {
                     "serviceAccountName": app.name,
@@ -226,6 +250,8 @@ def deployment(
                         "fsGroup": RUN_AS_ID,
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
+                    # Ready only once Temporal lists the pod as a poller (pipeline/readiness.py).
+                    "readinessGates": [{"conditionType": POLLING_CONDITION}],
                     "containers": [container(app=app, image=image, build_id=build_id, temporal=temporal)],
                 },
             },
@@ -240,23 +266,10 @@ def container(*, app: AppSpec, image: str, build_id: str, temporal: TemporalTarg
         out["command"] = list(app.command)
     out["envFrom"] = [{"configMapRef": {"name": config_map_name(app)}}]
     out["env"] = container_env(app=app, build_id=build_id, temporal=temporal)
-    out["ports"] = [{"name": HEALTH_PORT_NAME, "containerPort": app.health_port, "protocol": "TCP"}]
-    # Every rollout step waits for the new pod's readiness, so the probe period is
-    # latency added to each step (half a period on average): 1 s, the smallest
-    # Kubernetes allows, for a GET the worker answers from memory.
-    out["readinessProbe"] = {
-        "httpGet": {"path": READINESS_PATH, "port": HEALTH_PORT_NAME},
-        "periodSeconds": 1,
-        "timeoutSeconds": 1,
-        "failureThreshold": 3,
-    }
-    out["livenessProbe"] = {
-        "httpGet": {"path": LIVENESS_PATH, "port": HEALTH_PORT_NAME},
-        "initialDelaySeconds": 10,
-        "periodSeconds": 10,
-        "timeoutSeconds": 1,
-        "failureThreshold": 3,
-    }
+    out.update(probes(app))
+    # A crash is named by its last log lines in the pod's status (what the rollout wait reports),
+    # when the worker wrote no termination message: Kubernetes keeps at most 80 lines / 2 KiB.
+    out["terminationMessagePolicy"] = "FallbackToLogsOnError"
     out["resources"] = {
         "requests": {"cpu": app.resources.cpu_request, "memory": app.resources.memory_request},
         "limits": {"cpu": app.resources.cpu_limit, "memory": app.resources.memory_limit},
@@ -266,6 +279,36 @@ def container(*, app: AppSpec, image: str, build_id: str, temporal: TemporalTarg
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
     }
+    return out
+
+
+def probes(app: AppSpec) -> Obj:
+    """The port and HTTP probes of an app that declares a health endpoint (`health_port`); none otherwise.
+
+    Readiness needs no probe: the readiness gate waits for Temporal itself. An
+    app's own readiness path adds its view (the sample worker answers 200 only
+    while polling). Every rollout step waits for the new pod's readiness, so the
+    probe period is latency added to each step: 1 s, the smallest Kubernetes
+    allows, for a GET the worker answers from memory.
+    """
+    if not app.health_port:
+        return {}
+    out: Obj = {"ports": [{"name": HEALTH_PORT_NAME, "containerPort": app.health_port, "protocol": "TCP"}]}
+    if app.readiness_path:
+        out["readinessProbe"] = {
+            "httpGet": {"path": app.readiness_path, "port": HEALTH_PORT_NAME},
+            "periodSeconds": 1,
+            "timeoutSeconds": 1,
+            "failureThreshold": 3,
+        }
+    if app.liveness_path:
+        out["livenessProbe"] = {
+            "httpGet": {"path": app.liveness_path, "port": HEALTH_PORT_NAME},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "timeoutSeconds": 1,
+            "failureThreshold": 3,
+        }
     return out
 
 
@@ -279,9 +322,13 @@ def container_env(*, app: AppSpec, build_id: str, temporal: TemporalTarget) -> l
         _field_env("POD_NAME", "metadata.name"),
         _field_env("POD_NAMESPACE", "metadata.namespace"),
         _field_env("POD_IP", "status.podIP"),
-        {"name": "HEALTH_HOST", "value": "$(POD_IP)"},
-        {"name": "HEALTH_PORT", "value": str(app.health_port)},
+    ]
+    if app.health_port:
+        env += [{"name": "HEALTH_HOST", "value": "$(POD_IP)"}, {"name": "HEALTH_PORT", "value": str(app.health_port)}]
+    env += [
         {"name": "BUILD_ID", "value": build_id},
+        # The names temporal-worker-controller gives its workers, for a worker that opts into versioning.
+        {"name": "TEMPORAL_WORKER_BUILD_ID", "value": build_id},
         {
             "name": "SHUTDOWN_GRACE_SECONDS",
             "value": str(max(1, app.termination_grace_period_seconds - SHUTDOWN_MARGIN_SECONDS)),
@@ -302,12 +349,16 @@ def container_env(*, app: AppSpec, build_id: str, temporal: TemporalTarget) -> l
 #     but never created: the namespace exists before the in-cluster worker does (bootstrap creates it);
 #   read_revision: GET configmaps; record_revision: apply of a ConfigMap;
 #   wait_for_rollout: list + watch deployments and pods, list replicasets;
-#   verify_polling: list pods.
+#   verify_polling: list pods;
+#   the readiness gate (pipeline/readiness.py, in the worker process): list + watch pods, patch pods/status;
+#   wait_for_rollout's diagnosis of a failing probe: list events (the pod's Unhealthy ones).
 PIPELINE_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("", "namespaces", ("patch",)),
     ("", "serviceaccounts", ("create", "patch")),
     ("", "configmaps", ("create", "get", "patch")),
     ("", "pods", ("list", "watch")),
+    ("", "pods/status", ("patch",)),
+    ("", "events", ("list",)),
     ("apps", "deployments", ("create", "list", "patch", "watch")),
     ("apps", "replicasets", ("list",)),
     ("rbac.authorization.k8s.io", "roles", ("create", "patch")),

@@ -1,9 +1,17 @@
 """Is the new version really working? Ask Temporal who polls the task queue.
 
 A rollout that Kubernetes calls complete only says the pods passed their
-readiness probes. The pipeline's stronger claim is that every new pod is a
-live poller of the app's task queue, with the new build id, as Temporal itself
-sees it (`DescribeTaskQueue`, workflow and activity queues).
+readiness checks. The pipeline's stronger claim is that every new pod is a
+live poller of the app's task queue, as Temporal itself sees it
+(`DescribeTaskQueue`, on every queue type the app serves), and that no pod of
+the old version still serves.
+
+A poller is matched to its pod by identity, in either shape: `<pod>@<build id>`
+(this project's workers) or the SDK's default `<pid>@<hostname>`, whose
+hostname Kubernetes sets to the pod's name. Build ids are optional: a pod of
+the new ReplicaSet runs the new image whatever build id its worker reports
+(the Python SDK's default is a checksum of its code); the ones reported are
+kept in the result.
 
 Temporal keeps listing a poller for a while after it stopped, so the judgement
 uses each poller's last-access time against the pod's start time, never the
@@ -18,9 +26,12 @@ root partition's list for up to a minute: every partition is asked
 per identity, the latest access wins.
 
 Old pods are judged by their state in Kubernetes: one that is not terminating
-still serves the old version; one in graceful termination is *draining* (on
-SIGTERM a worker stops polling and only finishes what it runs), unless Temporal
-saw it poll after it was told to stop, which a worker that ignores SIGTERM does.
+still serves the old version. One in graceful termination is *draining* when
+the app says its worker stops polling on SIGTERM (`graceful_shutdown`), unless
+Temporal saw it poll after it was told to stop; otherwise it serves until it is
+gone: a worker without a SIGTERM handler ignores it as a container's PID 1, and
+an idle long poll that began before the deletion keeps its old last-access time,
+so Temporal's view cannot tell such a worker from a draining one.
 """
 
 from __future__ import annotations
@@ -44,6 +55,8 @@ QUEUE_TYPES = {
 }
 # Clocks of the Temporal server and the cluster may differ a little.
 CLOCK_SKEW = timedelta(seconds=2)
+# Kubernetes cuts a pod's hostname to a DNS label.
+HOSTNAME_MAX = 63
 DEFAULT_PARTITIONS = 4
 
 
@@ -95,16 +108,17 @@ async def describe_pollers(
             for t in QUEUE_TYPES
         )
     )
-    return [
-        Poller(
-            identity=info.identity,
-            task_queue_type=type_name,
-            build_id=info.worker_version_capabilities.build_id,
-            last_access_time=info.last_access_time.ToDatetime().replace(tzinfo=None).isoformat() + "Z",
-        )
-        for type_name, infos in zip(QUEUE_TYPES, per_type, strict=True)
-        for info in infos
-    ]
+    return [as_poller(type_name, info) for type_name, infos in zip(QUEUE_TYPES, per_type, strict=True) for info in infos]
+
+
+def as_poller(queue_type: str, info: PollerInfo) -> Poller:
+    """Temporal's PollerInfo as the pipeline keeps it (last access in RFC 3339, UTC)."""
+    return Poller(
+        identity=info.identity,
+        task_queue_type=queue_type,
+        build_id=info.worker_version_capabilities.build_id,
+        last_access_time=info.last_access_time.ToDatetime().replace(tzinfo=None).isoformat() + "Z",
+    )
 
 
 async def partition_pollers(
@@ -139,18 +153,19 @@ def judge(
     pollers: Iterable[Poller],
     new_hash: str,
     build_id: str,
-    queue_types: Iterable[str] = ("workflow", "activity"),
+    queue_types: Sequence[str] = ("workflow", "activity"),
+    graceful_shutdown: bool = True,
 ) -> Verdict:
-    """Every new pod polls every queue type with `build_id` since it started; no old pod still serves."""
+    """Every new pod polls every queue type since it started; no old pod still serves. `build_id` names the version."""
     pollers = list(pollers)
     new_pods = [p for p in pods if p.pod_template_hash == new_hash and not p.terminating]
     old_live = [p for p in pods if p.pod_template_hash != new_hash and p.phase in ("Pending", "Running")]
-    old_draining = sorted(p.name for p in old_live if p.terminating and not _polled_after_stop(p, pollers))
+    old_draining = sorted(p.name for p in old_live if graceful_shutdown and p.terminating and not _polled_after_stop(p, pollers))
     old_running = sorted(p.name for p in old_live if p.name not in old_draining)
     missing: list[str] = []
     polling: list[str] = []
     for pod in new_pods:
-        if all(_polls_freshly(pod, pollers, build_id, queue_type) for queue_type in queue_types):
+        if all(_polls_freshly(pod, pollers, queue_type) for queue_type in queue_types):
             polling.append(pod.name)
         else:
             missing.append(pod.name)
@@ -158,11 +173,11 @@ def judge(
     if not new_pods:
         problems.append("no pod of the new ReplicaSet exists")
     if missing:
-        problems.append(f"not polling with build {build_id}: {', '.join(sorted(missing))}")
+        problems.append(f"not polling task queue types {'+'.join(queue_types)}: {', '.join(sorted(missing))}")
     if old_running:
         problems.append(f"pods of the old version still running: {', '.join(old_running)}")
     ok = not problems
-    detail = f"{len(polling)} pods polling with build {build_id}" if ok else "; ".join(problems)
+    detail = f"{len(polling)} pods of build {build_id} polling" if ok else "; ".join(problems)
     if ok and old_draining:
         detail += f"; old pods draining: {', '.join(old_draining)}"
     return Verdict(ok, detail, sorted(polling), sorted(missing), old_running, old_draining)
@@ -174,15 +189,14 @@ def _polled_after_stop(pod: PodState, pollers: list[Poller]) -> bool:
         return False
     stop = pod.deleted_at.replace(tzinfo=None) + CLOCK_SKEW
     return any(
-        pod.name in _identity_pod(p.identity) and datetime.fromisoformat(p.last_access_time.rstrip("Z")) > stop for p in pollers
+        identity_names_pod(p.identity, pod.name) and datetime.fromisoformat(p.last_access_time.rstrip("Z")) > stop
+        for p in pollers
     )
 
 
-def _polls_freshly(pod: PodState, pollers: list[Poller], build_id: str, queue_type: str) -> bool:
+def _polls_freshly(pod: PodState, pollers: list[Poller], queue_type: str) -> bool:
     for poller in pollers:
-        if poller.task_queue_type != queue_type or pod.name not in _identity_pod(poller.identity):
-            continue
-        if poller.build_id != build_id:
+        if poller.task_queue_type != queue_type or not identity_names_pod(poller.identity, pod.name):
             continue
         if pod.started_at is None:
             return True
@@ -192,6 +206,15 @@ def _polls_freshly(pod: PodState, pollers: list[Poller], build_id: str, queue_ty
     return False
 
 
-def _identity_pod(identity: str) -> list[str]:
-    """The pod part of `<pod>@<build id>` identities, tolerant of SDK-default `<pid>@<host>` ones."""
-    return [identity.split("@", 1)[0], identity]
+def pod_hostname(pod: str) -> str:
+    """The hostname Kubernetes gives a pod's containers: its name, cut to 63 characters without a trailing '-' or '.'."""
+    return pod[:HOSTNAME_MAX].rstrip("-.")
+
+
+def identity_names_pod(identity: str, pod: str) -> bool:
+    """Is `identity` a worker in `pod`? Either shape: `<pod>@<anything>` (this project's workers, a build id or
+    anything else after the "@") or the SDK's default `<pid>@<hostname>`, whose hostname is the pod's."""
+    head, sep, tail = identity.partition("@")
+    if not sep:
+        return identity == pod
+    return head == pod or tail == pod_hostname(pod)

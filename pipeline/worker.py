@@ -15,19 +15,22 @@ shutdown timeout, kept below terminationGracePeriodSeconds by the renderer).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
 import signal
 import socket
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from pipeline import activities
-from pipeline.models import TemporalTarget
+from pipeline import activities, clusters
+from pipeline.models import ClusterRef, TemporalTarget
+from pipeline.readiness import PollingGate
 from pipeline.temporal_client import connect
 from pipeline.workflows import DeploymentWorkflow
 from worker_health import early_sigterm
@@ -59,6 +62,19 @@ def build_worker(
     )
 
 
+@contextlib.asynccontextmanager
+async def _polling_gate(client: Client, target: TemporalTarget, gate: tuple[ClusterRef, str] | None) -> AsyncIterator[None]:
+    if gate is None:
+        yield
+        return
+    cluster, namespace = gate
+    async with PollingGate(
+        client, connect=lambda: clusters.connect(cluster), namespace=namespace, partitions=target.task_queue_partitions
+    ):
+        log.info("readiness gate: watching the pipeline's pods in namespace %s", namespace)
+        yield
+
+
 def grace_from_env(default: float = 25) -> float:
     """SHUTDOWN_GRACE_SECONDS (set by the manifests), else `default`."""
     value = os.environ.get("SHUTDOWN_GRACE_SECONDS", "")
@@ -66,9 +82,18 @@ def grace_from_env(default: float = 25) -> float:
 
 
 async def run_worker(
-    target: TemporalTarget, *, task_queue: str, grace_seconds: float | None = None, stop: asyncio.Event | None = None
+    target: TemporalTarget,
+    *,
+    task_queue: str,
+    grace_seconds: float | None = None,
+    stop: asyncio.Event | None = None,
+    gate: tuple[ClusterRef, str] | None = None,
 ) -> None:
-    """Run until SIGTERM or SIGINT (or `stop` is set), then shut down gracefully."""
+    """Run until SIGTERM or SIGINT (or `stop` is set), then shut down gracefully.
+
+    `gate` (cluster, namespace): also run the readiness gate's controller there
+    (pipeline/readiness.py) while polling.
+    """
     grace = grace_from_env() if grace_seconds is None else grace_seconds
     me = identity()
     state = HealthState(pod=me.split("@", 1)[0], build_id=os.environ.get("BUILD_ID", "dev"), task_queue=task_queue)
@@ -88,7 +113,8 @@ async def run_worker(
                 stop.set()
         with ThreadPoolExecutor(max_workers=32, thread_name_prefix="activity") as executor:
             worker = build_worker(client, task_queue=task_queue, executor=executor, grace_seconds=grace)
-            async with worker:
+            # The gate outlives the worker's polling: on SIGTERM polling stops first, at once.
+            async with _polling_gate(client, target, gate), worker:
                 state.ready = True
                 log.info("pipeline worker %s polling task queue %r on %s", me, task_queue, target.address)
                 await stop.wait()

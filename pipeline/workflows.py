@@ -446,7 +446,13 @@ class DeploymentWorkflow:
         return workflow.execute_activity(
             activities.wait_for_rollout,
             RolloutInput(
-                app=r.app.name, namespace=r.app.namespace, cluster=r.cluster, generation=generation, timeout_seconds=timeout
+                app=r.app.name,
+                namespace=r.app.namespace,
+                cluster=r.cluster,
+                generation=generation,
+                timeout_seconds=timeout,
+                unready_seconds=r.app.rollout.verification_timeout_seconds,
+                temporal=r.temporal,
             ),
             start_to_close_timeout=timedelta(seconds=timeout + 30),
             heartbeat_timeout=timedelta(seconds=20),
@@ -467,6 +473,8 @@ class DeploymentWorkflow:
                 build_id=build_id,
                 pod_template_hash=rollout.pod_template_hash,
                 timeout_seconds=timeout,
+                queue_types=tuple(r.app.queue_types),
+                graceful_shutdown=r.app.graceful_shutdown,
             ),
             start_to_close_timeout=timedelta(seconds=timeout + 30),
             heartbeat_timeout=timedelta(seconds=20),

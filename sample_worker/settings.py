@@ -25,7 +25,7 @@ POD_NAME                    hostname         part of the worker identity
 POD_NAMESPACE               (none)           shown by the health endpoints
 BUILD_ID                    dev              image tag or digest; identity
 HEALTH_HOST                 0.0.0.0          health server bind address
-HEALTH_PORT                 8080             0 disables the health server
+HEALTH_PORT                 0 (none)         health server port; unset or 0: none
 SHUTDOWN_GRACE_SECONDS      25               time in-flight activities get
                                              after SIGTERM
 ==========================  ===============  ====================================
@@ -71,7 +71,7 @@ class Settings:
     pod_namespace: str | None = None
     build_id: str = "dev"
     health_host: str = "0.0.0.0"
-    health_port: int = 8080
+    health_port: int = 0  # no health server unless a port is given
     shutdown_grace_seconds: float = 25.0
 
     @property
@@ -119,7 +119,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         pod_namespace=env.get("POD_NAMESPACE"),
         build_id=build_id,
         health_host=env.get("HEALTH_HOST", "0.0.0.0"),
-        health_port=_port(env, "HEALTH_PORT", 8080, allow_zero=True),
+        # None by default: the pipeline sets HEALTH_PORT only for an app that declares health_port, and a
+        # fixed default port would collide between pods sharing a host network.
+        health_port=_port(env, "HEALTH_PORT", 0, allow_zero=True),
         shutdown_grace_seconds=_seconds(env, "SHUTDOWN_GRACE_SECONDS", 25.0),
     )
 

@@ -203,7 +203,7 @@ BAD_VALUES = [
     (APP, "replicas", "101", f"[{APP}].replicas: must be an integer from 1 to 100, got 101"),
     (APP, "replicas", "true", f"[{APP}].replicas: must be an integer from 1 to 100, got true"),
     (APP, "replicas", "2.0", f"[{APP}].replicas: must be an integer from 1 to 100, got 2.0"),
-    (APP, "health_port", "70000", f"[{APP}].health_port: must be an integer from 1 to 65535, got 70000"),
+    (APP, "health_port", "70000", f"[{APP}].health_port: must be an integer from 0 to 65535, got 70000"),
     (APP, "termination_grace_period_seconds", "-1",
      f"[{APP}].termination_grace_period_seconds: must be an integer from 0 to 3600, got -1"),
     (APP, "task_queue", None, f"[{APP}].task_queue: missing; this key is required"),

@@ -22,14 +22,14 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline import kube
-from pipeline.models import RenderInput
+from pipeline import kube, render
+from pipeline.models import Manifests, RenderInput
 from pipeline.references import build_id_of
-from pipeline.render import render_manifests, to_yaml
+from pipeline.render import to_yaml
 from tests.helpers import unique_name
 from tests.helpers.cluster import LocalCluster
 from tests.helpers.kube import CRASHING_COMMAND, HEALTHY_COMMAND, NEVER_READY_COMMAND, push_base_image
-from tests.helpers.render import sample_render_input
+from tests.helpers.render import sample_render_input, ungated
 
 docker = pytest.importorskip("docker")
 
@@ -86,6 +86,11 @@ def kc(cluster: LocalCluster) -> Iterator[kube.KubeClient]:
         yield client
 
 
+def render_manifests(spec: RenderInput) -> Manifests:
+    """The app's manifests without the readiness gate: these stand-in workers never poll Temporal."""
+    return ungated(render.render_manifests(spec))
+
+
 def app_input(cluster: LocalCluster, image: str, *, command: tuple[str, ...], **app: Any) -> RenderInput:
     """The sample app in a namespace of its own, running `command`; `app` overrides AppSpec fields."""
     namespace = unique_name("kt")
@@ -97,6 +102,7 @@ def app_input(cluster: LocalCluster, image: str, *, command: tuple[str, ...], **
         "command": command,
         "termination_grace_period_seconds": 2,
         "rollout": rollout,
+        "readiness_path": "/readyz",  # these stand-ins keep the sample worker's health contract, readiness included
     }
     return replace(spec, app=replace(spec.app, **(settings | app)), build_id=build_id_of(image))
 
@@ -271,6 +277,34 @@ def test_progress_deadline_exceeded(cluster: LocalCluster, image: str, kc: kube.
         wait(kc, spec, generation_of(applied), timeout=60, on_progress=progress.append)
     assert caught.value.reason == "ProgressDeadlineExceeded", caught.value.message
     assert progress and progress[-1].ready == 0
+
+
+def test_a_failing_readiness_probe_fails_the_rollout_naming_the_probe_and_its_error(
+    cluster: LocalCluster, image: str, kc: kube.KubeClient
+) -> None:
+    """Containers running `unready_seconds` without passing their readiness probe: the probe's last error, from the
+    pod's Unhealthy events, and the hint; no wait for the progress deadline."""
+    spec = app_input(cluster, image, command=NEVER_READY_COMMAND)  # /readyz answers 404
+    applied = kube.server_side_apply(kc, render_manifests(spec).objects, field_manager=FIELD_MANAGER)
+    with pytest.raises(kube.RolloutFailed) as caught:
+        wait(kc, spec, generation_of(applied), timeout=60, unready_seconds=3)
+    assert caught.value.reason == "ReadinessProbeFailed", caught.value.message
+    message = caught.value.message
+    assert "Readiness probe failed: HTTP probe failed with statuscode: 404" in message, message
+    assert "remove health_port" in message and not caught.value.not_polling, message
+
+
+def test_a_gated_pod_that_never_polls_fails_the_rollout_naming_its_queue(
+    cluster: LocalCluster, image: str, kc: kube.KubeClient
+) -> None:
+    """The readiness gate kept (this stand-in never polls Temporal): NotPolling, with the queue it should poll."""
+    spec = app_input(cluster, image, command=HEALTHY_COMMAND)
+    applied = kube.server_side_apply(kc, render.render_manifests(spec).objects, field_manager=FIELD_MANAGER)
+    with pytest.raises(kube.RolloutFailed) as caught:
+        wait(kc, spec, generation_of(applied), timeout=60, unready_seconds=3)
+    assert caught.value.reason == "NotPolling", caught.value.message
+    assert f"as a poller of task queue '{spec.app.task_queue}' (workflow,activity)" in caught.value.message
+    assert caught.value.not_polling and all(p.startswith(spec.app.name) for p in caught.value.not_polling)
 
 
 def test_timeout_and_cancellation_are_prompt(cluster: LocalCluster, image: str, kc: kube.KubeClient) -> None:

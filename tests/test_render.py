@@ -86,6 +86,7 @@ def test_objects_are_named_after_the_app_in_its_namespace() -> None:
         "TEMPORAL_ADDRESS": "127.0.0.1:7233",
         "TEMPORAL_NAMESPACE": "default",
         "TEMPORAL_TASK_QUEUE": "sample-worker",
+        "TEMPORAL_DEPLOYMENT_NAME": "temporal-workers/sample-worker",
         "TEMPORAL_TLS": "false",
     }
     assert all(dict(o["metadata"]).get("namespace", "temporal-workers") == "temporal-workers" for o in objects)  # type: ignore[call-overload]
@@ -183,10 +184,38 @@ def test_rolling_update_keeps_every_old_worker_until_its_replacement_is_ready() 
 def test_probes_on_the_health_port() -> None:
     c = worker(deployment())
     assert c["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"}]
+    assert "readinessProbe" not in c  # the shipped config: readiness is the polling gate, with no probe period
+    c = worker(by_kind(render_manifests(with_app(sample_render_input(), readiness_path="/readyz")).objects, "Deployment"))
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     assert (c["readinessProbe"]["periodSeconds"], c["readinessProbe"]["failureThreshold"]) == (1, 3)
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert (c["livenessProbe"]["initialDelaySeconds"], c["livenessProbe"]["periodSeconds"]) == (10, 10)
+
+
+def test_an_app_without_a_health_endpoint_gets_no_probe_no_port_and_no_health_env() -> None:
+    c = worker(by_kind(render_manifests(with_app(sample_render_input(), health_port=0)).objects, "Deployment"))
+    assert not {"ports", "readinessProbe", "livenessProbe"} & set(c)
+    names = [e["name"] for e in c["env"]]
+    assert "HEALTH_HOST" not in names and "HEALTH_PORT" not in names
+    assert "TEMPORAL_WORKER_BUILD_ID" in names
+
+
+def test_a_declared_endpoint_renders_only_the_probes_whose_path_is_set() -> None:
+    spec = with_app(sample_render_input(), health_port=9000, readiness_path="", liveness_path="/alive")
+    c = worker(by_kind(render_manifests(spec).objects, "Deployment"))
+    assert c["ports"] == [{"name": "health", "containerPort": 9000, "protocol": "TCP"}]
+    assert "readinessProbe" not in c
+    assert c["livenessProbe"]["httpGet"] == {"path": "/alive", "port": "health"}
+
+
+def test_every_pod_carries_the_polling_gate_and_says_what_to_look_for() -> None:
+    spec = with_app(sample_render_input(), queue_types=("activity",))
+    template = by_kind(render_manifests(spec).objects, "Deployment")["spec"]["template"]
+    assert template["spec"]["readinessGates"] == [{"conditionType": "pipeline.temporal.io/polling"}]
+    annotations = template["metadata"]["annotations"]
+    assert annotations["pipeline.temporal.io/task-queue"] == "sample-worker"
+    assert annotations["pipeline.temporal.io/queue-types"] == "activity"
+    assert annotations["pipeline.temporal.io/temporal-namespace"] == "default"
 
 
 def test_security_context_is_non_root_and_unprivileged() -> None:
@@ -229,6 +258,7 @@ def test_container_env_follows_the_sample_worker_contract() -> None:
         ("HEALTH_HOST", "$(POD_IP)"),
         ("HEALTH_PORT", "8080"),
         ("BUILD_ID", "sha256:" + "4f" * 32),
+        ("TEMPORAL_WORKER_BUILD_ID", "sha256:" + "4f" * 32),
         ("SHUTDOWN_GRACE_SECONDS", "25"),
     ]
 

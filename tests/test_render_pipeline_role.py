@@ -42,6 +42,12 @@ CALLS = [
     ("_Rollout replicasets", "GET list", "apps", "replicasets"),
     # verify_polling
     ("list_pods", "GET list", "", "pods"),
+    # the readiness gate (pipeline/readiness.py, in the worker process)
+    ("list_gated_pods", "GET list", "", "pods"),
+    ("start_pod_watch", "GET watch", "", "pods"),
+    ("set_pod_condition", "PATCH", "", "pods/status"),
+    # the rollout wait's diagnosis of a failing probe
+    ("pod_events", "GET list", "", "events"),
 ]
 # An apply that creates the object needs `create` as well as `patch`; a Namespace is never created
 # by the in-cluster worker (a namespaced Role cannot grant that; bootstrap makes the namespace).

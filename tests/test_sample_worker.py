@@ -247,7 +247,7 @@ def test_settings_defaults_and_identity() -> None:
     settings = load_settings({})
     assert settings.temporal_address == "127.0.0.1:7233"
     assert (settings.namespace, settings.task_queue, settings.build_id) == ("default", "sample-worker", "dev")
-    assert (settings.health_host, settings.health_port, settings.shutdown_grace_seconds) == ("0.0.0.0", 8080, 25.0)
+    assert (settings.health_host, settings.health_port, settings.shutdown_grace_seconds) == ("0.0.0.0", 0, 25.0)
     assert settings.tls is False and settings.api_key is None
     assert settings.identity == f"{socket.gethostname()}@dev"
     assert load_settings({"POD_NAME": "web-1", "BUILD_ID": "sha256:ab12"}).identity == "web-1@sha256:ab12"

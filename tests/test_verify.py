@@ -14,7 +14,7 @@ from temporalio.client import Client
 
 from pipeline.kube.pods import pod_info
 from pipeline.models import Poller
-from pipeline.verify import PodState, describe_pollers, judge, pod_state
+from pipeline.verify import PodState, describe_pollers, identity_names_pod, judge, pod_hostname, pod_state
 from tests.helpers import unique_name
 
 pytestmark = pytest.mark.unit
@@ -46,11 +46,37 @@ def test_every_new_pod_polling_both_queues_since_it_started_is_verified() -> Non
     assert verdict.ok and verdict.polling_pods == ["n1", "n2"], verdict
 
 
-def test_a_new_pod_missing_a_queue_type_a_fresh_poll_or_the_build_id_is_not_verified() -> None:
+def test_a_new_pod_missing_a_queue_type_or_a_fresh_poll_is_not_verified() -> None:
     pods = [pod("n1", "new", started=-10)]
-    for pollers in (polls("n1", -1, types=("workflow",)), polls("n1", -20), polls("n1", -1, build="sha256:old")):
+    for pollers in (polls("n1", -1, types=("workflow",)), polls("n1", -20), polls("n1x", -1), polls("x-n1", -1)):
         verdict = judge(pods=pods, pollers=pollers, new_hash="new", build_id=BUILD)
         assert not verdict.ok and verdict.missing == ["n1"], (pollers, verdict)
+
+
+def sdk_default(pod_name: str, at: int, types: tuple[str, ...] = ("workflow", "activity")) -> list[Poller]:
+    """What a worker that keeps the SDK's defaults reports: `<pid>@<hostname>` and the SDK's own build id."""
+    when = (NOW + timedelta(seconds=at)).replace(tzinfo=None).isoformat() + "Z"
+    return [Poller(identity=f"1@{pod_name}", task_queue_type=t, build_id="1f3e0c9d", last_access_time=when) for t in types]
+
+
+def test_a_worker_with_the_sdk_default_identity_and_no_build_id_of_ours_is_verified_by_its_hostname() -> None:
+    verdict = judge(pods=[pod("n1", "new", started=-10)], pollers=sdk_default("n1", -1), new_hash="new", build_id=BUILD)
+    assert verdict.ok and verdict.polling_pods == ["n1"], verdict
+
+
+def test_only_the_queue_types_the_app_serves_are_required() -> None:
+    pollers = sdk_default("n1", -1, types=("activity",))
+    pods = [pod("n1", "new", started=-10)]
+    assert not judge(pods=pods, pollers=pollers, new_hash="new", build_id=BUILD).ok
+    assert judge(pods=pods, pollers=pollers, new_hash="new", build_id=BUILD, queue_types=("activity",)).ok
+
+
+def test_a_long_pod_name_is_matched_by_the_hostname_kubernetes_cuts_from_it() -> None:
+    name = "a-very-long-worker-deployment-name-that-goes-on-7d9f8c6b5d-" + "x" * 10
+    assert len(name) > 63 and pod_hostname(name) == name[:63].rstrip("-.")
+    assert identity_names_pod(f"7@{pod_hostname(name)}", name)
+    assert identity_names_pod(f"{name}@sha256:abc", name)
+    assert not identity_names_pod("7@other-pod", name) and not identity_names_pod(name + "x@b", name)
 
 
 def test_an_old_pod_that_is_not_terminating_blocks() -> None:
@@ -64,7 +90,15 @@ def test_an_old_pod_in_graceful_termination_is_draining_and_does_not_block() -> 
     pods = [pod("n1", "new"), pod("o1", "old", deleted=-5)]
     verdict = judge(pods=pods, pollers=polls("n1", -1) + polls("o1", -40, build="sha256:old"), new_hash="new", build_id=BUILD)
     assert verdict.ok and verdict.old_pods_draining == ["o1"] and not verdict.old_pods_running, verdict
-    assert verdict.detail == f"1 pods polling with build {BUILD}; old pods draining: o1"
+    assert verdict.detail == f"1 pods of build {BUILD} polling; old pods draining: o1"
+
+
+def test_an_old_pod_of_a_worker_that_may_ignore_sigterm_serves_until_it_is_gone() -> None:
+    """Without graceful_shutdown, an idle long poll begun before the deletion proves nothing: the pod still serves."""
+    pods = [pod("n1", "new"), pod("o1", "old", deleted=-5)]
+    pollers = polls("n1", -1) + polls("o1", -40, build="sha256:old")
+    verdict = judge(pods=pods, pollers=pollers, new_hash="new", build_id=BUILD, graceful_shutdown=False)
+    assert not verdict.ok and verdict.old_pods_running == ["o1"] and not verdict.old_pods_draining, verdict
 
 
 def test_an_old_pod_that_polled_after_it_was_told_to_stop_still_serves() -> None:

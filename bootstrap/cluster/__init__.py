@@ -25,7 +25,11 @@ Inside, one asyncio event loop runs the API server (`api.py`), the controllers
 only touched from that loop.
 
 Pods get `hostPath` and `emptyDir` volumes and a mounted service-account token
-(kubelet/volumes.py). What it does not do: protobuf or CBOR request bodies (so kubectl's typed
+(kubelet/volumes.py), their name as hostname (resolving to their pod IP through a
+kubelet-managed /etc/hosts), and readiness gates: Ready is ContainersReady and every
+`spec.readinessGates` condition True, conditions another client writes through
+pods/status are kept, and the kubelet re-evaluates Ready as soon as they change
+(kubelet/podworker.py). What it does not do: protobuf or CBOR request bodies (so kubectl's typed
 generators such as `kubectl create configmap` are refused with 415: use
 manifests), authorization (RBAC objects are stored, not enforced: a pod's
 mounted token is the cluster's one bearer token), admission

@@ -16,6 +16,7 @@ client-go and the Python client expect.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hmac
 import json
 import logging
@@ -32,7 +33,7 @@ from bootstrap.cluster.defaults import apply_defaults
 from bootstrap.cluster.resources import PODS, ResourceType, lookup
 from bootstrap.cluster.selectors import Matcher, SelectorError, parse_field_selector, parse_label_selector
 from bootstrap.cluster.store import Obj, Store, WatchEvent
-from bootstrap.cluster.validation import validate
+from bootstrap.cluster.validation import validate, validate_status
 
 log = logging.getLogger(__name__)
 
@@ -472,10 +473,7 @@ class Api:
         res, sub = target.res, target.subresource
         dry_run = self._dry_run(request)
         if sub == "status":
-            merged = dict(old)
-            merged["status"] = obj.get("status", old.get("status"))
-            updated = self.store.update(res, merged, subresource="status", dry_run=dry_run)
-            return _json_response(updated, 200, warnings)
+            return self._update_status(request, target, old, obj, warnings)
         obj["metadata"].pop("managedFields", None)
         if res.has_status:
             obj["status"] = old.get("status")
@@ -484,6 +482,33 @@ class Api:
         self._prepare(res, obj, old)
         obj = ssa.track_update(old, obj, schema.root(res), manager=self._manager(request))
         updated = self.store.update(res, obj, dry_run=dry_run)
+        return _json_response(updated, 200, warnings)
+
+    def _update_status(self, request: web.Request, target: Target, old: Obj, obj: Obj, warnings: list[str]) -> web.Response:
+        """PUT or PATCH of the status subresource: only `.status` changes (and resourceVersion, managedFields).
+
+        The body's `metadata.resourceVersion` is a precondition (409 when stale; none: unconditional, as pods,
+        deployments and replicasets allow), and so is a `metadata.uid` that names another object.
+        """
+        res = target.res
+        meta = obj.get("metadata") or {}
+        uid = old["metadata"].get("uid")
+        if meta.get("uid") and meta["uid"] != uid:
+            raise errors.conflict(
+                res.plural,
+                old["metadata"]["name"],
+                f"Precondition failed: UID in precondition: {meta['uid']}, UID in object meta: {uid}",
+                res.group,
+            )
+        merged = copy.deepcopy(old)
+        merged["status"] = obj.get("status", old.get("status"))
+        if merged["status"] is None:
+            merged.pop("status")
+        validate_status(res, merged)
+        merged = ssa.track_update(old, merged, schema.root(res), manager=self._manager(request), subresource="status")
+        if meta.get("resourceVersion"):
+            merged["metadata"]["resourceVersion"] = meta["resourceVersion"]
+        updated = self.store.update(res, merged, subresource="status", dry_run=self._dry_run(request))
         return _json_response(updated, 200, warnings)
 
     async def patch(self, request: web.Request, target: Target) -> web.Response:

@@ -64,6 +64,8 @@ def _fields(value: Any, node: Node, prefix: Path_, out: FieldSet) -> None:
         path = prefix + (f"f:{key}",)
         child = node.child(key) or FREE
         if isinstance(sub, dict) and sub:
+            if prefix:  # a nested map or struct is itself owned (`.`): dropping it from an apply removes it whole
+                out.add(path + (".",))
             _fields(sub, child, path, out)
         elif isinstance(sub, list):
             lt = node.list_type(key) if node is not FREE else ATOMIC
@@ -165,6 +167,8 @@ def _remove_path(obj: Any, path: Path_) -> None:
         target = _lookup(obj, path[:-1])
         if isinstance(container, list) and target is not _MISSING:
             container.remove(target)
+        elif isinstance(container, dict) and path[-2].startswith("f:"):  # a map or struct: the field goes whole
+            container.pop(path[-2][2:], None)
         return
     container = _lookup(obj, path[:-1])
     kind, _, rest = last.partition(":")

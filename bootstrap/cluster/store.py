@@ -332,9 +332,13 @@ class Store:
         incoming = copy.deepcopy(obj)
         cur_meta = current["metadata"]
         if subresource == "status":
+            # Only status changes, and the status writer's managedFields entry (the API tracks it).
             new = copy.deepcopy(current)
             if "status" in incoming:
                 new["status"] = incoming["status"]
+            fields = (incoming.get("metadata") or {}).get("managedFields")
+            if fields:
+                new["metadata"]["managedFields"] = fields
             return new
         if subresource == "finalize" and res is NAMESPACES:
             # Only the namespace's spec.finalizers change (the namespace controller's last step).

@@ -70,9 +70,25 @@ def _pod(pod: Obj) -> list[Any]:
         _pod_status(pod),
         restarts,
         age(pod["metadata"].get("creationTimestamp")),
-        status.get("podIP") or "<none>",
+        ((status.get("podIPs") or [{}])[0].get("ip") or status.get("podIP")) or "<none>",
         (pod.get("spec") or {}).get("nodeName") or "<none>",
+        status.get("nominatedNodeName") or "<none>",
+        _readiness_gates(pod),
     ]
+
+
+def _readiness_gates(pod: Obj) -> str:
+    """printPod's READINESS GATES: how many of the gates' conditions are True, `<none>` without gates."""
+    gates = (pod.get("spec") or {}).get("readinessGates") or []
+    if not gates:
+        return "<none>"
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    met = 0
+    for gate in gates:
+        found = next((c for c in conditions if c.get("type") == gate.get("conditionType")), None)
+        if found is not None and found.get("status") == "True":
+            met += 1
+    return f"{met}/{len(gates)}"
 
 
 def _containers(obj: Obj) -> tuple[str, str]:
@@ -150,6 +166,8 @@ _PRINTERS: dict[str, tuple[list[Column], Callable[[Obj], list[Any]]]] = {
             ("Age", "string", 0),
             ("IP", "string", 1),
             ("Node", "string", 1),
+            ("Nominated Node", "string", 1),
+            ("Readiness Gates", "string", 1),
         ],
         _pod,
     ),

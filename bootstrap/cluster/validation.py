@@ -86,6 +86,43 @@ def _qualified_key(key: str) -> str | None:
     return None
 
 
+_QUALIFIED_REGEX_MSG = (
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character "
+    "(e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
+)
+
+
+def _qualified_name(value: str) -> list[str]:
+    """apimachinery's IsQualifiedName: an optional DNS-subdomain prefix and '/', then a name part of at most 63."""
+    parts = value.split("/")
+    problems: list[str] = []
+    if len(parts) > 2:
+        return [
+            f"a qualified name {_QUALIFIED_REGEX_MSG} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+        ]
+    name = parts[-1]
+    if len(parts) == 2:
+        prefix = parts[0]
+        if not prefix:
+            problems.append("prefix part must be non-empty")
+        else:
+            problem = _dns_subdomain(prefix)
+            if problem:
+                problems.append(f"prefix part {problem}")
+    if not name:
+        problems.append("name part must be non-empty")
+    elif len(name) > 63:
+        problems.append("name part must be no more than 63 characters")
+    if not _QUALIFIED.match(name):
+        problems.append(f"name part {_QUALIFIED_REGEX_MSG}")
+    return problems
+
+
+def _validate_qualified_name(value: Any, path: str, causes: Causes) -> None:
+    for problem in _qualified_name(str(value or "")):
+        causes.append((path, f'Invalid value: "{value or ""}": {problem}'))
+
+
 def _labels(labels: Any, path: str, causes: Causes) -> None:
     if labels is None:
         return
@@ -160,6 +197,21 @@ def _containers(spec: Obj, path: str, causes: Causes) -> None:
             _resources(c.get("resources"), f"{here}.resources", causes)
 
 
+def _pod_spec(spec: Obj, path: str, causes: Causes) -> None:
+    _containers(spec, path, causes)
+    for key in ("hostname", "subdomain"):
+        value = spec.get(key)
+        if value:
+            problem = _dns_label(str(value))
+            if problem:
+                causes.append((f"{path}.{key}", f'Invalid value: "{value}": {problem}'))
+    gates = spec.get("readinessGates")
+    if isinstance(gates, list):
+        for i, gate in enumerate(gates):
+            condition_type = gate.get("conditionType") if isinstance(gate, dict) else None
+            _validate_qualified_name(condition_type, f"{path}.readinessGates[{i}].conditionType", causes)
+
+
 def _pod_template(spec: Obj, causes: Causes) -> None:
     selector = spec.get("selector")
     if not isinstance(selector, dict) or not (selector.get("matchLabels") or selector.get("matchExpressions")):
@@ -180,7 +232,7 @@ def _pod_template(spec: Obj, causes: Causes) -> None:
     if not isinstance(pod_spec, dict):
         causes.append(("spec.template.spec.containers", "Required value"))
         return
-    _containers(pod_spec, "spec.template.spec", causes)
+    _pod_spec(pod_spec, "spec.template.spec", causes)
     strategy = spec.get("strategy") or {}
     ru = strategy.get("rollingUpdate") if isinstance(strategy, dict) else None
     if isinstance(ru, dict) and str(ru.get("maxSurge")) in ("0", "0%") and str(ru.get("maxUnavailable")) in ("0", "0%"):
@@ -210,7 +262,7 @@ def validate(res: ResourceType, obj: Obj, old: Obj | None = None) -> None:
         if not isinstance(spec, dict):
             causes.append(("spec.containers", "Required value"))
         else:
-            _containers(spec, "spec", causes)
+            _pod_spec(spec, "spec", causes)
     elif res is SERVICES and isinstance(spec, dict):
         for i, port in enumerate(spec.get("ports") or []):
             if isinstance(port, dict):
@@ -238,3 +290,20 @@ def validate(res: ResourceType, obj: Obj, old: Obj | None = None) -> None:
             causes.append(("roleRef", "Invalid value: cannot change roleRef"))
     if causes:
         raise errors.invalid(res.kind, name, causes, res.group)
+
+
+_SYSTEM_POD_CONDITIONS = frozenset({"PodScheduled", "Ready", "Initialized"})
+
+
+def validate_status(res: ResourceType, obj: Obj) -> None:
+    """A status update's checks (ValidatePodStatusUpdate's validatePodConditions): a pod condition type other
+    than the system ones must be a qualified name."""
+    causes: Causes = []
+    if res is PODS:
+        conditions = (obj.get("status") or {}).get("conditions")
+        for i, cond in enumerate(conditions if isinstance(conditions, list) else []):
+            cond_type = cond.get("type") if isinstance(cond, dict) else None
+            if cond_type not in _SYSTEM_POD_CONDITIONS:
+                _validate_qualified_name(cond_type, f"status.conditions[{i}].Type", causes)
+    if causes:
+        raise errors.invalid(res.kind, str((obj.get("metadata") or {}).get("name") or ""), causes, res.group)

@@ -146,6 +146,16 @@ class AppConfig:
     role: str = "app"
     # role "pipeline", target "aks": the workload identity (managed identity) client id; "" = none rendered.
     azure_client_id: str = ""
+    # The worker's own HTTP health endpoint, if it serves one: probes are rendered only then
+    # (health_port 0 = none). A path "" = no such probe.
+    readiness_path: str = "/readyz"
+    liveness_path: str = "/healthz"
+    # The queue types the worker polls: the readiness gate and the verifier wait for each.
+    queue_types: tuple[str, ...] = ("workflow", "activity")
+    # The worker stops polling on SIGTERM and only finishes what it runs: an old pod in graceful
+    # termination is then draining, not serving. False (a worker that ignores SIGTERM, as PID 1 does
+    # without a handler): old pods count as serving until they are gone.
+    graceful_shutdown: bool = False
 
 
 @dataclass(frozen=True, slots=True)

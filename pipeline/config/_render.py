@@ -44,6 +44,7 @@ def _app_dict(app: AppConfig) -> Tree:
     data["build_context"] = str(app.build_context)
     data["dockerfile"] = str(app.dockerfile)
     data["command"] = list(app.command)
+    data["queue_types"] = list(app.queue_types)
     return data
 
 

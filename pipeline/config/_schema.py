@@ -278,7 +278,11 @@ def _app(name: str, t: Table, base_dir: Path, resources: Resources, rollout: Rol
     build_target = t.string("build_target", "", rules.BUILD_TARGET)
     command = t.string_list("command", ())
     build_args = t.string_table("build_args")
-    health_port = t.integer("health_port", 8080, 1, 65535)
+    health_port = t.integer("health_port", 0, 0, 65535)
+    readiness_path = t.string("readiness_path", "/readyz", HTTP_PATH)
+    liveness_path = t.string("liveness_path", "/healthz", HTTP_PATH)
+    queue_types = _queue_types(t)
+    graceful_shutdown = t.boolean("graceful_shutdown", False)
     grace = t.integer("termination_grace_period_seconds", 30, 0, 3600)
     app_resources = _resources(t.table("resources"), resources, always=False)
     app_rollout = _rollout(t.table("rollout"), rollout, always=False)
@@ -299,7 +303,29 @@ def _app(name: str, t: Table, base_dir: Path, resources: Resources, rollout: Rol
         rollout=app_rollout,
         role=role,
         azure_client_id=azure_client_id,
+        readiness_path=readiness_path,
+        liveness_path=liveness_path,
+        queue_types=queue_types,
+        graceful_shutdown=graceful_shutdown,
     )
+
+
+HTTP_PATH = Rule(
+    'an HTTP path starting with "/" (or "" for no such probe)', lambda t: t == "" or (t.startswith("/") and " " not in t)
+)
+QUEUE_TYPES = ("workflow", "activity")
+
+
+def _queue_types(t: Table) -> tuple[str, ...]:
+    """The queue types the worker polls: a non-empty list of "workflow" and "activity", each once."""
+    types = t.string_list("queue_types", QUEUE_TYPES)
+    if not types or len(set(types)) != len(types) or any(q not in QUEUE_TYPES for q in types):
+        t.problems.add(
+            t.path + ("queue_types",),
+            f'must list "workflow" and/or "activity", each once, got {show(list(types))}',
+        )
+        return QUEUE_TYPES
+    return types
 
 
 _STAGE = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*\S+\s+AS\s+(\S+)\s*$", re.IGNORECASE | re.MULTILINE)

@@ -32,6 +32,8 @@ class ContainerState:
     ready: bool = False
     last_terminated_reason: str = ""
     last_exit_code: int | None = None
+    last_message: str = ""  # the last run's termination message (with FallbackToLogsOnError: its last log lines)
+    started_at: str = ""  # RFC 3339, while running
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,9 @@ class PodInfo:
     containers: list[ContainerState] = field(default_factory=list)
     init_containers: list[ContainerState] = field(default_factory=list)
     deletion_timestamp: str = ""  # RFC 3339, set once the pod is told to stop
+    containers_ready: bool = False
+    unready_gates: tuple[str, ...] = ()  # readiness gates whose condition is not True
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,8 @@ def container_state(raw: ContainerStatusDict | Mapping[str, Any]) -> ContainerSt
         ready=bool(raw.get("ready")),
         last_terminated_reason=str(last.get("reason") or ""),
         last_exit_code=last.get("exitCode"),
+        last_message=str(last.get("message") or ""),
+        started_at=str(detail.get("startedAt") or "") if kind == "running" else "",
     )
 
 
@@ -86,11 +93,12 @@ def pod_info(raw: Mapping[str, Any]) -> PodInfo:
     meta = raw.get("metadata") or {}
     status = raw.get("status") or {}
     conditions = status.get("conditions") or []
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    true = {str(c.get("type")) for c in conditions if c.get("status") == "True"}
+    gates = [str(g.get("conditionType")) for g in (raw.get("spec") or {}).get("readinessGates") or []]
     return PodInfo(
         name=str(meta.get("name", "")),
         phase=str(status.get("phase") or "Pending"),
-        ready=ready,
+        ready="Ready" in true,
         terminating=bool(meta.get("deletionTimestamp")),
         pod_template_hash=str((meta.get("labels") or {}).get(HASH_LABEL, "")),
         start_time=str(status.get("startTime") or ""),
@@ -98,7 +106,23 @@ def pod_info(raw: Mapping[str, Any]) -> PodInfo:
         containers=[container_state(c) for c in status.get("containerStatuses") or []],
         init_containers=[container_state(c) for c in status.get("initContainerStatuses") or []],
         deletion_timestamp=str(meta.get("deletionTimestamp") or ""),
+        containers_ready="ContainersReady" in true,
+        unready_gates=tuple(g for g in gates if g not in true),
+        annotations={str(k): str(v) for k, v in (meta.get("annotations") or {}).items()},
     )
+
+
+def pod_events(kc: KubeClient, *, namespace: str, name: str, reason: str = "") -> list[dict[str, Any]]:
+    """The events about pod `name` (of one `reason`, e.g. "Unhealthy"), oldest first."""
+    selector = f"involvedObject.kind=Pod,involvedObject.name={name}" + (f",reason={reason}" if reason else "")
+    raw = kc.request(
+        method="GET",
+        path=f"/api/v1/namespaces/{namespace}/events",
+        what=describe("events of Pod", namespace, name),
+        query=[("fieldSelector", selector)],
+    )
+    items = list(raw.get("items") or [])
+    return sorted(items, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
 
 
 def list_pods(kc: KubeClient, *, namespace: str, selector: Mapping[str, str]) -> list[PodInfo]:

@@ -21,7 +21,15 @@ progress deadline when the pods already show it:
   * a container of a new-ReplicaSet pod waiting with reason CrashLoopBackOff,
     ImagePullBackOff, ErrImagePull, ErrImageNeverPull, CreateContainerConfigError,
     InvalidImageName or RunContainerError;
-  * such a container terminated (or crashed again) after `MAX_RESTARTS` restarts.
+  * such a container terminated (or crashed again) after `MAX_RESTARTS` restarts;
+  * with `unready_seconds`: a new pod whose containers have all run that long
+    without the pod becoming Ready: `ReadinessProbeFailed` when its containers
+    are not ready (the probe and its last error, from the pod's Unhealthy
+    events), `NotPolling` when only a readiness gate is missing (Temporal does
+    not list the pod as a poller of its task queue).
+A crash is named by the container's last termination message (the renderer
+sets `terminationMessagePolicy: FallbackToLogsOnError`, so it holds the last
+log lines when the worker wrote none) and the last failed liveness probe.
 """
 
 from __future__ import annotations
@@ -31,14 +39,25 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from kubernetes import watch
 
 from pipeline.kube._resources import describe
 from pipeline.kube.client import KubeClient
-from pipeline.kube.errors import KubeExpired, RolloutCancelled, RolloutFailed, RolloutTimedOut, api_errors
-from pipeline.kube.pods import HASH_LABEL, REVISION_ANNOTATION, ContainerState, PodInfo, pod_info, selector_string
+from pipeline.kube.errors import KubeError, RolloutCancelled, RolloutFailed, RolloutTimedOut
+from pipeline.kube.pods import (
+    HASH_LABEL,
+    REVISION_ANNOTATION,
+    ContainerState,
+    PodInfo,
+    pod_events,
+    pod_info,
+    selector_string,
+)
+from pipeline.kube.watching import Event as _Event, Pump as _Pump, events as _events
+from pipeline.markers import QUEUE_TYPES_ANNOTATION, TASK_QUEUE_ANNOTATION, TEMPORAL_NAMESPACE_ANNOTATION
 
 # A watch request's server-side length: only bounds how long a stopped pump lingers.
 WATCH_SLICE_SECONDS = 5
@@ -96,6 +115,7 @@ class _State:
     pods: dict[str, dict[str, Any]] = field(default_factory=dict)
     new_rs: tuple[str, str] | None = None  # (name, pod-template-hash)
     new_rs_revision: str = ""
+    unready_seconds: float = 0
 
     @property
     def what(self) -> str:
@@ -111,15 +131,18 @@ def wait_for_rollout(
     timeout: float,
     on_progress: Callable[[RolloutProgress], None],
     cancelled: Callable[[], bool],
+    unready_seconds: float = 0,
 ) -> RolloutOutcome:
     """Watch the Deployment `namespace/name` until generation `generation` (0 = its current one) has rolled out.
+
+    `unready_seconds` > 0: fail once a new pod's containers have all run that long without it being Ready.
 
     Raises RolloutFailed (non-retryable) with the reason when it cannot succeed,
     RolloutTimedOut after `timeout` seconds, RolloutCancelled once `cancelled()`
     is true, and other KubeErrors for API failures.
     """
     deadline = time.monotonic() + timeout
-    state = _State(namespace=namespace, name=name, generation=generation)
+    state = _State(namespace=namespace, name=name, generation=generation, unready_seconds=unready_seconds)
     items, dep_rv = _list_deployment(kc, state)
     state.deployment = items[0] if items else None
     if state.deployment is None:
@@ -171,6 +194,7 @@ def wait_for_rollout(
                 _apply_event(state, events.get(timeout=min(POLL_SECONDS, remaining)))
             except queue.Empty:
                 if time.monotonic() - reported >= PROGRESS_SECONDS:  # a heartbeat even when nothing moves
+                    last = _Judge(kc, state).judge()  # also the clock of the unready limit
                     on_progress(last.progress)
                     reported = time.monotonic()
                 continue
@@ -184,49 +208,7 @@ def wait_for_rollout(
         stop.set()
 
 
-# ----- watches, each pumped by its own thread into one queue -----
-
-# (source, event type or "RELIST" or "ERROR", object / list of objects / exception)
-_Event = tuple[str, str, Any]
-
-
-class _Pump(threading.Thread):
-    """Streams one watch into the queue, resuming from its resourceVersion and relisting after 410.
-
-    Only the waiting thread touches the rollout state: a pump hands over events,
-    relisted items and its own failure, so judging happens the moment an event
-    arrives rather than after a watch slice ends.
-    """
-
-    def __init__(
-        self,
-        source: str,
-        out: queue.Queue[_Event],
-        stop: threading.Event,
-        rv: str,
-        stream: Callable[[watch.Watch, str], Iterator[tuple[str, dict[str, Any]]]],
-        relist: Callable[[], tuple[list[dict[str, Any]], str]],
-    ) -> None:
-        super().__init__(name=f"rollout-watch-{source}", daemon=True)
-        self.source, self.out, self.stop, self.rv, self.stream, self.relist = source, out, stop, rv, stream, relist
-
-    def run(self) -> None:
-        w = _new_watch()
-        while not self.stop.is_set():
-            try:
-                for kind, obj in self.stream(w, self.rv):
-                    self.rv = str(obj.get("metadata", {}).get("resourceVersion") or self.rv)
-                    if kind in ("ADDED", "MODIFIED", "DELETED"):
-                        self.out.put((self.source, kind, obj))
-                    if self.stop.is_set():
-                        w.stop()  # type: ignore[no-untyped-call]
-                        return
-            except KubeExpired:
-                items, self.rv = self.relist()
-                self.out.put((self.source, "RELIST", items))
-            except Exception as exc:  # handed to the waiting thread, which raises it
-                self.out.put((self.source, "ERROR", exc))
-                return
+# ----- applying the pumps' events (pipeline/kube/watching.py) -----
 
 
 def _apply_event(state: _State, event: _Event) -> None:
@@ -267,18 +249,6 @@ def _list_pods(kc: KubeClient, state: _State, selector: Mapping[str, str]) -> tu
         query=[("labelSelector", selector_string(selector))],
     )
     return list(raw.get("items") or []), str((raw.get("metadata") or {}).get("resourceVersion") or "")
-
-
-def _new_watch() -> watch.Watch:
-    """A Watch that yields the API's JSON as dicts (no model classes to trip over)."""
-    return watch.Watch(return_type="object")  # type: ignore[no-untyped-call]
-
-
-def _events(w: watch.Watch, func: Callable[..., Any], what: str, **kwargs: Any) -> Iterator[tuple[str, dict[str, Any]]]:
-    with api_errors(what):
-        stream = w.stream(func, allow_watch_bookmarks=True, _request_timeout=(5, 30), **kwargs)  # type: ignore[no-untyped-call]
-        for event in stream:
-            yield str(event["type"]), event["raw_object"]
 
 
 def _watch_deployment(kc: KubeClient, state: _State, w: watch.Watch, rv: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -348,16 +318,22 @@ class _Judge:
             return _Verdict(progress(f"waiting for the controller to observe generation {state.generation}"))
         for condition in status.get("conditions") or []:
             if condition.get("type") == "Progressing" and condition.get("reason") == DEADLINE_REASON:
+                self._find_new_replica_set(dep)
+                unready = [p for p in self._pods()[0] if not p.ready and not p.terminating]
+                why = "; ".join(self._why_unready(p) for p in unready)
                 raise RolloutFailed(
                     DEADLINE_REASON,
                     f"{state.what}: {DEADLINE_REASON}: {condition.get('message') or 'no progress within the deadline'}; "
-                    f"{updated} of {want} updated, {available} available; "
-                    f"see `kubectl -n {state.namespace} describe deployment {state.name}` and the new pods' events",
+                    f"{updated} of {want} updated, {available} available"
+                    + (f"; {why}" if why else "")
+                    + f"; see `kubectl -n {state.namespace} describe deployment {state.name}` and the new pods' events",
+                    not_polling=tuple(p.name for p in unready if p.containers_ready and p.unready_gates),
                 )
         self._find_new_replica_set(dep)
         new_pods, old_live = self._pods()
         for pod in new_pods:
             self._fail_fast(pod)
+            self._fail_unready(pod)
         if state.new_rs is None:
             return _Verdict(progress("waiting for the new ReplicaSet"))
         if updated < want:
@@ -429,11 +405,78 @@ class _Judge:
                 code = f", last exit code {exit_code}" if exit_code is not None else ""
                 logs = f"`kubectl -n {self.state.namespace} logs {pod.name} -c {c.name} --previous`"
                 hint = "check the image reference and registry access" if "Image" in reason else f"see {logs}"
+                said = _last_lines(c.last_message)
+                probe = self._last_probe_failure(pod, "Liveness")
                 raise RolloutFailed(
                     reason,
                     f"{self.state.what}: pod {pod.name} container {c.name}: {reason}: {detail} "
-                    f"(restarts {c.restart_count}{code}); {hint}",
+                    f"(restarts {c.restart_count}{code})"
+                    + (f"; its last output: {said}" if said else "")
+                    + (f"; {probe}; the app declares a health endpoint: serve it, or remove health_port" if probe else "")
+                    + f"; {hint}",
                 )
+
+    def _fail_unready(self, pod: PodInfo) -> None:
+        """A new pod whose containers all ran `unready_seconds` without the pod being Ready: say why, and fail."""
+        limit = self.state.unready_seconds
+        if limit <= 0 or pod.ready or pod.terminating or pod.phase != "Running" or not pod.containers:
+            return
+        if any(c.state != "running" or not c.started_at for c in pod.containers):
+            return
+        running_for = time.time() - max(_epoch(c.started_at) for c in pod.containers)
+        if running_for < limit:
+            return
+        reason = "ReadinessProbeFailed" if not pod.containers_ready else "NotPolling"
+        raise RolloutFailed(
+            reason,
+            f"{self.state.what}: {reason}: {self._why_unready(pod)} (running {running_for:.0f}s)",
+            not_polling=(pod.name,) if reason == "NotPolling" else (),
+        )
+
+    def _why_unready(self, pod: PodInfo) -> str:
+        """Why a running new pod is not Ready: its failing readiness probe, or the readiness gate nobody set."""
+        if not pod.containers_ready:
+            probe = self._last_probe_failure(pod, "Readiness")
+            if probe:
+                return (
+                    f"pod {pod.name}: {probe}; the app declares a health endpoint (health_port): serve its "
+                    "readiness path there, or remove health_port from the app if the worker has none"
+                )
+            return f"pod {pod.name}: containers not ready"
+        if pod.unready_gates:
+            queue = pod.annotations.get(TASK_QUEUE_ANNOTATION, "")
+            types = pod.annotations.get(QUEUE_TYPES_ANNOTATION, "")
+            gates = ", ".join(pod.unready_gates)
+            if queue:
+                return (
+                    f"pod {pod.name} runs but Temporal does not list it as a poller of task queue {queue!r} ({types}) "
+                    f"in namespace {pod.annotations.get(TEMPORAL_NAMESPACE_ANNOTATION, '?')} (readiness gate {gates} not True)"
+                )
+            return f"pod {pod.name}: readiness gate {gates} not True"
+        return f"pod {pod.name}: not ready"
+
+    def _last_probe_failure(self, pod: PodInfo, kind: str) -> str:
+        """`<kind> probe failed: <its last error> (N times)` from the pod's Unhealthy events, or ""."""
+        try:
+            found = pod_events(self.kc, namespace=self.state.namespace, name=pod.name, reason="Unhealthy")
+        except KubeError:
+            return ""  # the events are an explanation, never a reason to fail differently
+        mine = [e for e in found if str(e.get("message") or "").startswith(f"{kind} probe failed")]
+        if not mine:
+            return ""
+        last = mine[-1]
+        count = int(last.get("count") or 1)
+        return f"{str(last.get('message')).strip()} ({count} time{'s' if count != 1 else ''})"
+
+
+def _last_lines(text: str, lines: int = 5, chars: int = 600) -> str:
+    """The end of a termination message, on one line: what the crash said last."""
+    kept = [line.strip() for line in text.strip().splitlines() if line.strip()][-lines:]
+    return " | ".join(kept)[-chars:]
+
+
+def _epoch(rfc3339: str) -> float:
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
 
 
 def _failing_reason(c: ContainerState) -> str:

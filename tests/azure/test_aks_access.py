@@ -25,6 +25,7 @@ from pipeline.azure import aks
 from pipeline.config import load_config, to_toml
 from pipeline.inputs import deploy_request
 from pipeline.models import ClusterRef, ReadRevisionInput
+from pipeline.readiness import PollingGate
 from pipeline.worker import build_worker
 from tests.azure.pipeline_support import REPO_ROOT, azure_env, cluster_ref  # noqa: F401  (azure_env is a fixture)
 
@@ -130,7 +131,9 @@ async def test_deployment_workflow_to_aks_builds_with_acr_and_verifies_polling(
     scheduled = arm.count("Registries_ScheduleRun")
     try:
         with ThreadPoolExecutor(max_workers=32) as executor:
-            async with build_worker(client, task_queue=pipeline_queue, executor=executor, grace_seconds=1):
+            # As `pipeline worker` runs them: the worker and, beside it, the readiness gate's controller.
+            gate = PollingGate(client, connect=lambda: aks.connect(cluster_ref(arm)), namespace=namespace)
+            async with build_worker(client, task_queue=pipeline_queue, executor=executor, grace_seconds=1), gate:
                 handle = await deployments.start(client, request, task_queue=pipeline_queue)
                 result = await handle.result()
         assert result.outcome == "succeeded", result.reason

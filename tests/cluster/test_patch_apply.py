@@ -105,3 +105,20 @@ def test_update_tracking_moves_changed_fields() -> None:
     owners = {e["manager"]: ssa.from_fields_v1(e["fieldsV1"]) for e in updated["metadata"]["managedFields"]}
     image = ("f:spec", "f:containers", 'k:{"name":"a"}', "f:image")
     assert image in owners["editor"] and image not in owners["creator"]
+
+
+def test_a_struct_no_longer_applied_is_removed_whole_with_its_defaulted_fields() -> None:
+    """An apply that drops a probe removes the probe, not only the fields the manager set: the defaults the
+    server added under it (scheme, successThreshold) go too, as Kubernetes does (the struct itself is owned)."""
+    probe = {"httpGet": {"path": "/readyz", "port": "health"}, "periodSeconds": 1}
+    first = ssa.apply(None, pod({"name": "a", "image": "i", "readinessProbe": probe}), PODS, POD, manager="m", force=False)
+    fields = first["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:containers"]['k:{"name":"a"}']
+    assert fields["f:readinessProbe"]["."] == {} and fields["f:readinessProbe"]["f:httpGet"]["."] == {}
+    defaulted = first["spec"]["containers"][0]["readinessProbe"]
+    defaulted["httpGet"]["scheme"], defaulted["successThreshold"] = "HTTP", 1  # what defaulting adds, owned by nobody
+    second = ssa.apply(first, pod({"name": "a", "image": "i"}), PODS, POD, manager="m", force=False)
+    assert "readinessProbe" not in second["spec"]["containers"][0], second["spec"]["containers"][0]
+    # another manager's field under the struct keeps it (and that field)
+    shared = ssa.apply(first, pod({"name": "a", "readinessProbe": {"timeoutSeconds": 5}}), PODS, POD, manager="o", force=False)
+    third = ssa.apply(shared, pod({"name": "a", "image": "i"}), PODS, POD, manager="m", force=False)
+    assert third["spec"]["containers"][0]["readinessProbe"].get("timeoutSeconds") == 5

@@ -13,6 +13,9 @@ is Running and not terminating in the cluster, and the poller was seen after
 that pod started (the sampler and the order stream are tests/helpers/zero_downtime.py,
 shared with the rollback test in tests/faults). Orders are started throughout
 the rollout and must all complete: no work is lost while pods are replaced.
+The rendered pods carry the pipeline's readiness gate, so the test runs the
+pipeline worker's gate controller (`pipeline.readiness.PollingGate`), which
+makes each pod Ready once Temporal lists it polling.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from temporalio.client import Client
 from pipeline.kube.apply import server_side_apply
 from pipeline.kube.client import KubeClient, connect
 from pipeline.models import AppSpec, Poller, RenderInput, ResourceSpec, RolloutSpec, TemporalTarget
+from pipeline.readiness import PollingGate
 from pipeline.references import build_id_of
 from pipeline.render import render_manifests, selector_labels
 from pipeline.verify import describe_pollers
@@ -148,61 +152,65 @@ async def test_rolling_update_keeps_a_live_poller(
             assert time.monotonic() < deadline, f"{what} not reached within {timeout:.0f}s: {list_pods(kc, app)}"
             await asyncio.sleep(0.2)
 
+    # The pods carry the pipeline's readiness gate (Ready only once Temporal lists them polling): the
+    # pipeline worker's controller sets it, as it would on AKS.
+    gate = PollingGate(client, connect=lambda: connect(kubeconfig=str(workload_cluster.kubeconfig)), namespace=app.namespace)
     try:
-        await apply("v1", worker_images.v1)
-        await wait_until(lambda: rolled_out(kc, app), timeout=60, what="v1 available")
+        async with gate:
+            await apply("v1", worker_images.v1)
+            await wait_until(lambda: rolled_out(kc, app), timeout=60, what="v1 available")
 
-        async def three_v1_pollers() -> bool:
-            pods, pollers = await asyncio.gather(
-                asyncio.to_thread(list_pods, kc, app), describe_pollers(client, namespace="default", task_queue=task_queue)
-            )
-            return len(live_pollers(pods, pollers)) == 3
+            async def three_v1_pollers() -> bool:
+                pods, pollers = await asyncio.gather(
+                    asyncio.to_thread(list_pods, kc, app), describe_pollers(client, namespace="default", task_queue=task_queue)
+                )
+                return len(live_pollers(pods, pollers)) == 3
 
-        deadline = time.monotonic() + 30
-        while not await three_v1_pollers():
-            assert time.monotonic() < deadline, "the three v1 pods never all polled"
-            await asyncio.sleep(0.2)
+            deadline = time.monotonic() + 30
+            while not await three_v1_pollers():
+                assert time.monotonic() < deadline, "the three v1 pods never all polled"
+                await asyncio.sleep(0.2)
 
-        async def v2_everywhere(pods: Pods, pollers: list[Poller]) -> bool:
-            """All 3 pods poll both queues with v2 (a new worker's activity poller may lag its workflow one)."""
-            live, activity_live = live_pollers(pods, pollers), live_pollers(pods, pollers, "activity")
-            v2_live = [
-                pod
-                for pod, p in live.items()
-                if p.build_id == builds["v2"] and pod in activity_live and activity_live[pod].build_id == builds["v2"]
-            ]
-            return len(pods) == 3 and len(v2_live) == 3 and await asyncio.to_thread(rolled_out, kc, app)
+            async def v2_everywhere(pods: Pods, pollers: list[Poller]) -> bool:
+                """All 3 pods poll both queues with v2 (a new worker's activity poller may lag its workflow one)."""
+                live, activity_live = live_pollers(pods, pollers), live_pollers(pods, pollers, "activity")
+                v2_live = [
+                    pod
+                    for pod, p in live.items()
+                    if p.build_id == builds["v2"] and pod in activity_live and activity_live[pod].build_id == builds["v2"]
+                ]
+                return len(pods) == 3 and len(v2_live) == 3 and await asyncio.to_thread(rolled_out, kc, app)
 
-        orders = OrderStream(client, task_queue)  # one order every ~250 ms for as long as the rollout runs
-        orders.start()
-        await apply("v2", worker_images.v2)
-        try:
-            sampling = await sample_pollers(
-                client,
-                task_queue=task_queue,
-                list_pods=lambda: list_pods(kc, app),
-                done=v2_everywhere,
-                timeout=90,
-                what="v2 rolled out",
-            )
-        finally:
-            await orders.stop()
+            orders = OrderStream(client, task_queue)  # one order every ~250 ms for as long as the rollout runs
+            orders.start()
+            await apply("v2", worker_images.v2)
+            try:
+                sampling = await sample_pollers(
+                    client,
+                    task_queue=task_queue,
+                    list_pods=lambda: list_pods(kc, app),
+                    done=v2_everywhere,
+                    timeout=90,
+                    what="v2 rolled out",
+                )
+            finally:
+                await orders.stop()
 
-        print(f"{sampling.summary()}; {len(orders.handles)} orders started while rolling")
-        sampling.assert_always_live()  # and at least 20 samples: the rollout was really watched, not just its end
+            print(f"{sampling.summary()}; {len(orders.handles)} orders started while rolling")
+            sampling.assert_always_live()  # and at least 20 samples: the rollout was really watched, not just its end
 
-        # The sample that ended the loop: every pod of the Deployment now, and what Temporal listed at that moment.
-        pods, pollers = sampling.pods, sampling.pollers
-        for queue_type in ("workflow", "activity"):
-            live = live_pollers(pods, pollers, queue_type)
-            assert sorted(live) == sorted(p["metadata"]["name"] for p in pods), (queue_type, live)
-            assert {p.build_id for p in live.values()} == {builds["v2"]}
-            assert all(p.identity == f"{pod}@{builds['v2']}" for pod, p in live.items())
-        assert {p["spec"]["containers"][0]["image"] for p in pods} == {worker_images.v2}
+            # The sample that ended the loop: every pod of the Deployment now, and what Temporal listed at that moment.
+            pods, pollers = sampling.pods, sampling.pollers
+            for queue_type in ("workflow", "activity"):
+                live = live_pollers(pods, pollers, queue_type)
+                assert sorted(live) == sorted(p["metadata"]["name"] for p in pods), (queue_type, live)
+                assert {p.build_id for p in live.values()} == {builds["v2"]}
+                assert all(p.identity == f"{pod}@{builds['v2']}" for pod, p in live.items())
+            assert {p["spec"]["containers"][0]["image"] for p in pods} == {worker_images.v2}
 
-        assert len(orders.handles) >= 5, len(orders.handles)
-        results = await orders.outcomes(timeout=60)
-        assert all(isinstance(r, OrderResult) and r.tracking_id.startswith("trk-") for r in results), results
+            assert len(orders.handles) >= 5, len(orders.handles)
+            results = await orders.outcomes(timeout=60)
+            assert all(isinstance(r, OrderResult) and r.tracking_id.startswith("trk-") for r in results), results
     finally:
         try:
             kc.request(method="DELETE", path=f"/api/v1/namespaces/{app.namespace}", what=f"namespace {app.namespace}")

@@ -288,13 +288,15 @@ class E2eApp:
         with self.kube_client() as kc:
             return kube.list_pods(kc, namespace=self.namespace, selector={"app.kubernetes.io/name": self.name})
 
-    def raw_pods(self) -> list[dict[str, Any]]:
+    def raw_pods(self, app: str = "") -> list[dict[str, Any]]:
+        """The pods of this app (or of another `app` in its namespace) as the API returns them."""
+        app = app or self.name
         with self.kube_client() as kc:
             raw = kc.request(
                 method="GET",
                 path=f"/api/v1/namespaces/{self.namespace}/pods",
-                what=f"pods of {self.name}",
-                query=[("labelSelector", f"app.kubernetes.io/name={self.name}")],
+                what=f"pods of {app}",
+                query=[("labelSelector", f"app.kubernetes.io/name={app}")],
             )
         return list(raw.get("items") or [])
 
@@ -469,6 +471,9 @@ build_context = "{REPO_ROOT}"
 build_target = "sample-worker"
 build_args = {{ BASE_IMAGE = "pipeline-base:bookworm" }}
 termination_grace_period_seconds = {sample_grace_seconds}
+health_port = 8080
+readiness_path = ""
+graceful_shutdown = true
 [apps.{pipeline_app}]
 role = "pipeline"
 replicas = 1
@@ -477,6 +482,9 @@ build_target = "pipeline-worker"
 build_args = {{ BASE_IMAGE = "pipeline-base:bookworm"{version_arg} }}
 command = {cmd}
 termination_grace_period_seconds = {pipeline_grace_seconds}
+health_port = 8080
+readiness_path = ""
+graceful_shutdown = true
 [apps.{pipeline_app}.resources]
 cpu_limit = "1"
 memory_request = "256Mi"

@@ -3,7 +3,7 @@
     v1  verified; every new pod polls with v1's build id
     v2  verified while orders are started throughout the rollout; all complete; no v1 poller left
     v3  crashes on start: fails fast (CrashLoopBackOff), rolled back to v2, v2 verified, exit 3
-    v4  ready but polls another task queue: verification fails, rolled back to v2, exit 3
+    v4  runs but polls another task queue: never Ready (the polling gate), NotPolling, rolled back to v2, exit 3
 
 then what these deployments left behind: pods with the rendered securityContext,
 `pipeline status` / `pipeline history`, histories that replay and hold no
@@ -150,7 +150,7 @@ async def test_v3_crashing_on_start_fails_fast_and_rolls_back_to_v2(
     timings["v3: crash recognised -> rolled back and v2 verified"] = seconds_between(rollouts[0].closed, rolled_back.closed)
 
 
-async def test_v4_polling_the_wrong_queue_fails_verification_and_rolls_back(
+async def test_v4_polling_the_wrong_queue_is_never_ready_and_rolls_back(
     e2e_app: E2eApp, v2: UnderLoad, stack_client: Client, timings: dict[str, float]
 ) -> None:
     wrong_queue = f"{e2e_app.name}-wrong"
@@ -160,17 +160,23 @@ async def test_v4_polling_the_wrong_queue_fails_verification_and_rolls_back(
         rollout={"verification_timeout_seconds": 10},
     )
     run = (await e2e_app.cli("deploy", "--follow", config=config)).expect(EXIT_ROLLED_BACK, diagnose=e2e_app.diagnose)
-    assert "VerificationFailed" in run.output and "not polling with build" in run.output, run.output
+    # Its pods run but never pass the readiness gate: the rollout names the queue they should poll.
+    assert "NotPolling" in run.output, run.output
+    assert f"runs but Temporal does not list it as a poller of task queue '{e2e_app.task_queue}'" in run.output, run.output
     assert f"Rolled back to {v2.version.image}" in run.stderr, run.output
     # v4 was up and polling, just elsewhere.
     assert await pollers_of(stack_client, wrong_queue), f"v4's pods never polled {wrong_queue!r}"
     await assert_polling(stack_client, e2e_app, v2.version)
 
     spans = activity_spans(await history_of(stack_client, e2e_app, run))
+    rollouts = [s for s in spans if s.activity == "wait_for_rollout"]
+    assert rollouts[0].outcome == "failed" and "NotPolling" in rollouts[0].failure, rollouts[0]
     verifies = [s for s in spans if s.activity == "verify_polling"]
-    assert [s.outcome for s in verifies] == ["failed", "completed"], verifies
-    assert verifies[0].closed is not None
-    timings["v4: verification failed -> rolled back and v2 verified"] = seconds_between(verifies[0].closed, verifies[1].closed)
+    assert [s.outcome for s in verifies] == ["completed"], verifies  # only the rollback's: v4 never got that far
+    assert rollouts[0].closed is not None
+    timings["v4: never polling recognised -> rolled back and v2 verified"] = seconds_between(
+        rollouts[0].closed, verifies[0].closed
+    )
 
 
 async def test_pods_run_with_the_rendered_security_context(e2e_app: E2eApp, v2: UnderLoad) -> None:

@@ -60,29 +60,6 @@ def late_worker(ready_after: float) -> list[str]:
     return ["sh", "-c", f"trap 'exit 0' TERM; sleep {ready_after} & wait $!; trap - TERM; exec python -m sample_worker.worker"]
 
 
-def ready_before_polling(seconds: float) -> list[str]:
-    """A sample-worker command whose pods answer /readyz 200 for `seconds` s before the worker even starts.
-
-    A readiness probe that lies (a real bug: "ready" before the worker connects): Kubernetes
-    calls the rollout complete, and only the pipeline's verification, which asks Temporal who
-    polls, still waits. A SIGTERM in that time ends the pod at once.
-    """
-    serve = (
-        "import http.server, os, threading\n"
-        "class Ok(http.server.BaseHTTPRequestHandler):\n"
-        "    def do_GET(self):\n"
-        "        self.send_response(200); self.end_headers(); self.wfile.write(b'ok')\n"
-        "    def log_message(self, *args):\n"
-        "        pass\n"
-        "server = http.server.HTTPServer((os.environ['HEALTH_HOST'], int(os.environ.get('HEALTH_PORT', '8080'))), Ok)\n"
-        f"threading.Timer({seconds}, server.shutdown).start()\n"
-        "server.serve_forever()\n"
-        "server.server_close()\n"
-    )
-    # sh -c SCRIPT ARG0: the server's code is the shell's $0.
-    return ["sh", "-c", "trap 'exit 0' TERM; python -c \"$0\" & wait $!; trap - TERM; exec python -m sample_worker.worker", serve]
-
-
 def slow_build_context(directory: Path, base_image: str, *, seconds: int = 8) -> Path:
     """A build context (under `directory`) whose image is `base_image` plus a layer that takes `seconds` to build.
 
@@ -112,12 +89,15 @@ class FaultApp(E2eApp):
         replicas: int = 2,
         rollout: Mapping[str, Any] | None = None,
         build_context: Path | None = None,
+        graceful_shutdown: bool | None = None,
     ) -> Path:
         """As `E2eApp.config`, on this app's Temporal and kubeconfig; `build_context` replaces the repository's."""
         path = super().config(version, command=command, replicas=replicas, rollout=rollout)
         data = tomllib.loads(path.read_text())
         if build_context is not None:
             data["apps"][self.name].update(build_context=str(build_context), dockerfile="Dockerfile")
+        if graceful_shutdown is not None:
+            data["apps"][self.name]["graceful_shutdown"] = graceful_shutdown
         data["temporal"]["address"] = self.temporal_address
         data["kubernetes"]["kubeconfig"] = str(self.kubeconfig)
         path.write_text(to_toml(data))

@@ -126,7 +126,7 @@ CONFIG_CASES = [
     ),
     Case(
         "port-out-of-range",
-        "{path}: [apps.{app}].health_port: must be an integer from 1 to 65535, got 70000",
+        "{path}: [apps.{app}].health_port: must be an integer from 0 to 65535, got 70000",
         edit=app_("health_port", 70000),
     ),
     Case(

@@ -13,8 +13,9 @@ input the workflow cannot read (rollout), and with a reason (verify):
               server): the signal comes while the new version's PATCH is held (a version that
               would get ready only 120 s after it starts, so that its pod goes at once)
     rollout   a version that would get ready only 120 s after it starts
-    verify    a version whose pods say "ready" a minute before they poll (a lying readiness
-              probe): the rollout completes, verification waits for Temporal to see them poll
+    verify    a version that does not declare graceful shutdown, deployed while v1's pods run
+              minute-long activities: its pods poll (so the rollout completes), and verification
+              waits for v1's pods, which finish what they run before they exit, to be gone
 
 Each must end rolled back, with no failed workflow task, as the cluster and
 Temporal show it: `pipeline deploy` exits 3, the workflow's result is
@@ -50,6 +51,8 @@ from pipeline import kube
 from pipeline.activities import REVISION_CONFIGMAP_SUFFIX
 from pipeline.models import DeploymentResult
 from pipeline.workflows import DeploymentWorkflow
+from sample_worker.client import start_orders
+from sample_worker.settings import Settings
 from tests.e2e.support import (
     EXIT_CANCELED,
     EXIT_ROLLED_BACK,
@@ -65,7 +68,7 @@ from tests.faults.chaos_fixtures import (
     FaultApp,
     late_worker,
     new_fault_app,
-    ready_before_polling,
+    pending_activity,
     slow_build_context,
     template_build_id,
     through_fault_proxy,
@@ -253,7 +256,24 @@ def _busy_version(app: FaultApp, proxy: FaultProxy, v1: Deployed, step: str) -> 
     if step == "rollout":
         late = late_worker(ready_after=120)
         return app.config(version, command=late), _has_pod_of(app, late)
-    return app.config(version, command=ready_before_polling(60)), _nothing
+    # With the polling gate a pod is Ready only once it polls, so what keeps verification busy is the old
+    # version: a new version without graceful_shutdown counts v1's terminating pods as serving until they
+    # are gone, and v1's pods first finish the long charges `_keep_v1_busy` starts.
+    return app.config(version, graceful_shutdown=False), _nothing
+
+
+async def _keep_v1_busy(app: FaultApp, client: Client, step: str) -> None:
+    """For step "verify": orders whose charge takes a minute, in flight on v1's pods before the deployment starts."""
+    if step != "verify":
+        return
+    settings = Settings(temporal_address=app.temporal_address, task_queue=app.task_queue)
+    handles = await start_orders(client, settings, count=4, delay_seconds=60)
+
+    async def charging() -> None:
+        pending = [await pending_activity(handle) for handle in handles]
+        assert all(p == ["charge_payment"] for p in pending), f"the orders' charges have not started yet: {pending}"
+
+    await eventually(charging, timeout=30, what="v1's pods charging")
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -265,6 +285,7 @@ async def test_rollback_signal_restores_the_verified_revision(
     reason = f"fault test: roll back during {step}"
     try:
         config, busy = _busy_version(app, proxy, v1, step)
+        await _keep_v1_busy(app, stack_client, step)
         done = await _roll_back_during(app, stack_client, step=step, config=config, busy=busy, reason=reason)
     finally:
         proxy.rule = lambda method, path: None
@@ -292,6 +313,7 @@ async def test_a_cancellation_restores_and_verifies_the_previous_revision_before
         await temporal("workflow", "cancel", "--workflow-id", app.workflow_id)
 
     config, busy = _busy_version(app, proxy, v1, step)
+    await _keep_v1_busy(app, stack_client, step)
     deploy, seconds, run_id = await _interrupt_during(
         app, stack_client, step=step, config=config, busy=busy, send=cancel, exit_code=EXIT_CANCELED
     )

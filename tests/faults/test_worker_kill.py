@@ -1,9 +1,10 @@
 """The pipeline worker is SIGKILLed mid-deployment; a new one finishes it, doing each step once.
 
     v1  deployed normally
-    v2  slow to start (ready 6 s late): worker killed during the rollout wait
-    v3  "ready" 8 s before it polls (a lying readiness probe): the rollout completes, and
-        the worker is killed while verification waits for Temporal to see v3's pods poll
+    v2  slow to start (ready 6 s late), and slow to stop (it polls 15 s after SIGTERM):
+        worker killed during the rollout wait
+    v3  declares no graceful shutdown, so its verification waits for v2's terminating pods
+        (still polling) to be gone: the worker is killed meanwhile
     v4  a slow build (8 s): worker killed during the build
     v5  worker killed during the apply: the fault proxy in front of the cluster API holds
         the Deployment's server-side-apply PATCH for a few seconds, the worker is killed
@@ -37,7 +38,6 @@ from tests.faults.chaos_fixtures import (
     attempts_of,
     new_fault_app,
     pending_activity,
-    ready_before_polling,
     slow_build_context,
     slow_worker,
     template_build_id,
@@ -123,19 +123,25 @@ async def v1(killable_app: FaultApp) -> Deployed:
 
 
 @pytest.mark.parametrize(
-    ("version", "command", "killed"),
+    ("version", "command", "killed", "graceful"),
     [
-        ("v2", slow_worker(start=6), "wait_for_rollout"),
-        ("v3", ready_before_polling(8), "verify_polling"),
+        ("v2", slow_worker(start=6, stop=15), "wait_for_rollout", None),
+        ("v3", (), "verify_polling", False),
     ],
     ids=["during-rollout", "during-verification"],
 )
 async def test_killed_worker_deployment_completes_once(
-    killable_app: FaultApp, v1: Deployed, stack_client: Client, version: str, command: list[str], killed: str
+    killable_app: FaultApp,
+    v1: Deployed,
+    stack_client: Client,
+    version: str,
+    command: list[str],
+    killed: str,
+    graceful: bool | None,
 ) -> None:
     generation, revision = _generation_and_revision(killable_app)
 
-    config = killable_app.config(version, command=command)
+    config = killable_app.config(version, command=command, graceful_shutdown=graceful)
     done, kill_to_verified = await _deploy_killing_worker_during(killable_app, stack_client, config=config, activity=killed)
 
     history = await history_of(stack_client, killable_app, done.run)

@@ -209,3 +209,21 @@ def leaks_in(docker_client: docker.DockerClient, image: Image, secrets: PlantedS
         secrets=secrets,
         wheel_names={p.name for p in (REPO_ROOT / "wheelhouse").glob("*.whl")},
     )
+
+
+SDK_BASE_IMAGE = "pipeline-python-sdk:local"
+
+
+def sdk_base_image(client: docker.DockerClient) -> str:
+    """A Python image with the Temporal SDK on PATH, as `python:3.11-slim` plus `pip install temporalio` would be.
+
+    For worker fixtures written as users write them (tests/fixtures/sdk_worker): nothing is pulled or
+    downloaded here, so it is the Dockerfile's offline `deps` stage (a venv from wheelhouse/) on the
+    local base, with the venv first on PATH. Docker's build cache makes a second call cheap.
+    """
+    ensure_wheelhouse()
+    deps = "pipeline-python-sdk-deps:local"
+    client.images.build(path=str(REPO_ROOT), target="deps", buildargs={"BASE_IMAGE": BASE_IMAGE}, tag=deps, rm=True)
+    dockerfile = f"FROM {deps}\nENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1\n"
+    client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=SDK_BASE_IMAGE, rm=True)
+    return SDK_BASE_IMAGE

@@ -6,10 +6,11 @@ environment overrides), so the golden file follows the documented example.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 from pipeline.inputs import app_spec
-from pipeline.models import RenderInput, SecretKeyRef, TemporalTarget
+from pipeline.models import Manifests, RenderInput, SecretKeyRef, TemporalTarget
 from pipeline.references import build_id_of
 from tests.helpers.config import shipped_config
 
@@ -31,3 +32,13 @@ def sample_render_input(*, image: str = SAMPLE_IMAGE, api_key_secret: SecretKeyR
 
 def with_app(spec: RenderInput, **changes: object) -> RenderInput:
     return replace(spec, app=replace(spec.app, **changes))  # type: ignore[arg-type]
+
+
+def ungated(manifests: Manifests) -> Manifests:
+    """The manifests without the pods' readiness gate: for tests of the Kubernetes layer alone, whose stand-in
+    workers never poll Temporal (the gate and its controller are tested with real workers: tests/e2e)."""
+    objects = copy.deepcopy(manifests.objects)
+    for obj in objects:
+        if obj.get("kind") == "Deployment":
+            obj["spec"]["template"]["spec"].pop("readinessGates", None)
+    return Manifests(objects=objects)

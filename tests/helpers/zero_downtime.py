@@ -29,7 +29,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle
 
 from pipeline.models import Poller
-from pipeline.verify import describe_pollers
+from pipeline.verify import describe_pollers, identity_names_pod
 from sample_worker.client import start_orders
 from sample_worker.settings import Settings
 from sample_worker.workflows import OrderResult, OrderWorkflow
@@ -83,7 +83,8 @@ def live_pollers(pods: Pods, pollers: list[Poller], queue_type: str = "workflow"
     }
     live: dict[str, Poller] = {}
     for poller in pollers:
-        pod = running.get(poller.identity.split("@", 1)[0])
+        # Either identity shape: `<pod>@<build id>` or the SDK's default `<pid>@<hostname>`.
+        pod = next((p for name, p in running.items() if identity_names_pod(poller.identity, name)), None)
         if poller.task_queue_type != queue_type or pod is None:
             continue
         started = pod["status"].get("startTime")
@@ -129,14 +130,13 @@ async def sample_pollers(
 
 
 @dataclass
-class OrderStream:
-    """Starts one sample-worker order (OrderWorkflow) every ~`every` s, from `start()` until `stop()`."""
+class WorkflowStream:
+    """Starts one workflow (`start_one()`) every ~`every` s, from `start()` until `stop()`."""
 
     client: Client
-    task_queue: str
+    start_one: Callable[[], Awaitable[WorkflowHandle[Any, Any]]]
     every: float = 0.25
-    delay_seconds: float = 0.1  # how long each order's charge activity takes
-    handles: list[WorkflowHandle[OrderWorkflow, OrderResult]] = field(default_factory=list)
+    handles: list[WorkflowHandle[Any, Any]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
 
@@ -149,13 +149,26 @@ class OrderStream:
             await self._task
 
     async def _run(self) -> None:
-        settings = Settings(temporal_address=self.client.service_client.config.target_host, task_queue=self.task_queue)
         while not self._stop.is_set():
-            self.handles.extend(await start_orders(self.client, settings, count=1, delay_seconds=self.delay_seconds))
+            self.handles.append(await self.start_one())
             await asyncio.sleep(self.every)
 
-    async def outcomes(self, *, timeout: float) -> list[OrderResult | BaseException]:
-        """Every started order's result, or what it failed with (a failure, a timeout); fails after `timeout`."""
+    async def outcomes(self, *, timeout: float) -> list[Any]:
+        """Every started workflow's result, or what it failed with (a failure, a timeout); fails after `timeout`."""
         return await asyncio.wait_for(
             asyncio.gather(*(h.result() for h in self.handles), return_exceptions=True), timeout=timeout
         )
+
+
+class OrderStream(WorkflowStream):
+    """Starts one sample-worker order (OrderWorkflow) every ~`every` s, from `start()` until `stop()`."""
+
+    def __init__(self, client: Client, task_queue: str, *, every: float = 0.25, delay_seconds: float = 0.1) -> None:
+        settings = Settings(temporal_address=client.service_client.config.target_host, task_queue=task_queue)
+
+        async def one() -> WorkflowHandle[OrderWorkflow, OrderResult]:
+            # how long each order's charge activity takes: delay_seconds
+            (handle,) = await start_orders(client, settings, count=1, delay_seconds=delay_seconds)
+            return handle
+
+        super().__init__(client, one, every=every)

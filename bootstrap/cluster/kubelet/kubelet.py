@@ -113,13 +113,19 @@ class Kubelet:
 
         return self._ips.allocate(uid, avoid=used)
 
-    def write_status(self, pod: Obj, status: Obj) -> None:
-        """Write a pod's status if it changed (re-read first: the worker's copy may be stale)."""
+    def write_status(self, pod: Obj, build: Callable[[Obj], Obj]) -> None:
+        """Write a pod's status, `build(current)` from the pod as stored now, if it changed.
+
+        Built from the latest stored object (not the worker's copy) so that conditions others wrote (a
+        readiness gate's) are kept and count, and written with its resourceVersion as a precondition,
+        rebuilt on a conflict, so a concurrent status write by another client is never lost.
+        """
         meta = pod["metadata"]
-        for _ in range(3):
+        for _ in range(5):
             current = self.store.try_get(PODS, meta["namespace"], meta["name"])
             if current is None or current["metadata"]["uid"] != meta["uid"]:
                 return
+            status = build(current)
             if current.get("status") == status:
                 return
             current["status"] = status

@@ -5,6 +5,11 @@ never race each other. The task sleeps until something happens: the pod
 changed, a container died (Docker's event stream), a probe flipped, or a
 back-off timer expired. Each wake-up runs `_sync` (start what should run,
 record what died) and writes the pod's status if it changed.
+
+"The pod changed" includes status writes by others: a controller that sets a
+readiness gate's condition (PATCH pods/status) wakes the worker, which
+re-evaluates Ready at once. The status is always built from the pod as stored
+at the moment of the write, keeping every condition the kubelet does not own.
 """
 
 from __future__ import annotations
@@ -34,7 +39,13 @@ MAX_BACKOFF = 300.0
 INITIAL_BACKOFF = 10.0
 BACKOFF_RESET_AFTER = 600.0  # a container that ran this long restarts without back-off
 CONFIG_RETRY = 5.0
+# FallbackToLogsOnError: the kubelet's MaxContainerTerminationMessageLogLines and ...LogLength.
+TERMINATION_LOG_LINES = 80
+TERMINATION_LOG_BYTES = 2048
 READY_SETTLE = 1.0  # seconds a container without readiness probe must run before it is Ready
+# The pod conditions kubelet owns (kubetypes.PodConditionByKubelet): it writes these, and keeps any other as stored.
+KUBELET_CONDITIONS = frozenset({"PodScheduled", "Ready", "Initialized", "ContainersReady", "PodReadyToStartContainers"})
+READINESS_GATES_NOT_READY = "ReadinessGatesNotReady"
 
 
 class PodHost(Protocol):
@@ -51,7 +62,7 @@ class PodHost(Protocol):
 
     async def call(self, fn: Callable[[], T]) -> T: ...
     def event(self, pod: Obj, reason: str, message: str, *, warning: bool = False, container: str | None = None) -> None: ...
-    def write_status(self, pod: Obj, status: Obj) -> None: ...
+    def write_status(self, pod: Obj, build: Callable[[Obj], Obj]) -> None: ...
     def pod_ip(self, uid: str) -> str: ...
     async def assign_pod_ip(self, uid: str) -> str: ...
     def finish_pod(self, pod: Obj) -> None: ...
@@ -127,7 +138,7 @@ class PodWorker:
             if self._adopted:
                 await self._adopt()
             elif not self.pod["metadata"].get("deletionTimestamp"):
-                self._host.write_status(self.pod, self._status())  # Pending, ContainerCreating, with its pod IP
+                self._host.write_status(self.pod, self._status)  # Pending, ContainerCreating, with its pod IP
             while True:
                 await self._wake.wait()
                 self._wake.clear()
@@ -136,7 +147,7 @@ class PodWorker:
                     return
                 await self._sync()
                 if not self._gone:
-                    self._host.write_status(self.pod, self._status())
+                    self._host.write_status(self.pod, self._status)
         finally:
             for st in self.containers.values():
                 st.stop_probes()
@@ -178,6 +189,24 @@ class PodWorker:
             return
         self._died.discard(cid)
         self._record_exit(st, state)
+        await self._termination_message(st, cid)
+
+    async def _termination_message(self, st: ContainerRuntime, cid: str) -> None:
+        """terminationMessagePolicy FallbackToLogsOnError: a failed container's message is the end of its log,
+        at most 80 lines and 2 KiB, as the kubelet reads it (the termination-log file is never written here)."""
+        container = next((c for c in self.pod["spec"].get("containers") or [] if c["name"] == st.name), {})
+        terminated = st.state.get("terminated") or {}
+        if container.get("terminationMessagePolicy") != "FallbackToLogsOnError" or terminated.get("exitCode", 0) == 0:
+            return
+        try:
+            raw = await self._host.call(
+                lambda: self._host.docker.api.logs(cid, stdout=True, stderr=True, tail=TERMINATION_LOG_LINES)
+            )
+        except docker.errors.DockerException:
+            return
+        message = bytes(raw)[-TERMINATION_LOG_BYTES:].decode("utf-8", "replace")
+        if message:
+            terminated["message"] = message
 
     def _record_exit(self, st: ContainerRuntime, state: dict[str, Any]) -> None:
         code = int(state.get("ExitCode", 0))
@@ -292,7 +321,7 @@ class PodWorker:
         pod_ip = self._host.pod_ip(self.uid)
         try:
             mounts = container_mounts(
-                self._host.store, self.pod, container, state_dir=self._host.state_dir, api=self._host.api_access
+                self._host.store, self.pod, container, state_dir=self._host.state_dir, api=self._host.api_access, pod_ip=pod_ip
             )
         except (MountError, OSError) as err:
             st.state = {"waiting": {"reason": "ContainerCreating"}}
@@ -467,9 +496,14 @@ class PodWorker:
 
     # ----- status -----
 
-    def _status(self) -> Obj:
+    def _status(self, current: Obj) -> Obj:
+        """The pod's status as this worker sees it, merged into `current` (the pod as stored now).
+
+        Like kubelet's generateAPIPodStatus: conditions the kubelet does not own (a controller's readiness-gate
+        condition, say) are kept, first and as stored, and Ready is evaluated against them.
+        """
         pod = self.pod
-        old = pod.get("status") or {}
+        old = current.get("status") or {}
         statuses = []
         for c in pod["spec"].get("containers") or []:
             st = self.containers[c["name"]]
@@ -488,15 +522,19 @@ class PodWorker:
             statuses.append(cs)
         phase = _phase(pod, statuses)
         unready = [cs["name"] for cs in statuses if not cs["ready"]]
-        old_conds = {c["type"]: c for c in old.get("conditions") or []}
-        conditions = [_cond(old_conds, "Initialized", True)]
+        old_list = [c for c in old.get("conditions") or [] if isinstance(c, dict)]
+        old_conds = {str(c.get("type")): c for c in old_list}
+        conditions = [c for c in old_list if c.get("type") not in KUBELET_CONDITIONS]
+        initialized = _cond(old_conds, "Initialized", True)
         if phase == "Succeeded":
-            conditions += [_cond(old_conds, t, False, "PodCompleted") for t in ("Ready", "ContainersReady")]
+            containers_ready = _cond(old_conds, "ContainersReady", False, "PodCompleted")
         elif unready:
             message = f"containers with unready status: [{' '.join(unready)}]"
-            conditions += [_cond(old_conds, t, False, "ContainersNotReady", message) for t in ("Ready", "ContainersReady")]
+            containers_ready = _cond(old_conds, "ContainersReady", False, "ContainersNotReady", message)
         else:
-            conditions += [_cond(old_conds, t, True) for t in ("Ready", "ContainersReady")]
+            containers_ready = _cond(old_conds, "ContainersReady", True)
+        ready = _ready_condition(current["spec"].get("readinessGates") or [], conditions, containers_ready, old_conds)
+        conditions += [initialized, ready, containers_ready]
         conditions.append(old_conds.get("PodScheduled") or _cond(old_conds, "PodScheduled", True))
         ip = self._host.pod_ip(self.uid)
         return {
@@ -512,10 +550,28 @@ class PodWorker:
         }
 
 
+def _ready_condition(gates: list[Obj], conditions: list[Obj], containers_ready: Obj, old: dict[str, Obj]) -> Obj:
+    """kubelet's GeneratePodReadyCondition: ContainersReady's verdict, then every readiness gate's condition."""
+    if containers_ready["status"] != "True":
+        return _cond(old, "Ready", False, containers_ready.get("reason"), containers_ready.get("message"))
+    by_type = {c.get("type"): c for c in conditions}
+    unready = []
+    for gate in gates:
+        gate_type = gate.get("conditionType")
+        found = by_type.get(gate_type)
+        if found is None:
+            unready.append(f'corresponding condition of pod readiness gate "{gate_type}" does not exist.')
+        elif found.get("status") != "True":
+            unready.append(f'the status of pod readiness gate "{gate_type}" is not "True", but {found.get("status", "")}')
+    if unready:
+        return _cond(old, "Ready", False, READINESS_GATES_NOT_READY, ", ".join(unready))
+    return _cond(old, "Ready", True)
+
+
 def _cond(old: dict[str, Obj], cond_type: str, ok: bool, reason: str | None = None, message: str | None = None) -> Obj:
     status = "True" if ok else "False"
     previous = old.get(cond_type)
-    since = previous["lastTransitionTime"] if previous and previous.get("status") == status else now_rfc3339()
+    since = (previous.get("lastTransitionTime") if previous and previous.get("status") == status else None) or now_rfc3339()
     cond: Obj = {"type": cond_type, "status": status, "lastProbeTime": None, "lastTransitionTime": since}
     if reason:
         cond["reason"] = reason

@@ -7,7 +7,10 @@ Contract with Docker (what a restarted kubelet relies on to re-adopt containers)
   the id is kept in the kubelet's state_dir, so a restarted cluster re-adopts its containers and
   another cluster on the same host, even with the same node name, never touches them);
 - host networking only; the pod's loopback IP is in the `bootstrap.cluster/pod-ip` label
-  and reaches the container through the downward API (`status.podIP`).
+  and reaches the container through the downward API (`status.podIP`);
+- the container's hostname (its own UTS namespace, even on the host network) is the pod's
+  (`pod_hostname`: `spec.hostname` or the pod name, as kubelet's GeneratePodHostNameAndDomain),
+  and so is `$HOSTNAME`; a `hostNetwork: true` pod keeps the node's, as in Kubernetes.
 Command/args follow Kubernetes: `command` replaces the image ENTRYPOINT (and drops its CMD),
 `args` replaces the CMD.
 """
@@ -33,6 +36,11 @@ LABEL_RESTART_COUNT = "io.kubernetes.container.restartCount"
 LABEL_NODE = "bootstrap.cluster/node"
 LABEL_CLUSTER = "bootstrap.cluster/cluster-id"
 LABEL_POD_IP = "bootstrap.cluster/pod-ip"
+
+
+CLUSTER_DOMAIN = "cluster.local"
+HOSTNAME_MAX = 63  # a Linux nodename is 64 bytes with its NUL
+FQDN_MAX = 64
 
 
 class PullError(Exception):
@@ -107,6 +115,35 @@ def _pulled(img: Any, ref: str, *, pulled: bool, seconds: float) -> PulledImage:
     image_id = next((d for d in digests if d.split("@", 1)[0] == repo), digests[0] if digests else img.id)
     user = str((img.attrs.get("Config") or {}).get("User") or "")
     return PulledImage(image_id, user, pulled, seconds, int(img.attrs.get("Size") or 0))
+
+
+def pod_hostname_and_domain(pod: Obj) -> tuple[str, str]:
+    """kubelet's GeneratePodHostNameAndDomain: `spec.hostname` or the pod name, cut to 63 characters
+    without a trailing '-' or '.', and the `<subdomain>.<namespace>.svc.<cluster domain>` domain ("" without
+    `spec.subdomain`). The API server validated hostname and subdomain as DNS labels."""
+    meta, spec = pod["metadata"], pod["spec"]
+    hostname = str(spec.get("hostname") or meta["name"])
+    if len(hostname) > HOSTNAME_MAX:
+        hostname = hostname[:HOSTNAME_MAX].rstrip("-.")
+    domain = f"{spec['subdomain']}.{meta['namespace']}.svc.{CLUSTER_DOMAIN}" if spec.get("subdomain") else ""
+    return hostname, domain
+
+
+def pod_hostname(pod: Obj) -> str | None:
+    """The container's kernel hostname (kubelet's GetNodenameForKernel: the FQDN with `setHostnameAsFQDN`);
+    None for a `hostNetwork` pod, which keeps the node's. Raises ConfigError for an FQDN over 64 characters."""
+    if pod["spec"].get("hostNetwork"):
+        return None
+    hostname, domain = pod_hostname_and_domain(pod)
+    if domain and pod["spec"].get("setHostnameAsFQDN"):
+        fqdn = f"{hostname}.{domain}"
+        if len(fqdn) > FQDN_MAX:
+            raise ConfigError(
+                f"failed to construct FQDN from pod hostname and cluster domain, FQDN {fqdn} is too long "
+                f"({FQDN_MAX} characters is the max, {len(fqdn)} characters requested)"
+            )
+        return fqdn
+    return hostname
 
 
 def container_name(pod: Obj, container: str, restart: int) -> str:
@@ -200,13 +237,17 @@ def create_options(
     restart: int,
     binds: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for `client.containers.create` (raises ConfigError); `binds` are `host:container[:ro]`."""
-    env = {"HOSTNAME": pod["metadata"]["name"], **env}
+    """Keyword arguments for `client.containers.create` (raises ConfigError); `binds` are `host:container[:ro]`.
+
+    `env` is the container's own (kubelet's): `$(VAR)` in command and args expands from it alone. The
+    runtime adds `HOSTNAME` below it, as containerd does (a container's own `HOSTNAME` wins)."""
+    hostname = pod_hostname(pod)
+    runtime_env = {"HOSTNAME": hostname, **env} if hostname is not None else dict(env)
     opts: dict[str, Any] = {
         "image": container["image"],
         "name": container_name(pod, container["name"], restart),
         "labels": labels(pod, container["name"], restart, node, pod_ip, cluster_id),
-        "environment": [f"{k}={v}" for k, v in env.items()],
+        "environment": [f"{k}={v}" for k, v in runtime_env.items()],
         "network_mode": "host",
         "detach": True,
         "tty": bool(container.get("tty")),
@@ -217,6 +258,8 @@ def create_options(
         opts["command"] = [expand(str(part), env) for part in container.get("args") or []]
     elif container.get("args"):
         opts["command"] = [expand(str(part), env) for part in container["args"]]
+    if hostname is not None:
+        opts["hostname"] = hostname
     if container.get("workingDir"):
         opts["working_dir"] = container["workingDir"]
     if binds:

@@ -1,4 +1,4 @@
-"""A container's volumes, as kubelet mounts them: `hostPath`, `emptyDir` and the service-account token.
+"""A container's volumes, as kubelet mounts them: `hostPath`, `emptyDir`, the service-account token, /etc/hosts.
 
 The kinds of volume a pipeline worker pod needs:
 
@@ -25,6 +25,13 @@ The kinds of volume a pipeline worker pod needs:
   that does not exist counts as automounting (the "default" ServiceAccount every
   real namespace has). A container that already mounts something at that path
   keeps its own mount.
+- the kubelet-managed `/etc/hosts` (kubelet's makeHostsMount): unless the pod
+  is `hostNetwork` or the container mounts something at /etc/hosts itself,
+  `<state_dir>/pods/<uid>/etc-hosts` (written once per pod, 0644) is mounted
+  there, with localhost, the pod IP under the pod's hostname (and FQDN with a
+  `subdomain`) and the `hostAliases`, so that the hostname resolves to the pod
+  IP as in Kubernetes (without it, on the host network, Docker would copy the
+  node's /etc/hosts, where the pod's hostname does not resolve).
 
 The token is the cluster's one bearer token: this cluster authenticates but
 does not authorize (RBAC objects are stored, never enforced), so every pod with
@@ -43,10 +50,12 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from bootstrap.cluster.kubelet.runtime import pod_hostname_and_domain
 from bootstrap.cluster.resources import SERVICEACCOUNTS
 from bootstrap.cluster.store import Obj, Store
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+ETC_HOSTS = "/etc/hosts"
 
 
 class MountError(Exception):
@@ -91,8 +100,11 @@ def remove_pod_dir(state_dir: Path, uid: str) -> None:
     shutil.rmtree(pod_dir(state_dir, uid), ignore_errors=True)
 
 
-def container_mounts(store: Store, pod: Obj, container: Obj, *, state_dir: Path, api: ApiAccess | None) -> Mounts:
-    """The binds and env for `container` of `pod` (raises MountError); writes the token files when needed."""
+def container_mounts(
+    store: Store, pod: Obj, container: Obj, *, state_dir: Path, api: ApiAccess | None, pod_ip: str | None = None
+) -> Mounts:
+    """The binds and env for `container` of `pod` (raises MountError); writes the token files when needed,
+    and the pod's /etc/hosts when `pod_ip` is given."""
     volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
     binds: list[str] = []
     taken: set[str] = set()
@@ -123,7 +135,42 @@ def container_mounts(store: Store, pod: Obj, container: Obj, *, state_dir: Path,
         directory = _write_service_account(pod_dir(state_dir, pod["metadata"]["uid"]), api, pod["metadata"]["namespace"])
         binds.append(f"{directory}:{SERVICE_ACCOUNT_DIR}:ro")
         env = {"KUBERNETES_SERVICE_HOST": api.host, "KUBERNETES_SERVICE_PORT": str(api.port)}
+    if pod_ip and not pod["spec"].get("hostNetwork") and ETC_HOSTS not in taken:
+        binds.append(f"{_ensure_hosts_file(pod_dir(state_dir, pod['metadata']['uid']), pod, pod_ip)}:{ETC_HOSTS}")
     return Mounts(binds, env)
+
+
+def hosts_file_content(pod: Obj, pod_ip: str) -> str:
+    """kubelet's managedHostsFileContent."""
+    hostname, domain = pod_hostname_and_domain(pod)
+    lines = [
+        "# Kubernetes-managed hosts file.",
+        "127.0.0.1\tlocalhost",
+        "::1\tlocalhost ip6-localhost ip6-loopback",
+        "fe00::0\tip6-localnet",
+        "fe00::0\tip6-mcastprefix",
+        "fe00::1\tip6-allnodes",
+        "fe00::2\tip6-allrouters",
+        f"{pod_ip}\t{hostname}.{domain}\t{hostname}" if domain else f"{pod_ip}\t{hostname}",
+    ]
+    aliases = pod["spec"].get("hostAliases") or []
+    if aliases:
+        lines += ["", "# Entries added by HostAliases."]
+        lines += ["\t".join([str(alias.get("ip", "")), *(alias.get("hostnames") or [])]) for alias in aliases]
+    return "\n".join(lines) + "\n"
+
+
+def _ensure_hosts_file(directory: Path, pod: Obj, pod_ip: str) -> Path:
+    """Write the pod's hosts file unless it exists (kubelet's ensureHostsFile: a container may have edited it)."""
+    path = directory / "etc-hosts"
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, 0o755)
+        tmp = directory / ".etc-hosts.tmp"
+        tmp.write_text(hosts_file_content(pod, pod_ip))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    return path
 
 
 _TYPE_CHECKS = {
