@@ -28,9 +28,9 @@ from typing import Any, Protocol, cast
 import yaml
 from aiohttp import web
 
-from bootstrap.cluster import apply as ssa, discovery, errors, openapi, patch, schema, tables
+from bootstrap.cluster import apply as ssa, discovery, errors, openapi, paging, patch, registry, schema, tables
 from bootstrap.cluster.defaults import apply_defaults
-from bootstrap.cluster.resources import PODS, ResourceType, lookup
+from bootstrap.cluster.resources import NAMESPACES, PODS, ResourceType, lookup
 from bootstrap.cluster.selectors import Matcher, SelectorError, parse_field_selector, parse_label_selector
 from bootstrap.cluster.store import Obj, Store, WatchEvent
 from bootstrap.cluster.validation import validate, validate_status
@@ -235,7 +235,8 @@ class Api:
             if method == "GET":
                 obj = self.store.get(target.res, target.namespace, target.name)
                 if target.subresource is None and tables.wants_table(request.headers.get("Accept", "")):
-                    return _json_response(tables.table(target.res, [obj], obj["metadata"]["resourceVersion"]))
+                    include = tables.include_object(q.get("includeObject"))
+                    return _json_response(tables.table(target.res, [obj], obj["metadata"]["resourceVersion"], include=include))
                 return _json_response(obj)
             if method == "PUT":
                 return await self.replace(request, target)
@@ -256,13 +257,34 @@ class Api:
         return lambda obj: labels(obj) and fields(obj)
 
     def list_objects(self, request: web.Request, target: Target) -> web.Response:
-        items = self.store.list(target.res, target.namespace, self._matcher(request))
+        """A list, in etcd key order, chunked by `limit`/`continue` as Kubernetes does (see paging.py)."""
+        q = request.query
+        selected = bool(q.get("labelSelector") or q.get("fieldSelector"))
+        match = self._matcher(request) if selected else None
+        limit = _int(q.get("limit"), "limit") or 0
+        token, rv_text = q.get("continue", ""), q.get("resourceVersion", "")
+        start, at = "", None
+        if token:
+            if rv_text:
+                raise errors.bad_request("specifying resource version is not allowed when using continue")
+            start, at = paging.decode(token, target.namespace)
+        elif rv_text == "0":
+            limit = 0  # served from the watch cache, which ignores limit
+        items, rv, last, remaining = self.store.list_chunk(
+            target.res, target.namespace, match, limit=limit if limit > 0 else 1 << 62, start=start, at=at
+        )
+        meta: Obj = {}
+        if last is not None:
+            meta["continue"] = paging.encode(rv, last, target.namespace)
+            if remaining is not None:
+                meta["remainingItemCount"] = remaining
         if tables.wants_table(request.headers.get("Accept", "")):
-            return _json_response(tables.table(target.res, items, str(self.store.resource_version)))
+            include = tables.include_object(q.get("includeObject"))
+            return _json_response(tables.table(target.res, items, str(rv), include=include, list_meta=meta))
         body = {
             "kind": target.res.list_kind,
             "apiVersion": target.res.api_version,
-            "metadata": {"resourceVersion": str(self.store.resource_version)},
+            "metadata": {"resourceVersion": str(rv), **meta},
             "items": items,
         }
         return _json_response(body)
@@ -280,12 +302,13 @@ class Api:
         timeout = _int(q.get("timeoutSeconds"), "timeoutSeconds")
         deadline = time.monotonic() + (timeout if timeout is not None else DEFAULT_WATCH_TIMEOUT)
         as_table = tables.wants_table(request.headers.get("Accept", ""))
+        include = tables.include_object(q.get("includeObject")) if as_table else "Metadata"
         first = [True]
 
         def render(event: WatchEvent) -> bytes:
             if not as_table:
                 return _line(_event_json(event))
-            body = tables.table(target.res, [event.object], str(event.resource_version), with_columns=first[0])
+            body = tables.table(target.res, [event.object], str(event.resource_version), with_columns=first[0], include=include)
             first[0] = False
             return _line({"type": event.type, "object": body})
 
@@ -450,7 +473,11 @@ class Api:
                 if key in old["metadata"] and key not in obj["metadata"]:
                     obj["metadata"][key] = old["metadata"][key]
         apply_defaults(res, obj)
+        if old is not None:
+            registry.prepare_for_update(res, obj, old)
         validate(res, obj, old)
+        if old is None:
+            registry.prepare_for_create(res, obj, self.store)
         return obj
 
     async def create(self, request: web.Request, target: Target) -> web.Response:
@@ -598,16 +625,33 @@ class Api:
     async def delete(self, request: web.Request, target: Target) -> web.Response:
         assert target.name is not None
         options = await self._delete_options(request)
-        obj = self.store.delete(target.res, target.namespace, target.name, **options)
-        if self.store.try_get(target.res, target.namespace, target.name) is None or options["dry_run"]:
-            if options["dry_run"]:
-                return _json_response(obj)
-            meta = obj["metadata"]
-            details = {"name": meta["name"], "kind": target.res.plural, "uid": meta.get("uid")}
-            if target.res.group:
-                details["group"] = target.res.group
-            return _json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
-        return _json_response(obj)
+        res = target.res
+        obj = self.store.delete(res, target.namespace, target.name, **options)
+        if options["dry_run"]:
+            deleted = res is not NAMESPACES and not obj["metadata"].get("finalizers")
+        else:
+            deleted = self.store.try_get(res, target.namespace, target.name) is None
+        if not deleted:
+            # kube's delete handler: 202 only when the caller explicitly asked orphanDependents=false
+            return _json_response(obj, 202 if await self._orphan_dependents_false(request) else 200)
+        if registry.returns_deleted_object(res):
+            return _json_response(obj)
+        meta = obj["metadata"]
+        details = {"name": meta["name"], "kind": res.plural, "uid": meta.get("uid")}
+        if res.group:
+            details["group"] = res.group
+        return _json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
+
+    async def _orphan_dependents_false(self, request: web.Request) -> bool:
+        value = request.query.get("orphanDependents")
+        if value is None:
+            raw = await request.read()
+            try:
+                body = json.loads(raw) if raw.strip() else {}
+            except ValueError:
+                body = {}
+            value = body.get("orphanDependents") if isinstance(body, dict) else None
+        return value is not None and not _bool(str(value))
 
     async def delete_collection(self, request: web.Request, target: Target) -> web.Response:
         options = await self._delete_options(request)
@@ -683,9 +727,10 @@ def make_app(store: Store, *, token: str, logs: LogSource | None = None) -> tupl
     app = web.Application(middlewares=[api.middleware], client_max_size=16 * 1024 * 1024)
     for path in _PUBLIC:
         app.router.add_get(path, api.health)
-    app.router.add_get("/version", api.version)
-    app.router.add_get("/api", api.api_root)
-    app.router.add_get("/apis", api.apis_root)
+    for slash in ("", "/"):  # kube-apiserver serves both /version and /version/ (and so on)
+        app.router.add_get("/version" + slash, api.version)
+        app.router.add_get("/api" + slash, api.api_root)
+        app.router.add_get("/apis" + slash, api.apis_root)
     app.router.add_get("/openapi/v2", api.openapi_v2)
     app.router.add_get("/openapi/v3", api.openapi_v3_root)
     app.router.add_get("/openapi/v3/{path:.+}", api.openapi_v3)

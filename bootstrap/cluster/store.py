@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bootstrap.cluster import errors
+from bootstrap.cluster import errors, paging
 from bootstrap.cluster.resources import ALL, BY_KEY, NAMESPACES, PODS, ResourceType
 from bootstrap.cluster.selectors import Matcher
 
@@ -125,6 +125,56 @@ class Store:
             if (namespace is None or ns == namespace) and (match is None or match(obj))
         ]
         return items
+
+    def list_chunk(
+        self,
+        res: ResourceType,
+        namespace: str | None,
+        match: Matcher | None,
+        *,
+        limit: int,
+        start: str = "",
+        at: int | None = None,
+    ) -> tuple[builtins.list[Obj], int, str | None, int | None]:
+        """One page of `list` (see paging.py): (items, resourceVersion read at, last key read if more remain,
+        remaining item count if more remain and `match` is None). `at`: read as of that resourceVersion."""
+        rv = self._rv if at is None or at > self._rv else at
+        objects = self._objects[res.key] if rv == self._rv else self._state_at(res, rv)
+        keys = sorted(
+            (paging.etcd_key(k), k) for k in objects if (namespace is None or k[0] == namespace) and paging.etcd_key(k) >= start
+        )
+        items: builtins.list[Obj] = []
+        scanned = 0
+        for _, key in keys:
+            if len(items) >= limit:
+                break
+            scanned += 1
+            if match is None or match(objects[key]):
+                items.append(copy.deepcopy(objects[key]))
+        if scanned >= len(keys):
+            return items, rv, None, None
+        return items, rv, keys[scanned - 1][0], (len(keys) - scanned if match is None else None)
+
+    def _state_at(self, res: ResourceType, rv: int) -> dict[tuple[str, str], Obj]:
+        """The objects of `res` as of resourceVersion `rv`, by rewinding the event history; 410 if it is too short."""
+        if rv < self._oldest_rv:
+            raise errors.gone(
+                "The provided continue parameter is too old to display a consistent list result. "
+                "You can start a new list without the continue parameter."
+            )
+        state = dict(self._objects[res.key])
+        for event in reversed(self._history):
+            if event.resource_version <= rv:
+                break
+            if event.resource.key != res.key:
+                continue
+            meta = event.object["metadata"]
+            key = (meta.get("namespace") or "", meta["name"])
+            if event.type == "ADDED" or event.old is None:
+                state.pop(key, None)
+            else:
+                state[key] = event.old
+        return state
 
     def owned_by(self, owner_uid: str) -> builtins.list[tuple[ResourceType, Obj]]:
         """Every object with an ownerReference to `owner_uid` (for garbage collection)."""

@@ -9,10 +9,12 @@ deployments, replicasets, namespaces, services, secrets, configmaps, events.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from bootstrap.cluster import errors
 from bootstrap.cluster.resources import ResourceType
 
 Obj = dict[str, Any]
@@ -247,26 +249,51 @@ def _columns(res: ResourceType) -> list[Obj]:
     return [name, *defs]
 
 
-def _row(res: ResourceType, obj: Obj) -> Obj:
+INCLUDE_OBJECT = ("None", "Metadata", "Object")
+
+
+def include_object(value: str | None) -> str:
+    """`?includeObject=`: Kubernetes' default for Tables is Metadata; anything else unknown is 400."""
+    if not value:
+        return "Metadata"
+    if value not in INCLUDE_OBJECT:
+        raise errors.bad_request(f"unrecognized includeObject value: {json.dumps(value)}")
+    return value
+
+
+def _row(res: ResourceType, obj: Obj, include: str = "Metadata") -> Obj:
     _, cells = _PRINTERS.get(res.kind, _DEFAULT)
     meta = obj.get("metadata") or {}
+    values = cells(obj)
+    row = [*values, meta.get("name", "")] if res.kind in _NAME_LAST else [meta.get("name", ""), *values]
+    if include == "Object":
+        return {"cells": row, "object": {"kind": res.kind, "apiVersion": res.api_version, **obj}}
+    if include == "None":
+        return {"cells": row, "object": None}
     partial = {
         "kind": "PartialObjectMetadata",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": {k: v for k, v in meta.items() if k != "managedFields"},
     }
-    values = cells(obj)
-    row = [*values, meta.get("name", "")] if res.kind in _NAME_LAST else [meta.get("name", ""), *values]
     return {"cells": row, "object": partial}
 
 
-def table(res: ResourceType, items: list[Obj], resource_version: str, *, with_columns: bool = True) -> Obj:
-    """A Table of `items` (rows carry PartialObjectMetadata, as with includeObject=Metadata)."""
+def table(
+    res: ResourceType,
+    items: list[Obj],
+    resource_version: str,
+    *,
+    with_columns: bool = True,
+    include: str = "Metadata",
+    list_meta: Obj | None = None,
+) -> Obj:
+    """A Table of `items`; each row's `object` per `include` (includeObject: the full object, its
+    PartialObjectMetadata, or null). `list_meta`: the list's continue/remainingItemCount, if any."""
     body: Obj = {
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
-        "metadata": {"resourceVersion": resource_version},
-        "rows": [_row(res, obj) for obj in items],
+        "metadata": {"resourceVersion": resource_version, **(list_meta or {})},
+        "rows": [_row(res, obj, include) for obj in items],
     }
     if with_columns:
         body["columnDefinitions"] = _columns(res)

@@ -16,7 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kubernetes import client, config
 
+from tests.helpers import unique_name
 from tests.helpers.cluster import ClusterProcess
 
 
@@ -53,3 +55,21 @@ def workload_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clust
 def kube(cluster: ClusterProcess) -> tuple[Path, str, str]:
     """(kubeconfig path, base url, token) of the session cluster."""
     return cluster.kubeconfig, cluster.base_url, cluster.token
+
+
+@pytest.fixture(scope="module")
+def api(cluster: ClusterProcess) -> Iterator[client.ApiClient]:
+    """The real `kubernetes` client of the API-only session cluster."""
+    api_client = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    try:
+        yield api_client
+    finally:
+        api_client.close()
+
+
+@pytest.fixture
+def namespace(api: client.ApiClient) -> str:
+    """A fresh namespace of the API-only session cluster, for one test."""
+    name = unique_name("ns")
+    client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+    return name

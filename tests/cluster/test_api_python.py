@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,24 +10,7 @@ import yaml
 from kubernetes import client, config, dynamic, watch
 from kubernetes.client.rest import ApiException
 
-from tests.helpers import unique_name
 from tests.helpers.cluster import ClusterProcess
-
-
-@pytest.fixture(scope="module")
-def api(cluster: ClusterProcess) -> Iterator[client.ApiClient]:
-    api_client = config.new_client_from_config(config_file=str(cluster.kubeconfig))
-    try:
-        yield api_client
-    finally:
-        api_client.close()
-
-
-@pytest.fixture
-def namespace(api: client.ApiClient) -> str:
-    name = unique_name("py")
-    client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
-    return name
 
 
 def raw_patch(api: client.ApiClient, path: str, body: object, content_type: str, response_type: str, **query: str) -> object:
