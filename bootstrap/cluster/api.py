@@ -30,7 +30,7 @@ from aiohttp import web
 
 from bootstrap.cluster import apply as ssa, discovery, errors, openapi, paging, patch, registry, schema, tables
 from bootstrap.cluster.defaults import apply_defaults
-from bootstrap.cluster.resources import NAMESPACES, PODS, ResourceType, lookup
+from bootstrap.cluster.resources import JOBS, NAMESPACES, PODS, ResourceType, lookup
 from bootstrap.cluster.selectors import Matcher, SelectorError, parse_field_selector, parse_label_selector
 from bootstrap.cluster.store import Obj, Store, WatchEvent
 from bootstrap.cluster.validation import validate, validate_status
@@ -626,6 +626,8 @@ class Api:
         assert target.name is not None
         options = await self._delete_options(request)
         res = target.res
+        if res is JOBS and options["propagation"] is None:
+            options["propagation"] = "Orphan"  # batch/v1's DefaultGarbageCollectionPolicy, for backward compatibility
         obj = self.store.delete(res, target.namespace, target.name, **options)
         if options["dry_run"]:
             deleted = res is not NAMESPACES and not obj["metadata"].get("finalizers")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from bootstrap.cluster.resources import DEPLOYMENTS, PODS, REPLICASETS, SECRETS, SERVICES, ResourceType
+from bootstrap.cluster.resources import DEPLOYMENTS, JOBS, PODS, REPLICASETS, SECRETS, SERVICES, ResourceType
 
 Obj = dict[str, Any]
 
@@ -70,6 +70,22 @@ def _workload(spec: Obj, *, deployment: bool) -> None:
         pod_spec(template["spec"])
 
 
+def _job(spec: Obj) -> None:
+    """batch/v1 SetDefaults_Job (the selector and its labels are generated on create, registry.py)."""
+    if "completions" not in spec and "parallelism" not in spec:
+        spec["completions"] = 1
+    spec.setdefault("parallelism", 1)
+    spec.setdefault("backoffLimit", 6)
+    spec.setdefault("completionMode", "NonIndexed")
+    spec.setdefault("suspend", False)
+    spec.setdefault("manualSelector", False)
+    if "podFailurePolicy" not in spec:
+        spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
+    template = spec.get("template")
+    if isinstance(template, dict) and isinstance(template.get("spec"), dict):
+        pod_spec(template["spec"])
+
+
 def apply_defaults(res: ResourceType, obj: Obj) -> None:
     """Fill in the defaults for `obj` in place."""
     spec = obj.get("spec")
@@ -77,6 +93,8 @@ def apply_defaults(res: ResourceType, obj: Obj) -> None:
         _workload(spec, deployment=res is DEPLOYMENTS)
     elif res is PODS and isinstance(spec, dict):
         pod_spec(spec)
+    elif res is JOBS and isinstance(spec, dict):
+        _job(spec)
     elif res is SERVICES and isinstance(spec, dict):
         spec.setdefault("type", "ClusterIP")
         spec.setdefault("sessionAffinity", "None")

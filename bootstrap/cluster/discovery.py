@@ -87,7 +87,7 @@ def resource_list(group: str, version: str) -> dict[str, Any] | None:
             entry["shortNames"] = list(res.short_names)
         if res.group == "apps":
             entry["categories"] = ["all"]
-        elif res.plural in ("pods", "services"):
+        elif res.plural in ("pods", "services", "jobs"):
             entry["categories"] = ["all"]
         resources.append(entry)
         for sub in res.subresources:

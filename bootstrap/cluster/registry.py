@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import uuid
 from typing import Any
 
 from bootstrap.cluster import errors
 from bootstrap.cluster.kubelet.runtime import qos_class
-from bootstrap.cluster.resources import DEPLOYMENTS, PODS, REPLICASETS, SERVICEACCOUNTS, SERVICES, ResourceType
+from bootstrap.cluster.resources import DEPLOYMENTS, JOBS, PODS, REPLICASETS, SERVICEACCOUNTS, SERVICES, ResourceType
 from bootstrap.cluster.store import Store
 
 Obj = dict[str, Any]
@@ -124,6 +125,26 @@ def _service_update(obj: Obj, old: Obj) -> None:
         raise errors.invalid("Service", name, [("spec.clusterIPs[0]", f"Invalid value: {shown}: may not change once set")])
 
 
+def _job_create(obj: Obj) -> None:
+    """The Job strategy's generateSelector: a uid now (the store keeps it), the job-name and
+    controller-uid labels (new and legacy) on the pod template, and a selector on the uid."""
+    meta = obj["metadata"]
+    meta["uid"] = str(uuid.uuid4())
+    spec = obj.get("spec")
+    if not isinstance(spec, dict) or spec.get("manualSelector"):
+        return
+    template = spec.setdefault("template", {})
+    labels = template.setdefault("metadata", {}).setdefault("labels", {})
+    for key in ("batch.kubernetes.io/controller-uid", "controller-uid"):
+        labels.setdefault(key, meta["uid"])
+    for key in ("batch.kubernetes.io/job-name", "job-name"):
+        labels.setdefault(key, str(meta.get("name") or ""))
+    selector = spec.get("selector") if isinstance(spec.get("selector"), dict) else {}
+    match = selector.setdefault("matchLabels", {})
+    match.setdefault("batch.kubernetes.io/controller-uid", meta["uid"])
+    spec["selector"] = selector
+
+
 def prepare_for_create(res: ResourceType, obj: Obj, store: Store) -> None:
     """After defaulting and validation of a create: reset status, allocate what the registry allocates."""
     if res is PODS and isinstance(obj.get("spec"), dict):
@@ -135,6 +156,9 @@ def prepare_for_create(res: ResourceType, obj: Obj, store: Store) -> None:
         obj["status"] = {}
     elif res is REPLICASETS:
         obj["status"] = {"replicas": 0}
+    elif res is JOBS:
+        obj["status"] = {}
+        _job_create(obj)
 
 
 def prepare_for_update(res: ResourceType, obj: Obj, old: Obj) -> None:

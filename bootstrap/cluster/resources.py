@@ -35,6 +35,7 @@ class ResourceType:
 
 
 NAMESPACES = ResourceType("", "v1", "Namespace", "namespaces", False, ("ns",), has_status=True, subresources=("status",))
+NODES = ResourceType("", "v1", "Node", "nodes", False, ("no",), has_status=True, subresources=("status",))
 CONFIGMAPS = ResourceType("", "v1", "ConfigMap", "configmaps", True, ("cm",))
 SECRETS = ResourceType("", "v1", "Secret", "secrets", True)
 SERVICEACCOUNTS = ResourceType("", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",))
@@ -47,11 +48,14 @@ DEPLOYMENTS = ResourceType(
 REPLICASETS = ResourceType(
     "apps", "v1", "ReplicaSet", "replicasets", True, ("rs",), has_status=True, subresources=("status", "scale")
 )
+JOBS = ResourceType("batch", "v1", "Job", "jobs", True, has_status=True, subresources=("status",))
+LEASES = ResourceType("coordination.k8s.io", "v1", "Lease", "leases", True)
 ROLES = ResourceType("rbac.authorization.k8s.io", "v1", "Role", "roles", True)
 ROLEBINDINGS = ResourceType("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", True)
 
 ALL: tuple[ResourceType, ...] = (
     NAMESPACES,
+    NODES,
     CONFIGMAPS,
     SECRETS,
     SERVICEACCOUNTS,
@@ -60,8 +64,10 @@ ALL: tuple[ResourceType, ...] = (
     PODS,
     DEPLOYMENTS,
     REPLICASETS,
+    JOBS,
     ROLES,
     ROLEBINDINGS,
+    LEASES,
 )
 
 BY_KEY = {r.key: r for r in ALL}

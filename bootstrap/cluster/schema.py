@@ -58,8 +58,11 @@ LISTS: dict[tuple[str, str], ListType] = {
     (_CORE + "ServiceAccount", "secrets"): _map("name"),
     (_CORE + "PodStatus", "conditions"): _map("type"),
     (_CORE + "NamespaceStatus", "conditions"): _map("type"),
+    (_CORE + "NodeStatus", "conditions"): _map("type"),
+    (_CORE + "NodeStatus", "addresses"): _map("type"),
     (_APPS + "DeploymentStatus", "conditions"): _map("type"),
     (_APPS + "ReplicaSetStatus", "conditions"): _map("type"),
+    ("io.k8s.api.batch.v1.JobStatus", "conditions"): _map("type"),
     (_META + "ObjectMeta", "ownerReferences"): _map("uid"),
     (_META + "ObjectMeta", "finalizers"): ListType("set"),
 }

@@ -39,7 +39,7 @@ _META = {
     "MicroTime",
     "Time",
 }
-_PKG = {"": "core", "apps": "apps", "rbac.authorization.k8s.io": "rbac"}
+_PKG = {"": "core", "apps": "apps", "batch": "batch", "rbac.authorization.k8s.io": "rbac", "coordination.k8s.io": "coordination"}
 _ROOT_CLASS = {"Event": "CoreV1Event"}
 _PRIMITIVES: dict[str, dict[str, Any]] = {
     "str": {"type": "string"},

@@ -49,13 +49,19 @@ def _workloads(
     no_workloads = os.environ.get(NO_WORKLOADS_ENV) == "1"
     runners: list[Coroutine[Any, Any, None]] = []
     try:
-        from bootstrap.cluster.controllers import DeploymentController, GarbageCollector, ReplicaSetController
+        from bootstrap.cluster.controllers import (
+            DeploymentController,
+            GarbageCollector,
+            JobController,
+            ReplicaSetController,
+        )
         from bootstrap.cluster.events import EventRecorder
 
         events = EventRecorder(store)  # one recorder, so repeated events aggregate across components
         runners = [
             DeploymentController(store, events=events).run(),
             ReplicaSetController(store, events=events).run(),
+            JobController(store, events=events).run(),
             GarbageCollector(store).run(),
         ]
     except ImportError as exc:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap.cluster import errors, paging
-from bootstrap.cluster.resources import ALL, BY_KEY, NAMESPACES, PODS, ResourceType
+from bootstrap.cluster.resources import ALL, BY_KEY, JOBS, NAMESPACES, PODS, ResourceType
 from bootstrap.cluster.selectors import Matcher
 
 Obj = dict[str, Any]
@@ -206,7 +206,7 @@ class Store:
             raise errors.already_exists(res.plural, name, res.group)
         obj["apiVersion"] = res.api_version
         obj["kind"] = res.kind
-        meta["uid"] = str(uuid.uuid4())
+        meta["uid"] = meta["uid"] if res is JOBS and meta.get("uid") else str(uuid.uuid4())  # registry._job_create
         meta["creationTimestamp"] = now_rfc3339()
         meta.pop("deletionTimestamp", None)
         meta.pop("resourceVersion", None)

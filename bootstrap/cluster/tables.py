@@ -33,7 +33,11 @@ def age(timestamp: str | None) -> str:
         then = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except ValueError:
         return "<unknown>"
-    seconds = max(0, int((datetime.now(UTC) - then).total_seconds()))
+    return _human(int((datetime.now(UTC) - then).total_seconds()))
+
+
+def _human(seconds: int) -> str:
+    seconds = max(0, seconds)
     if seconds < 120:
         return f"{seconds}s"
     minutes = seconds // 60
@@ -131,6 +135,75 @@ def _replicaset(rs: Obj) -> list[Any]:
     ]
 
 
+def _duration(start: str | None, end: str | None) -> str:
+    """kubectl's duration column: from startTime to completionTime (or now), human-readable like AGE."""
+    try:
+        t0 = datetime.strptime(start or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        t1 = datetime.strptime(end, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) if end else datetime.now(UTC)
+    except ValueError:
+        return ""
+    return _human(int((t1 - t0).total_seconds()))
+
+
+def _job(job: Obj) -> list[Any]:
+    spec, status = job.get("spec") or {}, job.get("status") or {}
+    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    if conditions.get("Complete") == "True":
+        state = "Complete"
+    elif conditions.get("Failed") == "True":
+        state = "Failed"
+    elif conditions.get("FailureTarget") == "True" or conditions.get("SuccessCriteriaMet") == "True":
+        state = "Terminating" if status.get("active") or status.get("terminating") else "Running"
+    elif conditions.get("Suspended") == "True":
+        state = "Suspended"
+    else:
+        state = "Running"
+    completions = spec.get("completions")
+    wanted = f"/{completions}" if completions is not None else f"/1 of {spec.get('parallelism', 1)}"
+    names, images = _containers(job)
+    return [
+        state,
+        f"{status.get('succeeded', 0)}{wanted}",
+        _duration(status.get("startTime"), status.get("completionTime")),
+        age(job["metadata"].get("creationTimestamp")),
+        names,
+        images,
+        _selector(job),
+    ]
+
+
+def _node(node: Obj) -> list[Any]:
+    """printNode: STATUS from the Ready condition (+SchedulingDisabled), ROLES from node-role labels."""
+    spec, status = node.get("spec") or {}, node.get("status") or {}
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+    state = "Unknown" if ready is None or ready.get("status") not in ("True", "False") else "Ready"
+    if ready is not None and ready.get("status") == "False":
+        state = "NotReady"
+    if spec.get("unschedulable"):
+        state += ",SchedulingDisabled"
+    roles = set()
+    for key, value in ((node["metadata"].get("labels")) or {}).items():
+        if key.startswith("node-role.kubernetes.io/") and key != "node-role.kubernetes.io/":
+            roles.add(key.removeprefix("node-role.kubernetes.io/"))
+        elif key == "kubernetes.io/role" and value:
+            roles.add(value)
+    addresses = status.get("addresses") or []
+    internal = next((a.get("address") for a in addresses if a.get("type") == "InternalIP"), None)
+    external = next((a.get("address") for a in addresses if a.get("type") == "ExternalIP"), None)
+    info = status.get("nodeInfo") or {}
+    return [
+        state,
+        ",".join(sorted(roles)) or "<none>",
+        age(node["metadata"].get("creationTimestamp")),
+        info.get("kubeletVersion", ""),
+        internal or "<none>",
+        external or "<none>",
+        info.get("osImage") or "<unknown>",
+        info.get("kernelVersion") or "<unknown>",
+        info.get("containerRuntimeVersion") or "<unknown>",
+    ]
+
+
 def _service(svc: Obj) -> list[Any]:
     spec = svc.get("spec") or {}
     ports = ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in spec.get("ports") or []) or "<none>"
@@ -196,6 +269,32 @@ _PRINTERS: dict[str, tuple[list[Column], Callable[[Obj], list[Any]]]] = {
             ("Selector", "string", 1),
         ],
         _replicaset,
+    ),
+    "Job": (
+        [
+            ("Status", "string", 0),
+            ("Completions", "string", 0),
+            ("Duration", "string", 0),
+            ("Age", "string", 0),
+            ("Containers", "string", 1),
+            ("Images", "string", 1),
+            ("Selector", "string", 1),
+        ],
+        _job,
+    ),
+    "Node": (
+        [
+            ("Status", "string", 0),
+            ("Roles", "string", 0),
+            ("Age", "string", 0),
+            ("Version", "string", 0),
+            ("Internal-IP", "string", 1),
+            ("External-IP", "string", 1),
+            ("OS-Image", "string", 1),
+            ("Kernel-Version", "string", 1),
+            ("Container-Runtime", "string", 1),
+        ],
+        _node,
     ),
     "Namespace": (
         [("Status", "string", 0), ("Age", "string", 0)],

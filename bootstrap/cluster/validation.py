@@ -17,6 +17,7 @@ from bootstrap.cluster import errors
 from bootstrap.cluster.resources import (
     CONFIGMAPS,
     DEPLOYMENTS,
+    JOBS,
     NAMESPACES,
     PODS,
     REPLICASETS,
@@ -239,6 +240,48 @@ def _pod_template(spec: Obj, causes: Causes) -> None:
         causes.append(("spec.strategy.rollingUpdate.maxUnavailable", "Invalid value: 0: may not be 0 when `maxSurge` is 0"))
 
 
+def _job(spec: Obj, old_spec: Obj | None, causes: Causes) -> None:
+    """ValidateJobSpec: counts, deadline, restart policy; selector and template immutable on update."""
+    for key, minimum in (("parallelism", 0), ("completions", 0), ("backoffLimit", 0), ("ttlSecondsAfterFinished", 0)):
+        value = spec.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < minimum):
+            causes.append((f"spec.{key}", f"Invalid value: {value!r}: must be greater than or equal to 0"))
+    deadline = spec.get("activeDeadlineSeconds")
+    if deadline is not None and (not isinstance(deadline, int) or isinstance(deadline, bool) or deadline <= 0):
+        causes.append(("spec.activeDeadlineSeconds", f"Invalid value: {deadline!r}: must be greater than 0"))
+    mode = spec.get("completionMode")
+    if mode not in (None, "NonIndexed", "Indexed"):
+        causes.append(("spec.completionMode", f'Unsupported value: "{mode}": supported values: "NonIndexed", "Indexed"'))
+    template = spec.get("template")
+    if not isinstance(template, dict) or not isinstance(template.get("spec"), dict):
+        causes.append(("spec.template.spec.containers", "Required value"))
+        return
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    _labels(labels, "spec.template.metadata.labels", causes)
+    if spec.get("manualSelector"):
+        selector = spec.get("selector")
+        if not isinstance(selector, dict) or not (selector.get("matchLabels") or selector.get("matchExpressions")):
+            causes.append(("spec.selector", "Required value"))
+        elif not match_label_dict(selector, labels):
+            causes.append(
+                ("spec.template.metadata.labels", f"Invalid value: {labels}: `selector` does not match template `labels`")
+            )
+    pod = template["spec"]
+    _pod_spec(pod, "spec.template.spec", causes)
+    policy = pod.get("restartPolicy")
+    if policy not in ("OnFailure", "Never"):
+        causes.append(
+            ("spec.template.spec.restartPolicy", f'Unsupported value: "{policy}": supported values: "OnFailure", "Never"')
+        )
+    if old_spec is not None:
+        if old_spec.get("selector") != spec.get("selector"):
+            causes.append(("spec.selector", f"Invalid value: {spec.get('selector')}: field is immutable"))
+        if old_spec.get("template") != template and not old_spec.get("suspend"):
+            causes.append(("spec.template", "Invalid value: field is immutable"))
+        if old_spec.get("completions") != spec.get("completions"):
+            causes.append(("spec.completions", f"Invalid value: {spec.get('completions')!r}: field is immutable"))
+
+
 def validate(res: ResourceType, obj: Obj, old: Obj | None = None) -> None:
     """Raise 422 Invalid listing every problem of `obj` (`old` is the stored object on update)."""
     causes: Causes = []
@@ -258,6 +301,11 @@ def validate(res: ResourceType, obj: Obj, old: Obj | None = None) -> None:
             _pod_template(spec, causes)
             if old is not None and old.get("spec", {}).get("selector") != spec.get("selector"):
                 causes.append(("spec.selector", f"Invalid value: {spec.get('selector')}: field is immutable"))
+    elif res is JOBS:
+        if not isinstance(spec, dict):
+            causes.append(("spec.template.spec.containers", "Required value"))
+        else:
+            _job(spec, (old or {}).get("spec") if old is not None else None, causes)
     elif res is PODS:
         if not isinstance(spec, dict):
             causes.append(("spec.containers", "Required value"))

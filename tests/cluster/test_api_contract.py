@@ -125,7 +125,7 @@ def test_non_resource_endpoints_and_unknown_paths(cluster: ClusterProcess) -> No
     assert json.loads(kubectl(kc, "get", "--raw", "/version").stdout)["major"] == "1"
     assert kubectl(kc, "get", "--raw", "/readyz").stdout == "ok"
     groups = json.loads(kubectl(kc, "get", "--raw", "/apis").stdout)
-    assert {g["name"] for g in groups["groups"]} == {"apps", "rbac.authorization.k8s.io"}
+    assert {g["name"] for g in groups["groups"]} == {"apps", "batch", "coordination.k8s.io", "rbac.authorization.k8s.io"}
     resources = json.loads(kubectl(kc, "get", "--raw", "/apis/apps/v1").stdout)["resources"]
     assert {"deployments", "deployments/status", "deployments/scale"} <= {r["name"] for r in resources}
     unknown = kubectl(kc, "get", "--raw", "/api/v1/widgets", check=False)

@@ -6,6 +6,7 @@ store listeners only enqueue keys; each controller reconciles in its own loop.
 
 from bootstrap.cluster.controllers.deployment import DeploymentController
 from bootstrap.cluster.controllers.gc import GarbageCollector
+from bootstrap.cluster.controllers.job import JobController
 from bootstrap.cluster.controllers.replicaset import ReplicaSetController
 
-__all__ = ["DeploymentController", "GarbageCollector", "ReplicaSetController"]
+__all__ = ["DeploymentController", "GarbageCollector", "JobController", "ReplicaSetController"]

@@ -10,10 +10,10 @@ The store is read directly (it is the cache), so no "expectations" are needed.
 from __future__ import annotations
 
 import logging
-import random
 from typing import Any
 
 from bootstrap.cluster.controllers._base import Controller, Key
+from bootstrap.cluster.controllers._pods import create_pod, delete_pod
 from bootstrap.cluster.controllers._util import (
     controller_ref,
     is_controlled_by,
@@ -24,8 +24,7 @@ from bootstrap.cluster.controllers._util import (
     parse_time,
     seconds_until_available,
 )
-from bootstrap.cluster.errors import ApiError
-from bootstrap.cluster.events import WARNING, EventRecorder
+from bootstrap.cluster.events import EventRecorder
 from bootstrap.cluster.resources import PODS, REPLICASETS
 from bootstrap.cluster.selectors import match_label_dict
 from bootstrap.cluster.store import Obj, Store, WatchEvent
@@ -33,11 +32,6 @@ from bootstrap.cluster.store import Obj, Store, WatchEvent
 log = logging.getLogger(__name__)
 
 COMPONENT = "replicaset-controller"
-_NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' utilrand alphabet: no vowels, no look-alikes
-
-
-def random_suffix(n: int = 5) -> str:
-    return "".join(random.choice(_NAME_CHARS) for _ in range(n))
 
 
 class ReplicaSetController(Controller):
@@ -107,45 +101,10 @@ class ReplicaSetController(Controller):
         return owned
 
     def _create_pod(self, rs: Obj) -> Obj | None:
-        template = rs["spec"].get("template") or {}
-        tmeta = template.get("metadata") or {}
-        rs_name = rs["metadata"]["name"]
-        pod: Obj = {
-            "metadata": {
-                "labels": dict(tmeta.get("labels") or {}),
-                "annotations": dict(tmeta.get("annotations") or {}),
-                "namespace": rs["metadata"]["namespace"],
-                "ownerReferences": [owner_reference(rs)],
-            },
-            "spec": template.get("spec") or {},
-        }
-        if not pod["metadata"]["annotations"]:
-            del pod["metadata"]["annotations"]
-        for _ in range(5):
-            pod["metadata"]["name"] = f"{rs_name}-{random_suffix()}"
-            try:
-                created = self._store.create(PODS, pod)
-            except ApiError as err:
-                if err.code == 409:
-                    continue
-                self._events.record(
-                    rs, reason="FailedCreate", message=f"Error creating: {err.message}", component=COMPONENT, type=WARNING
-                )
-                return None
-            self._events.record(
-                rs, reason="SuccessfulCreate", message=f"Created pod: {created['metadata']['name']}", component=COMPONENT
-            )
-            return created
-        return None
+        return create_pod(self._store, self._events, rs, component=COMPONENT)
 
     def _delete_pod(self, rs: Obj, pod: Obj) -> None:
-        try:
-            self._store.delete(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
-        except ApiError as err:
-            if err.code != 404:
-                raise
-            return
-        self._events.record(rs, reason="SuccessfulDelete", message=f"Deleted pod: {pod['metadata']['name']}", component=COMPONENT)
+        delete_pod(self._store, self._events, rs, pod, component=COMPONENT)
 
     def _update_status(self, rs: Obj, active: list[Obj]) -> None:
         min_ready = int(rs["spec"].get("minReadySeconds", 0))

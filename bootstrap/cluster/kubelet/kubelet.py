@@ -27,12 +27,12 @@ import docker.errors
 
 from bootstrap.cluster.errors import ApiError
 from bootstrap.cluster.events import NORMAL, WARNING, EventRecorder
-from bootstrap.cluster.kubelet import runtime
+from bootstrap.cluster.kubelet import node as nodeinfo, runtime
 from bootstrap.cluster.kubelet.logs import stream_logs
 from bootstrap.cluster.kubelet.podips import NETWORK as POD_NETWORK, PodIPAllocator
 from bootstrap.cluster.kubelet.podworker import PodWorker
 from bootstrap.cluster.kubelet.volumes import ApiAccess, remove_pod_dir
-from bootstrap.cluster.resources import PODS
+from bootstrap.cluster.resources import LEASES, NODES, PODS
 from bootstrap.cluster.store import Obj, Store, WatchEvent, now_rfc3339
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,8 @@ class Kubelet:
         self.api_access = api_access
         self._events = events or EventRecorder(store)
         self._ips = PodIPAllocator(pod_network)
+        self.pod_network = pod_network
+        self._runtime_version = "docker://unknown"
         self._workers: dict[str, PodWorker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix=f"kubelet-{node_name}")
@@ -158,11 +160,14 @@ class Kubelet:
         )
         pump = threading.Thread(target=self._pump_docker_events, args=(stream,), daemon=True, name="kubelet-events")
         pump.start()
+        await self._register_node()
+        heartbeat = asyncio.ensure_future(self._heartbeat())
         self.store.subscribe(self._on_event)
         try:
             await self._adopt_and_start()
             await asyncio.Event().wait()
         finally:
+            heartbeat.cancel()
             self.store.unsubscribe(self._on_event)
             stream.close()
             tasks = list(self._tasks.values())
@@ -172,6 +177,86 @@ class Kubelet:
             self._workers.clear()
             self._tasks.clear()
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # ----- the Node -----
+
+    async def _register_node(self) -> None:
+        """Create this kubelet's Node, or bring an existing one's labels and status up to date."""
+        try:
+            version = await self.call(lambda: str(self.docker.version().get("Version") or ""))
+        except Exception:  # the node registers anyway, as a kubelet whose runtime is not up yet would
+            log.warning("docker version unknown", exc_info=True)
+            version = ""
+        self._runtime_version = f"docker://{version or 'unknown'}"
+        existing = self.store.try_get(NODES, None, self.node_name)
+        node = nodeinfo.node_object(self.node_name, pod_network=self.pod_network, existing=existing)
+        if existing is None:
+            node["status"] = self._node_status(None)
+            self.store.create(NODES, node)
+        else:
+            node["metadata"].pop("resourceVersion", None)
+            self.store.update(NODES, node)
+            self._write_node_status()
+        self._node_events()
+        self._renew_lease()
+
+    def _node_status(self, previous: Obj | None) -> Obj:
+        return nodeinfo.node_status(
+            self.node_name, state_dir=self.state_dir, runtime_version=self._runtime_version, previous=previous
+        )
+
+    def _write_node_status(self) -> None:
+        """Refresh the Node's status (lastHeartbeatTime and all); recreate it if someone deleted it."""
+        node = self.store.try_get(NODES, None, self.node_name)
+        if node is None:
+            node = nodeinfo.node_object(self.node_name, pod_network=self.pod_network)
+            node["status"] = self._node_status(None)
+            self.store.create(NODES, node)
+            return
+        node["status"] = self._node_status(node.get("status"))
+        node["metadata"].pop("resourceVersion", None)
+        self.store.update(NODES, node, subresource="status")
+
+    def _renew_lease(self) -> None:
+        node = self.store.try_get(NODES, None, self.node_name)
+        if node is None:
+            return
+        existing = self.store.try_get(LEASES, nodeinfo.LEASE_NAMESPACE, self.node_name)
+        lease = nodeinfo.lease_object(node, existing)
+        try:
+            if existing is None:
+                self.store.create(LEASES, lease)
+            else:
+                self.store.update(LEASES, lease)
+        except ApiError as err:  # kube-node-lease deleted, say: the node works on without its Lease
+            log.debug("node lease not renewed: %s", err.message)
+
+    async def _heartbeat(self) -> None:
+        """Renew the node's Lease every 10 s and post its status every 40 s: two tiny writes, no polling."""
+        interval = nodeinfo.LEASE_SECONDS / 4
+        ticks_per_status = max(1, round(nodeinfo.HEARTBEAT_SECONDS / interval))
+        tick = 0
+        while True:
+            await asyncio.sleep(interval)
+            tick += 1
+            try:
+                if tick % ticks_per_status == 0:
+                    self._write_node_status()
+                self._renew_lease()
+            except ApiError:
+                log.warning("node heartbeat failed", exc_info=True)
+
+    def _node_events(self) -> None:
+        """The kubelet's events at registration; like kubelet, they name the node by name as its uid."""
+        ref = {"kind": "Node", "apiVersion": "v1", "metadata": {"name": self.node_name, "uid": self.node_name}}
+        for reason, message in (
+            ("Starting", "Starting kubelet."),
+            ("NodeHasSufficientMemory", f"Node {self.node_name} status is now: NodeHasSufficientMemory"),
+            ("NodeHasNoDiskPressure", f"Node {self.node_name} status is now: NodeHasNoDiskPressure"),
+            ("NodeHasSufficientPID", f"Node {self.node_name} status is now: NodeHasSufficientPID"),
+            ("NodeReady", f"Node {self.node_name} status is now: NodeReady"),
+        ):
+            self._events.record(ref, reason=reason, message=message, component="kubelet", host=self.node_name)
 
     def _load_cluster_id(self) -> str:
         """This cluster's identity on the host's containers, kept across restarts in state_dir."""
