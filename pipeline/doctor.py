@@ -39,7 +39,7 @@ from pipeline.errors import ConfigError, PipelineError
 from pipeline.inputs import app_spec, cluster_ref, temporal_target
 from pipeline.models import Poller, RenderInput
 from pipeline.temporal_client import connect as temporal_connect, run as run_async
-from pipeline.verify import CLOCK_SKEW, QUEUE_TYPES, as_poller, describe_pollers, identity_names_pod
+from pipeline.verify import QUEUE_TYPES, as_poller, describe_pollers, polled_since
 
 OK, FAIL, SKIP = "ok", "FAIL", "skip"
 
@@ -669,15 +669,7 @@ async def check_pollers(state: _State) -> Check:
 
 def pollers_of(pod: kube.PodInfo, pollers: Sequence[Poller]) -> list[Poller]:
     """The pollers whose identity names `pod` and whose last access is after the pod started."""
-    started = _time(pod.start_time)
-    found = []
-    for p in pollers:
-        if not identity_names_pod(p.identity, pod.name):
-            continue
-        seen = _time(p.last_access_time)
-        if started is None or (seen is not None and seen + CLOCK_SKEW >= started):
-            found.append(p)
-    return found
+    return [p for p in pollers if polled_since(p, pod.name, _time(pod.start_time))]
 
 
 def _describe_pod_pollers(pod: str, found: Sequence[Poller]) -> str:

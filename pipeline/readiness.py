@@ -56,7 +56,7 @@ from pipeline.markers import (
 )
 from pipeline.models import Poller
 from pipeline.render import MANAGED_BY
-from pipeline.verify import CLOCK_SKEW, DEFAULT_PARTITIONS, describe_pollers, identity_names_pod
+from pipeline.verify import DEFAULT_PARTITIONS, describe_pollers, polled_since
 
 log = logging.getLogger("pipeline.readiness")
 
@@ -109,10 +109,7 @@ def seen_polling(pod: GatedPod, pollers: Iterable[Poller]) -> dict[str, Poller] 
     for poller in pollers:
         if poller.task_queue_type in found or poller.task_queue_type not in pod.queue_types:
             continue
-        if not identity_names_pod(poller.identity, pod.name):
-            continue
-        last = datetime.fromisoformat(poller.last_access_time.rstrip("Z"))
-        if pod.started_at is None or last + CLOCK_SKEW >= pod.started_at:
+        if polled_since(poller, pod.name, pod.started_at):
             found[poller.task_queue_type] = poller
     return found if all(t in found for t in pod.queue_types) else None
 

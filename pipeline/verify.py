@@ -195,15 +195,18 @@ def _polled_after_stop(pod: PodState, pollers: list[Poller]) -> bool:
 
 
 def _polls_freshly(pod: PodState, pollers: list[Poller], queue_type: str) -> bool:
-    for poller in pollers:
-        if poller.task_queue_type != queue_type or not identity_names_pod(poller.identity, pod.name):
-            continue
-        if pod.started_at is None:
-            return True
-        last = datetime.fromisoformat(poller.last_access_time.rstrip("Z"))
-        if last + CLOCK_SKEW >= pod.started_at.replace(tzinfo=None):
-            return True
-    return False
+    return any(p.task_queue_type == queue_type and polled_since(p, pod.name, pod.started_at) for p in pollers)
+
+
+def polled_since(poller: Poller, pod: str, started_at: datetime | None) -> bool:
+    """`poller` is a worker of `pod` that Temporal saw after the pod started (give or take CLOCK_SKEW; any time
+    when the start is unknown): the one test the verifier, the readiness gate and `pipeline doctor` share."""
+    if not identity_names_pod(poller.identity, pod):
+        return False
+    if started_at is None:
+        return True
+    last = datetime.fromisoformat(poller.last_access_time.rstrip("Z"))
+    return last + CLOCK_SKEW >= started_at.replace(tzinfo=None)
 
 
 def pod_hostname(pod: str) -> str:
