@@ -27,10 +27,10 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from pipeline import clusters, diagnose, kube, render, revisions
+from pipeline import clusters, diagnose, kube, render, revisions, source
 from pipeline.azure import pull_secret
 from pipeline.builders import acr as acr_builder
-from pipeline.builders.local import BuildError, BuildRequest, build_and_push, is_build_of, require_dockerfile, source_and_tag
+from pipeline.builders.local import BuildError, BuildRequest, build_and_push, is_build_of, source_and_tag
 from pipeline.errors import (
     PipelineError,
     VerificationFailed,  # noqa: F401  (re-exported: the tree lives in pipeline/errors.py)
@@ -114,16 +114,21 @@ def record_revision(request: RecordRevisionInput) -> None:
 @activity.defn
 @_as_application_errors
 def build_image(request: BuildImageInput) -> BuiltImage:
-    """Build and push with the local Docker engine (ACR Tasks for target "aks"); a build already in the registry is reused."""
+    """Build and push with the local Docker engine (ACR Tasks for target "aks"); a build already in the registry is reused.
+
+    The context is the archive the CLI uploaded (BuildSpec.source, pipeline/source.py), fetched from the
+    registry and checked against its digest: nothing of the client's file system is read here.
+    """
     if request.target == "aks":
         return acr_builder.build_image(request)
     spec = request.build
-    context = require_dockerfile(spec, app=request.app)
     digest_of_source, tag = source_and_tag(spec, request.tag)
     existing = find_image(spec.repository, tag)
     if existing is not None and is_build_of(existing, digest_of_source):
         activity.logger.info("%s:%s already pushed as %s; not rebuilding", spec.repository, tag, existing.digest)
         return BuiltImage(spec.repository, tag, existing.digest, reused=True)
+    assert spec.source is not None  # source_and_tag checked it
+    archive = source.fetch_blob(spec.source)
     engine = docker.from_env(timeout=600)
     last_beat = 0.0
 
@@ -138,7 +143,7 @@ def build_image(request: BuildImageInput) -> BuiltImage:
             pushed = build_and_push(
                 engine,
                 BuildRequest(
-                    context=context,
+                    archive=archive,
                     dockerfile=spec.dockerfile,
                     target=spec.target or None,
                     repository=spec.repository,

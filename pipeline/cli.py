@@ -147,6 +147,13 @@ def app_add_command(
 @click.option("--follow", is_flag=True, help="Show each step and its progress live.")
 @click.option("--detach", is_flag=True, help="Return once the deployment has started.")
 @click.option("--dry-run", is_flag=True, help="Show what would change in the cluster (server-side dry run); start nothing.")
+@click.option(
+    "--context",
+    "context",
+    metavar="DIR",
+    type=click.Path(path_type=Path),
+    help="Build this deploy from DIR instead of the app's build_context (its Dockerfile at the same relative path).",
+)
 @click.pass_context
 def deploy(
     ctx: click.Context,
@@ -157,6 +164,7 @@ def deploy(
     follow: bool,
     detach: bool,
     dry_run: bool,
+    context: Path | None,
 ) -> None:
     """Deploy an app: build, push, apply, roll out, verify polling; roll back on failure.
 
@@ -164,14 +172,21 @@ def deploy(
     3 when it ended rolled back, 4 when it was canceled (after restoring the
     previous verified revision), 5 when it was terminated or timed out (no
     rollback ran; the drift between cluster and record is printed), 2 on bad input.
+
+    The build context is packed (.dockerignore honoured) and uploaded before the
+    deployment starts (one line says what travelled; an unchanged source uploads nothing).
     """
     from pipeline import commands
 
     config = load(ctx)
-    request = commands.prepare(config, app_name, image=image or "", tag=tag or "", no_build=no_build)
+    if context is not None and image:
+        raise PipelineError("--context and --image exclude each other: --image names an image that is not built")
+    request = commands.prepare(config, app_name, image=image or "", tag=tag or "", no_build=no_build, context=context)
     if dry_run:
         commands.dry_run(config, request)
         return
+    if not no_build:
+        request = commands.ship(config, request, context=context)
     ctx.exit(commands.deploy(config, request, follow=follow, detach=detach))
 
 

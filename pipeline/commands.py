@@ -12,20 +12,21 @@ import logging
 import os
 import socket
 import urllib.parse
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from pipeline import clusters, deployments, images, kube, render, revisions
+from pipeline import clusters, deployments, images, kube, render, revisions, source
 from pipeline.config import PipelineConfig
 from pipeline.contract import WORKFLOW_TYPE
-from pipeline.errors import PipelineError
+from pipeline.errors import BadRequest, PipelineError
 from pipeline.inputs import cluster_ref, deploy_request, temporal_target
-from pipeline.models import DeploymentResult, DeployRequest, RenderInput
+from pipeline.models import DeploymentResult, DeployRequest, RenderInput, WorkloadIdentity
 from pipeline.temporal_client import connect as temporal_connect, run as run_async
 
 T = TypeVar("T")
@@ -57,23 +58,80 @@ def prepare(
     tag: str = "",
     no_build: bool = False,
     check_cluster: bool = True,
+    context: Path | None = None,
 ) -> DeployRequest:
     """Validate the arguments and pin the image to its digest before anything starts.
 
     `no_build`: the image already built from the current source (what a deploy
     would reuse), or ImageNotFound; the workflow then skips its build step.
     `check_cluster`: also check the kubeconfig (not for `render`, which touches no cluster).
+    `context`: build from this directory instead of the app's build_context (`deploy --context`).
+    The source hash is computed here, nothing is uploaded: `ship` does that before a start.
     """
     request = deploy_request(config, app_name, image=image, tag=tag, requested_by=who(), no_build=no_build)
+    if request.app.build is not None and not request.image:
+        directory = build_directory(config, request.app.name, context)
+        source.check_dockerfile(
+            directory, request.app.build.dockerfile, app=request.app.name, option="--context" if context else ""
+        )
+        request = source.with_source(request, source.local_source(directory, request.app.build))
     if no_build:
         request = replace(request, image=images.image_for_preview(request)[0], tag="")
     elif request.image:
         request = replace(request, image=images.resolve_digest(request.image))
+    request = with_workload_identity(config, request)
     if check_cluster and request.cluster.aks is None:
         # A kubeconfig that cannot be read or names an unknown context is bad input: say so
         # here, in one line, before a workflow starts (the worker would only find out later).
         kube.connect(kubeconfig=request.cluster.kubeconfig, context=request.cluster.context).close()
     return request
+
+
+def with_workload_identity(config: PipelineConfig, request: DeployRequest) -> DeployRequest:
+    """Target aks, the pipeline's own app: its pods' workload identity, read from Azure ([azure].identity).
+
+    Public ids only (client and tenant id, the authority, a CA bundle's certificates): the pods
+    exchange a projected ServiceAccount token for the identity's Entra ID token themselves.
+    """
+    role = request.app.pipeline_role
+    if role is None or config.target != "aks":
+        return request
+    from pipeline.azure import identities  # only target aks needs the Azure SDKs
+
+    ids = identities.lookup(
+        subscription_id=config.azure.subscription_id,
+        resource_group=config.azure.resource_group,
+        name=config.azure.identity,
+        endpoint=config.azure.endpoint,
+    )
+    ca_pem = ""
+    if config.azure.ca_bundle is not None:
+        try:
+            ca_pem = config.azure.ca_bundle.read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            raise BadRequest(f"[azure].ca_bundle: cannot read {config.azure.ca_bundle}: {error}") from error
+        if "-----BEGIN CERTIFICATE-----" not in ca_pem or "PRIVATE KEY" in ca_pem:
+            raise BadRequest(f"[azure].ca_bundle: {config.azure.ca_bundle} must hold PEM certificates only (no private key)")
+    identity = WorkloadIdentity(
+        client_id=ids.client_id, tenant_id=ids.tenant_id, authority_host=config.azure.authority_host, ca_bundle_pem=ca_pem
+    )
+    app = replace(request.app, pipeline_role=replace(role, workload_identity=identity))
+    return replace(request, app=app)
+
+
+def build_directory(config: PipelineConfig, app: str, context: Path | None = None) -> Path:
+    """Where this deploy's build context is on this machine: `--context DIR`, else the app's build_context."""
+    return context.expanduser().resolve() if context is not None else config.app(app).build_context
+
+
+def ship(
+    config: PipelineConfig, request: DeployRequest, *, context: Path | None = None, say: Callable[[str], None] = click.echo
+) -> DeployRequest:
+    """Pack and upload the build context where the build runs (pipeline/source.py); the request carrying its SourceRef."""
+    if request.app.build is None or request.image or request.restore:
+        return request
+    directory = build_directory(config, request.app.name, context)
+    return source.ship(request, directory, max_mb=config.pipeline.max_source_mb, say=say)
 
 
 def deploy(config: PipelineConfig, request: DeployRequest, *, follow: bool, detach: bool) -> int:

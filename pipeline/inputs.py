@@ -136,7 +136,6 @@ def app_spec(config: PipelineConfig, app: AppConfig) -> AppSpec:
         termination_grace_period_seconds=app.termination_grace_period_seconds,
         command=tuple(app.command),
         build=BuildSpec(
-            context=str(app.build_context),
             dockerfile=os.path.relpath(app.dockerfile, app.build_context),
             target=app.build_target,
             repository=image_repository(config, app),
@@ -158,14 +157,14 @@ DOCKER_SOCKET = "/var/run/docker.sock"
 def pipeline_role(config: PipelineConfig, *, docker_socket: str = DOCKER_SOCKET) -> PipelineRole:
     """What the pipeline's own worker pods need on this target (see models.PipelineRole).
 
-    Target local: the Docker engine's socket (and its group, so uid 10001 may use it) and every
-    app's build context, read-only at the same absolute path, so the BuildSpec.context paths the
-    CLI sends are valid inside the pod. Reads the socket's group here, on the machine whose engine
+    Target local: the Docker engine's socket (and its group, so uid 10001 may use it), nothing
+    else: builds read the source the CLI uploaded (pipeline/source.py), never a path of this
+    machine, so no build context is mounted. Reads the socket's group here, on the machine whose engine
     the pods will share (the one node of the local cluster). Target aks: no mounts (ACR Tasks
     builds), the workload identity's client id.
     """
     if config.target != "local":
-        return PipelineRole(azure_client_id=_client_id(config))
+        return PipelineRole()  # the CLI adds the workload identity (commands.prepare: it asks Azure for its ids)
     try:
         group = os.stat(docker_socket).st_gid
     except OSError as exc:
@@ -173,16 +172,8 @@ def pipeline_role(config: PipelineConfig, *, docker_socket: str = DOCKER_SOCKET)
             f"the pipeline worker of target local needs the Docker engine's socket {docker_socket}: {exc.strerror}; "
             "start the local stack (`bootstrap/stack up`)"
         ) from exc
-    contexts = sorted({str(app.build_context) for app in config.apps.values()})
-    mounts = [HostMount(name="docker-socket", path=docker_socket, read_only=False, type="Socket")]
-    mounts += [
-        HostMount(name=f"build-context-{i}", path=path, read_only=True, type="Directory") for i, path in enumerate(contexts)
-    ]
-    return PipelineRole(host_mounts=tuple(mounts), supplemental_groups=(group,))
-
-
-def _client_id(config: PipelineConfig) -> str:
-    return next((app.azure_client_id for app in config.apps.values() if app.role == "pipeline"), "")
+    socket = HostMount(name="docker-socket", path=docker_socket, read_only=False, type="Socket")
+    return PipelineRole(host_mounts=(socket,), supplemental_groups=(group,))
 
 
 def deploy_request(

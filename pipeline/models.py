@@ -65,17 +65,38 @@ class AcrRegistryRef:
 
 
 @dataclass(frozen=True)
-class BuildSpec:
-    """What to build; paths are as seen by the pipeline worker."""
+class SourceRef:
+    """The build context as it travels (pipeline/source.py): packed and uploaded by the CLI, never a client path.
 
-    context: str
-    dockerfile: str  # relative to context
+    `source_hash` names the build (the default tag `src-<hash[:16]>` and the image's
+    `pipeline.source-hash` label); `digest` is the sha256 of the deterministic tar.gz;
+    `location` is where the archive is: target local `<registry>/<repo>@sha256:...` (a
+    blob of the app's image repository), target aks the `relativePath` of the ACR build
+    source upload. `digest`/`location` "" = not uploaded (`render`, `--no-build`, or an
+    image already built from this source).
+    """
+
+    source_hash: str
+    digest: str = ""  # "sha256:<hex of the archive>"
+    size: int = 0  # bytes of the archive
+    location: str = ""
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """What to build: the Dockerfile's path inside the uploaded source, and where the image goes."""
+
+    dockerfile: str  # relative to the build context (the archive's root)
     target: str
     repository: str  # e.g. 127.0.0.1:5000/sample-worker or myacr.azurecr.io/sample-worker
     build_args: dict[str, str] = field(default_factory=dict)
     acr: AcrRegistryRef | None = None  # set for target "aks": build with ACR Tasks there
     platform: str = "linux/amd64"  # ACR Tasks platform, "os/arch[/variant]"; "linux/arm64" is available
     timeout_seconds: int = 1800  # ACR run timeout (ACR accepts 300-28800)
+    source: SourceRef | None = None  # what the CLI uploaded (None: not shipped yet)
+    # Legacy, ignored: the CLI's absolute context path, as histories recorded before `source`
+    # existed hold it (kept, last and defaulted, so they still decode; nothing reads it).
+    context: str = ""
 
 
 @dataclass(frozen=True)
@@ -101,7 +122,23 @@ class PipelineRole:
 
     host_mounts: tuple[HostMount, ...] = ()
     supplemental_groups: tuple[int, ...] = ()
-    azure_client_id: str = ""  # target "aks": the workload identity's client id ("" = none rendered)
+    azure_client_id: str = ""  # legacy (inputs of earlier releases); read workload_identity instead
+    workload_identity: WorkloadIdentity | None = None  # target "aks": who the pods are in Entra ID
+
+
+@dataclass(frozen=True)
+class WorkloadIdentity:
+    """Azure workload identity of the pipeline worker's pods: public ids, never a secret.
+
+    The pods exchange a projected ServiceAccount token (audience `api://AzureADTokenExchange`)
+    for an Entra ID token of this user-assigned managed identity (its federated credential
+    names the pods' ServiceAccount on the cluster's OIDC issuer).
+    """
+
+    client_id: str
+    tenant_id: str
+    authority_host: str = ""  # "" = Microsoft Entra ID (public cloud); set for a sovereign cloud or the local imitation
+    ca_bundle_pem: str = ""  # public CA certificates the pods trust for Azure endpoints ("" = the image's system CAs)
 
 
 @dataclass(frozen=True)

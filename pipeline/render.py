@@ -17,7 +17,9 @@ An app with `role = "pipeline"` (the pipeline's own worker, `with_pipeline_role`
 also gets a Role and RoleBinding `<app>` right after its ServiceAccount (whose
 token it mounts), with exactly PIPELINE_RULES; its volumes come from the data
 in `AppSpec.pipeline_role` (hostPath Docker socket and build contexts on target
-local, workload identity on aks), never a Secret.
+local; on aks workload identity: a projected ServiceAccount token, the identity's
+public ids and, for a private Azure endpoint, a ConfigMap `<app>-azure-ca` with
+its CA certificates), never a Secret.
 
 Secrets are only ever *referenced*: with `temporal.api_key_secret` set, the
 container reads TEMPORAL_API_KEY through `valueFrom.secretKeyRef`; no Secret
@@ -66,7 +68,7 @@ from pipeline.markers import (
     TASK_QUEUE_ANNOTATION,
     TEMPORAL_NAMESPACE_ANNOTATION,
 )
-from pipeline.models import AppSpec, Manifests, PipelineRole, RenderInput, TemporalTarget
+from pipeline.models import AppSpec, Manifests, PipelineRole, RenderInput, TemporalTarget, WorkloadIdentity
 
 Obj = dict[str, Any]
 
@@ -364,9 +366,18 @@ PIPELINE_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("rbac.authorization.k8s.io", "roles", ("create", "patch")),
     ("rbac.authorization.k8s.io", "rolebindings", ("create", "patch")),
 )
-WORKLOAD_IDENTITY_LABEL = "azure.workload.identity/use"
 WORKLOAD_IDENTITY_CLIENT_ID = "azure.workload.identity/client-id"
+WORKLOAD_IDENTITY_TENANT_ID = "azure.workload.identity/tenant-id"
 TMP_VOLUME = "tmp"
+# Workload identity as AKS's mutating webhook injects it (same volume, path, audience and variables):
+# rendered here instead, so that it needs no webhook and the manifests say exactly what the pods get.
+AZURE_TOKEN_VOLUME = "azure-identity-token"
+AZURE_TOKEN_DIR = "/var/run/secrets/azure/tokens"
+AZURE_TOKEN_AUDIENCE = "api://AzureADTokenExchange"
+AZURE_TOKEN_SECONDS = 3600
+AZURE_CA_VOLUME = "azure-ca"
+AZURE_CA_DIR = "/etc/pipeline/azure-ca"
+AZURE_CA_KEY = "ca.pem"
 
 
 def pipeline_worker_settings(app: AppSpec, temporal: TemporalTarget) -> dict[str, str]:
@@ -402,12 +413,53 @@ def with_pipeline_role(objects: list[Obj], *, app: AppSpec, role: PipelineRole, 
     worker["volumeMounts"] = mounts
     if role.supplemental_groups:
         pod_spec["securityContext"]["supplementalGroups"] = list(role.supplemental_groups)
-    if role.azure_client_id:
-        account["metadata"]["annotations"] = {WORKLOAD_IDENTITY_CLIENT_ID: role.azure_client_id}
-        pod["metadata"]["labels"][WORKLOAD_IDENTITY_LABEL] = "true"
+    if role.workload_identity is not None:
+        ca_map = with_workload_identity(account, pod_spec, worker, app=app, identity=role.workload_identity, labels=labels)
+        if ca_map is not None:
+            out.insert(out.index(deploy), ca_map)
     index = out.index(account) + 1
     out[index:index] = [pipeline_role_object(app=app, labels=labels), pipeline_role_binding(app=app, labels=labels)]
     return out
+
+
+def with_workload_identity(
+    account: Obj, pod_spec: Obj, worker: Obj, *, app: AppSpec, identity: WorkloadIdentity, labels: Mapping[str, str]
+) -> Obj | None:
+    """Azure workload identity on the pod (in place); the CA bundle's ConfigMap, if the identity names one.
+
+    What AKS's webhook would inject for a pod labelled `azure.workload.identity/use`: a projected
+    ServiceAccount token for audience api://AzureADTokenExchange at AZURE_FEDERATED_TOKEN_FILE, and
+    AZURE_CLIENT_ID / AZURE_TENANT_ID (/ AZURE_AUTHORITY_HOST), which azure-identity's
+    WorkloadIdentityCredential reads. The label is left off, so the webhook, where installed, adds nothing twice.
+    """
+    account["metadata"]["annotations"] = {
+        WORKLOAD_IDENTITY_CLIENT_ID: identity.client_id,
+        WORKLOAD_IDENTITY_TENANT_ID: identity.tenant_id,
+    }
+    env = [
+        {"name": "AZURE_CLIENT_ID", "value": identity.client_id},
+        {"name": "AZURE_TENANT_ID", "value": identity.tenant_id},
+        {"name": "AZURE_FEDERATED_TOKEN_FILE", "value": f"{AZURE_TOKEN_DIR}/{AZURE_TOKEN_VOLUME}"},
+    ]
+    if identity.authority_host:
+        env.append({"name": "AZURE_AUTHORITY_HOST", "value": identity.authority_host})
+    token = {"audience": AZURE_TOKEN_AUDIENCE, "expirationSeconds": AZURE_TOKEN_SECONDS, "path": AZURE_TOKEN_VOLUME}
+    pod_spec["volumes"].append({"name": AZURE_TOKEN_VOLUME, "projected": {"sources": [{"serviceAccountToken": token}]}})
+    worker["volumeMounts"].append({"name": AZURE_TOKEN_VOLUME, "mountPath": AZURE_TOKEN_DIR, "readOnly": True})
+    ca_map: Obj | None = None
+    if identity.ca_bundle_pem:
+        name = f"{app.name}-azure-ca"
+        ca_map = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _metadata(name, app.namespace, labels),
+            "data": {AZURE_CA_KEY: identity.ca_bundle_pem},
+        }
+        pod_spec["volumes"].append({"name": AZURE_CA_VOLUME, "configMap": {"name": name}})
+        worker["volumeMounts"].append({"name": AZURE_CA_VOLUME, "mountPath": AZURE_CA_DIR, "readOnly": True})
+        env.append({"name": "AZURE_CA_BUNDLE", "value": f"{AZURE_CA_DIR}/{AZURE_CA_KEY}"})
+    worker["env"] = [*worker.get("env", []), *env]
+    return ca_map
 
 
 def pipeline_role_object(*, app: AppSpec, labels: Mapping[str, str]) -> Obj:

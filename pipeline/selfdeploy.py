@@ -34,7 +34,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle
 
 from pipeline import deployments, kube
-from pipeline.commands import prepare, report
+from pipeline.commands import prepare, report, ship
 from pipeline.config import AppConfig, PipelineConfig
 from pipeline.contract import deployment_workflow_id
 from pipeline.errors import (
@@ -128,6 +128,7 @@ async def bootstrap(config: PipelineConfig, *, say: Callable[[str], None]) -> in
         )
         return 0
     say(f"{app.name} is not serving task queue {queue!r} yet ({state.detail})")
+    request = ship(config, request, say=say)  # its build context travels as an upload, like `deploy`'s
     say(f"Starting a temporary pipeline worker here on task queue {queue!r} to deploy it")
     stop = asyncio.Event()
     local = asyncio.create_task(

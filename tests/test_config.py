@@ -159,6 +159,11 @@ BAD_VALUES = [
      '"00000000-0000-0000-0000-000000000000", got "abc"'),
     ("azure", "endpoint", '"http://arm.local"',
      '[azure].endpoint: must be an https URL with a host, got "http://arm.local"'),
+    ("azure", "identity", '"a b"', "[azure].identity: must be a managed identity name: 3-128 letters, digits, '-' and '_', "
+     'starting with a letter or digit, got "a b"'),
+    ("azure", "authority_host", '"login.example"', '[azure].authority_host: must be an https URL with a host, or "", '
+     'got "login.example"'),
+    ("azure", "ca_bundle", '"missing.pem"', "[azure].ca_bundle: no such file: {dir}/missing.pem"),
     ("azure", "location", '"East US"', '[azure].location: must be an Azure region name like "eastus", got "East US"'),
     ("azure", "resource_group", '"rg."', '[azure].resource_group: must be an Azure resource group name '
      '(1-90 letters, digits, "_", "-", ".", "(" or ")", not ending with "."), got "rg."'),
@@ -342,6 +347,7 @@ NAMED_CASES = [
     ("AZURE_SUBSCRIPTION_ID", SUB, lambda c: c.azure.subscription_id),
     ("AZURE_RESOURCE_GROUP", "rg-prod", lambda c: c.azure.resource_group),
     ("AZURE_LOCATION", "westeurope", lambda c: c.azure.location),
+    ("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.us", lambda c: c.azure.authority_host),
     ("ACR_NAME", "prodregistry", lambda c: (c.acr.name, c.acr.login_server)),
     ("AKS_CLUSTER_NAME", "prod-aks", lambda c: c.aks.cluster_name),
     ("K8S_NAMESPACE", "prod-workers", lambda c: c.kubernetes.namespace),

@@ -8,6 +8,7 @@ need, nothing more and nothing less.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 
 from pipeline.config import ConfigError, load_config
 from pipeline.inputs import app_spec, pipeline_role
-from pipeline.models import HostMount, PipelineRole, RenderInput
+from pipeline.models import HostMount, PipelineRole, RenderInput, WorkloadIdentity
 from pipeline.render import PIPELINE_RULES, render_manifests, to_yaml
 from tests.helpers.config import SHIPPED_CONFIG, shipped_config
 from tests.helpers.render import sample_render_input
@@ -107,22 +108,20 @@ def test_objects_and_order() -> None:
     assert "secretKeyRef" not in to_yaml(render_manifests(pipeline_input()))
 
 
-def test_local_target_mounts_docker_and_the_build_context_at_the_same_path() -> None:
+def test_local_target_mounts_docker_and_no_build_context() -> None:
+    """Builds read the source the CLI uploaded (pipeline/source.py): no path of the host is mounted but the socket."""
     deploy = by_kind(pipeline_input())["Deployment"]
     pod = deploy["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert deploy["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     assert pod["automountServiceAccountToken"] is True
-    repo = str(SHIPPED_CONFIG.parent)
     assert pod["volumes"] == [
         {"name": "tmp", "emptyDir": {}},
         {"name": "docker-socket", "hostPath": {"path": "/var/run/docker.sock", "type": "Socket"}},
-        {"name": "build-context-0", "hostPath": {"path": repo, "type": "Directory"}},
     ]
     assert container["volumeMounts"] == [
         {"name": "tmp", "mountPath": "/tmp"},
         {"name": "docker-socket", "mountPath": "/var/run/docker.sock"},
-        {"name": "build-context-0", "mountPath": repo, "readOnly": True},
     ]
     assert pod["securityContext"]["supplementalGroups"] == [Path("/var/run/docker.sock").stat().st_gid]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -133,26 +132,64 @@ def test_local_target_mounts_docker_and_the_build_context_at_the_same_path() -> 
     assert "azure.workload.identity/use" not in deploy["spec"]["template"]["metadata"]["labels"]
 
 
+CLIENT_ID = "6f1c3e2a-3b5d-4c1e-9a7b-1234567890ab"
+TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
 def test_aks_target_has_workload_identity_and_no_host_mounts() -> None:
-    client_id = "6f1c3e2a-3b5d-4c1e-9a7b-1234567890ab"
-    objects = by_kind(pipeline_input(azure_client_id=client_id))
-    assert objects["ServiceAccount"]["metadata"]["annotations"] == {"azure.workload.identity/client-id": client_id}
+    objects = by_kind(pipeline_input(workload_identity=WorkloadIdentity(CLIENT_ID, TENANT_ID)))
+    assert objects["ServiceAccount"]["metadata"]["annotations"] == {
+        "azure.workload.identity/client-id": CLIENT_ID,
+        "azure.workload.identity/tenant-id": TENANT_ID,
+    }
     template = objects["Deployment"]["spec"]["template"]
-    assert template["metadata"]["labels"]["azure.workload.identity/use"] == "true"
-    assert [v["name"] for v in template["spec"]["volumes"]] == ["tmp"]
+    # Injected as AKS's webhook would, without its label (so the webhook adds nothing a second time).
+    assert "azure.workload.identity/use" not in template["metadata"]["labels"]
+    volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+    assert not any("hostPath" in v for v in volumes.values())
+    assert volumes["azure-identity-token"]["projected"]["sources"] == [
+        {
+            "serviceAccountToken": {
+                "audience": "api://AzureADTokenExchange",
+                "expirationSeconds": 3600,
+                "path": "azure-identity-token",
+            }
+        }
+    ]
+    container = template["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["AZURE_CLIENT_ID"] == CLIENT_ID and env["AZURE_TENANT_ID"] == TENANT_ID
+    assert env["AZURE_FEDERATED_TOKEN_FILE"] == "/var/run/secrets/azure/tokens/azure-identity-token"
+    assert "AZURE_AUTHORITY_HOST" not in env and "AZURE_CA_BUNDLE" not in env
+    assert {"name": "azure-identity-token", "mountPath": "/var/run/secrets/azure/tokens", "readOnly": True} in container[
+        "volumeMounts"
+    ]
     assert "supplementalGroups" not in template["spec"]["securityContext"]
+    assert template["spec"]["serviceAccountName"] == "pipeline-worker"
+
+
+def test_a_private_azure_endpoint_gets_its_authority_and_ca_from_a_config_map() -> None:
+    identity = WorkloadIdentity(CLIENT_ID, TENANT_ID, authority_host="https://127.0.0.1:8443", ca_bundle_pem=CA_PEM)
+    objects = render_manifests(pipeline_input(workload_identity=identity)).objects
+    maps = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ConfigMap"}
+    assert maps["pipeline-worker-azure-ca"]["data"] == {"ca.pem": CA_PEM}
+    kinds = [o["kind"] for o in objects]
+    assert kinds.index("ConfigMap") < kinds.index("Deployment")
+    deploy = next(o for o in objects if o["kind"] == "Deployment")
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["AZURE_AUTHORITY_HOST"] == "https://127.0.0.1:8443"
+    assert env["AZURE_CA_BUNDLE"] == "/etc/pipeline/azure-ca/ca.pem"
+    assert "PRIVATE" not in json.dumps(objects)
 
 
 def test_aks_config_makes_the_role_without_mounts(monkeypatch: pytest.MonkeyPatch) -> None:
     config = load_config(
         SHIPPED_CONFIG,
-        env={
-            "PIPELINE_TARGET": "aks",
-            "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000001",
-            "PIPELINE__APPS__PIPELINE_WORKER__AZURE_CLIENT_ID": "6f1c3e2a-3b5d-4c1e-9a7b-1234567890ab",
-        },
+        env={"PIPELINE_TARGET": "aks", "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000001"},
     )
-    assert pipeline_role(config) == PipelineRole(azure_client_id="6f1c3e2a-3b5d-4c1e-9a7b-1234567890ab")
+    assert pipeline_role(config) == PipelineRole()  # the CLI adds the identity it reads from Azure
 
 
 def test_plain_apps_are_unchanged() -> None:
@@ -208,7 +245,7 @@ def test_pipeline_role_rules(tmp_path: Path) -> None:
         + APP.format(name="p2", target="pipeline-worker")
         + 'role = "pipeline"\n'
         + APP.format(name="b", target="sample-worker")
-        + 'task_queue = "b"\nrole = "boss"\nazure_client_id = "nope"\n'
+        + 'task_queue = "b"\nrole = "boss"\n'
     )
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, text), env={})
@@ -219,7 +256,6 @@ def test_pipeline_role_rules(tmp_path: Path) -> None:
         '[apps.p.rollout].max_unavailable: must be 0 for role "pipeline"',
         '[apps.p2].role: "pipeline" is already the role of [apps.p]',
         '[apps.b].role: must be one of "app", "pipeline"',
-        "[apps.b].azure_client_id: must be a managed identity client id",
     ]
     for text_part in expected:
         assert any(text_part in line for line in lines), (text_part, lines)

@@ -5,7 +5,7 @@ answers exactly the calls the pipeline makes, shaped like Microsoft's published
 examples (copied unchanged into `tests/azure/examples/`), and does the real work behind them:
 
     Entra ID   GET  /{tenant}/v2.0/.well-known/openid-configuration
-               POST /{tenant}/oauth2/v2.0/token            (client credentials)
+               POST /{tenant}/oauth2/v2.0/token            (client credentials: secret or federated assertion)
     ARM        ResourceGroups_CreateOrUpdate, ResourceGroups_Get          (2025-04-01, ...)
                Registries_Create (long-running), RoleAssignments_Create/Get (2022-04-01),
                ManagedClusters_CreateOrUpdate (long-running), *_GetOperationStatus
@@ -13,6 +13,7 @@ examples (copied unchanged into `tests/azure/examples/`), and does the real work
                Registries_GetBuildSourceUploadUrl, Registries_ScheduleRun,
                Runs_Get, Runs_GetLogSasUrl, Runs_Cancel, Runs_List        (2025-03-01-preview)
                ManagedClusters_Get, ManagedClusters_ListCluster{User,Admin}Credentials (2026-08-01)
+               UserAssignedIdentities_*, FederatedIdentityCredentials_*   (2024-11-30, 2026-05-31)
     blobs      PUT/GET /blob/<registry>/{source,logs}/...?<SAS>
     admin      /_imitation/{health,faults,requests,reset}  (loopback only; see faults.py)
 

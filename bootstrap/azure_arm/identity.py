@@ -4,7 +4,11 @@ MSAL (under azure-identity) asks, for authority `https://127.0.0.1:PORT/<tenant>
 
 1. `GET /<tenant>/v2.0/.well-known/openid-configuration` (tenant discovery);
 2. `POST /<tenant>/oauth2/v2.0/token` with `grant_type=client_credentials`,
-   `client_id`, `client_secret`, `scope`.
+   `client_id`, `client_secret`, `scope`; or, for workload identity federation
+   (WorkloadIdentityCredential, ClientAssertionCredential), `client_id` = a
+   user-assigned identity's clientId, `client_assertion_type=
+   urn:ietf:params:oauth:client-assertion-type:jwt-bearer` and `client_assertion`
+   = an external JWT (a Kubernetes ServiceAccount token), see `_federated_client`.
 
 Before 1, MSAL does *instance discovery* against
 `https://login.microsoftonline.com/common/discovery/instance` for any authority
@@ -33,9 +37,12 @@ from typing import Any
 
 from aiohttp import web
 
+from bootstrap.azure_arm.oidc import BadSignature, IssuerUnreachable, OidcIssuers, UnknownKey
 from bootstrap.azure_arm.state import AKS_SERVER_APP_ID, ClientApp, Seed
 
 TOKEN_LIFETIME = 3599
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+WIF_DOC = "https://docs.microsoft.com/en-us/azure/active-directory/develop/workload-identity-federation"
 ARM_AUDIENCES = frozenset(
     {"https://management.azure.com/", "https://management.azure.com", "https://management.core.windows.net/"}
 )
@@ -185,6 +192,89 @@ async def handle_instance_discovery(request: web.Request) -> web.Response:
     )
 
 
+def _entra_time(epoch: float) -> str:
+    return f"{datetime.datetime.fromtimestamp(epoch, datetime.UTC):%Y-%m-%dT%H:%M:%S}.0000000Z"
+
+
+async def _federated_client(request: web.Request, seed: Seed, client_id: str, form: Any) -> ClientApp | web.Response:
+    """Workload identity federation: the user-assigned identity `client_id` as a client, once its assertion is a
+    JWT that one of the identity's federated credentials matches (issuer and subject exactly, the credential's
+    audience in `aud`), signed RS256 by a key of its issuer's JWKS, and within its valid time range. Otherwise
+    Entra ID's answer: AADSTS900144 (no jwt-bearer type), 50027 (not a JWT), 700016 (unknown client), 70021 (no
+    matching federated credential), 700024 (expired or not yet valid), 50166 (issuer's discovery or keys
+    unreachable), 7000272 (kid not in the issuer's keys), 700027 (bad signature); checked in this order."""
+    if form.get("client_assertion_type") != JWT_BEARER:
+        return _aad_error(
+            400, "invalid_request", 900144, "The request body must contain the following parameter: 'client_assertion_type'."
+        )
+    assertion = str(form.get("client_assertion", ""))
+    try:
+        claims = json.loads(_unb64(assertion.split(".")[1]))
+        if assertion.count(".") != 2 or not isinstance(claims, dict):
+            raise ValueError("not a JWT")
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return _aad_error(400, "invalid_request", 50027, "JWT token is invalid or malformed.")
+    managed = seed.identity_by_client_id(client_id)
+    if managed is None and seed.client(client_id) is None:
+        return _aad_error(
+            400,
+            "unauthorized_client",
+            700016,
+            f"Application with identifier '{client_id}' was not found in the directory '{seed.tenant_id}'.",
+        )
+    issuer, subject = str(claims.get("iss", "")), str(claims.get("sub", ""))
+    aud = claims.get("aud")
+    audiences: list[Any] = aud if isinstance(aud, list) else [aud]
+    matching = [
+        f
+        for f in (managed.federated_credentials if managed else [])
+        if f.issuer == issuer and f.subject == subject and f.audiences and f.audiences[0] in audiences
+    ]
+    if managed is None or not matching:
+        return _aad_error(
+            400,
+            "invalid_request",
+            70021,
+            f"No matching federated identity record found for presented assertion. Assertion Issuer: '{issuer}'. "
+            f"Assertion Subject: '{subject}'. Assertion Audience: '{','.join(map(str, audiences))}'. {WIF_DOC}",
+        )
+    now = time.time()
+    exp, nbf = claims.get("exp"), claims.get("nbf", claims.get("iat", 0))
+    if not isinstance(exp, int | float) or exp <= now or (isinstance(nbf, int | float) and nbf > now + 300):
+        return _aad_error(
+            401,
+            "invalid_client",
+            700024,
+            f"Client assertion is not within its valid time range. Current time: {_entra_time(now)}, assertion valid "
+            f"from {_entra_time(nbf if isinstance(nbf, int | float) else 0)}, expiry time of assertion "
+            f"{_entra_time(exp if isinstance(exp, int | float) else 0)}. Review the documentation at "
+            "https://docs.microsoft.com/azure/active-directory/develop/active-directory-certificate-credentials .",
+        )
+    issuers: OidcIssuers = request.app["oidc"]
+    try:
+        await issuers.verify(issuer, assertion)
+    except IssuerUnreachable:
+        return _aad_error(400, "invalid_request", 50166, "Request to External OIDC endpoint failed.")
+    except UnknownKey as exc:
+        return _aad_error(
+            401,
+            "invalid_client",
+            7000272,
+            f"The certificate with identifier {exc} used to sign the federated credential could not be found in the "
+            f"metadata of identity provider {issuer}. Please validate that your Identity Provider's metadata exposes "
+            "the key used to sign the incoming token.",
+        )
+    except (BadSignature, ValueError, KeyError, IndexError):
+        return _aad_error(
+            401,
+            "invalid_client",
+            700027,
+            "Client assertion failed signature validation. [Reason - The provided signature value did not match the "
+            "expected signature value.]",
+        )
+    return ClientApp(managed.client_id, "", managed.name, managed.principal_id)
+
+
 async def handle_token(request: web.Request) -> web.Response:
     app = request.app
     seed: Seed = app["seed"]
@@ -203,7 +293,13 @@ async def handle_token(request: web.Request) -> web.Response:
     if not secret and request.headers.get("Authorization", "").startswith("Basic "):
         decoded = base64.b64decode(request.headers["Authorization"][6:]).decode()
         client_id, _, secret = decoded.partition(":")
-    client = seed.client(client_id)
+    federated: ClientApp | None = None
+    if not secret and ("client_assertion" in form or "client_assertion_type" in form):
+        exchanged = await _federated_client(request, seed, client_id, form)
+        if isinstance(exchanged, web.Response):
+            return exchanged
+        federated = exchanged
+    client = federated or seed.client(client_id)
     if client is None:
         return _aad_error(
             400,
@@ -211,7 +307,7 @@ async def handle_token(request: web.Request) -> web.Response:
             700016,
             f"Application with identifier '{client_id}' was not found in the directory '{seed.tenant_id}'.",
         )
-    if not hmac.compare_digest(secret.encode(), client.secret.encode()):
+    if federated is None and not hmac.compare_digest(secret.encode(), client.secret.encode()):
         return _aad_error(
             401,
             "invalid_client",

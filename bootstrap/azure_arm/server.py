@@ -15,6 +15,7 @@ from aiohttp import web
 from bootstrap.azure_arm import arm, blobs, identity
 from bootstrap.azure_arm.builds import RunExecutor
 from bootstrap.azure_arm.faults import FaultError, Faults
+from bootstrap.azure_arm.oidc import OidcIssuers, discovery_context
 from bootstrap.azure_arm.state import RunStore, Seed
 from bootstrap.azure_arm.tls import ensure_certificates, server_context
 from bootstrap.tls import write_private
@@ -133,6 +134,8 @@ def build_app(*, state_dir: Path, seed: Seed, kubeconfig: Path | None, login_ser
 
         doc = yaml.safe_load(kubeconfig.read_text())
         app["cluster_token"] = next((u["user"].get("token") for u in doc.get("users", []) if u["user"].get("token")), None)
+    app["oidc"] = OidcIssuers(kubeconfig)  # the local cluster's issuer, and keys of assertion issuers
+    app.cleanup_ctx.append(discovery_context)
     app["base_url"] = ""  # set once the port is bound
     app.router.add_get("/_imitation/health", _health)
     app.router.add_post("/_imitation/faults", _add_faults)

@@ -5,7 +5,8 @@ role assignments) and the runs.
 the first start from the command line's flags and read as-is afterwards, so a
 test or a person may edit it between starts. Resources created through ARM
 (ResourceGroups_CreateOrUpdate, Registries_Create, ManagedClusters_CreateOrUpdate,
-RoleAssignments_Create) are added to the seed and saved at once, so a restarted
+RoleAssignments_Create, UserAssignedIdentities_CreateOrUpdate and its federated
+identity credentials) are added to the seed and saved at once, so a restarted
 imitation still has them. `Seed.default(empty=True)` has no resource group,
 registry or cluster at all ("from nothing"). Runs live in
 `DIR/runs/<registry>/<runId>.json`, one file per run, rewritten atomically on
@@ -94,6 +95,31 @@ class RoleAssignmentSeed:
 
 
 @dataclass
+class FederatedCredentialSeed:
+    """Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/{name}: which external tokens
+    (issuer, subject, one audience) the identity accepts at the token endpoint."""
+
+    name: str
+    issuer: str
+    subject: str
+    audiences: list[str]
+
+
+@dataclass
+class IdentitySeed:
+    """A user-assigned managed identity (Microsoft.ManagedIdentity/userAssignedIdentities): a service principal
+    of the tenant (`principal_id`) whose `client_id` may get tokens with a federated credential's assertion."""
+
+    name: str
+    location: str
+    resource_group: str
+    client_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    principal_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    tags: dict[str, str] = field(default_factory=dict)
+    federated_credentials: list[FederatedCredentialSeed] = field(default_factory=list)
+
+
+@dataclass
 class Operation:
     """An ARM asynchronous operation (the `Azure-AsyncOperation` URL's resource), kept in memory only."""
 
@@ -120,6 +146,7 @@ class Seed:
     clusters: list[ClusterSeed]
     groups: list[GroupSeed] = field(default_factory=list)
     role_assignments: list[RoleAssignmentSeed] = field(default_factory=list)
+    identities: list[IdentitySeed] = field(default_factory=list)
     token_key: str = field(default_factory=lambda: secrets.token_hex(32))
     sas_key: str = field(default_factory=lambda: secrets.token_hex(32))
 
@@ -168,6 +195,15 @@ class Seed:
         else:  # a seed.json written before resource groups were stored: its one group exists
             raw["groups"] = [GroupSeed(raw["resource_group"], raw["location"])]
         raw["role_assignments"] = [RoleAssignmentSeed(**a) for a in raw.get("role_assignments", [])]
+        raw["identities"] = [
+            IdentitySeed(
+                **{
+                    **i,
+                    "federated_credentials": [FederatedCredentialSeed(**f) for f in i.get("federated_credentials", [])],
+                }
+            )
+            for i in raw.get("identities", [])
+        ]
         return cls(**raw)
 
     def save(self, path: Path) -> None:
@@ -202,6 +238,15 @@ class Seed:
             ),
             None,
         )
+
+    def identity(self, name: str, group: str) -> IdentitySeed | None:
+        return next(
+            (i for i in self.identities if i.name.lower() == name.lower() and i.resource_group.lower() == group.lower()),
+            None,
+        )
+
+    def identity_by_client_id(self, client_id: str) -> IdentitySeed | None:
+        return next((i for i in self.identities if i.client_id.lower() == client_id.lower()), None)
 
     def role_assignment(self, scope: str, name: str) -> RoleAssignmentSeed | None:
         return next(

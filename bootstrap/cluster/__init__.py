@@ -10,22 +10,28 @@ Public surface (everything else is private):
 - the process: `python -m bootstrap.cluster serve --state-dir DIR [--port 6443]`
   serves HTTPS on 127.0.0.1, writes `DIR/kubeconfig` (CA data + bearer token,
   0600) and runs until SIGTERM. State lives in DIR: `objects/` (one JSON file
-  per object), `pki/` (CA, serving certificate, token), `kubelet/`.
+  per object), `pki/` (CA, serving certificate, token, `sa.key`: the
+  ServiceAccount token signing key), `kubelet/`.
 - `bootstrap.cluster.server.serve(state_dir, port=...)` for embedding the same in a loop.
 - the REST API: discovery, OpenAPI v2/v3, namespaces, configmaps, secrets,
-  serviceaccounts, services, events, pods (+log, +status), deployments and
+  serviceaccounts (+token: TokenRequest, signed RS256 tokens with the
+  issuer `https://127.0.0.1:<port>`, tokens.py), services, events, pods (+log, +status), deployments and
   replicasets (+status, +scale), roles, rolebindings; get, list (label/field
   selectors), watch (bookmarks, 410 Gone), create, update, delete (propagation,
   grace periods), deletecollection, JSON/merge/strategic merge patch,
   server-side apply with managedFields, `dryRun=All`, `fieldValidation`.
+- OIDC discovery, unauthenticated (as AKS's OIDC issuer serves it):
+  `/.well-known/openid-configuration` and `/openid/v1/jwks`, so a verifier
+  (Entra ID's workload identity federation) can check the ServiceAccount tokens.
 - `CLUSTER_NO_WORKLOADS=1`: serve the API and controllers without a kubelet (API tests).
 
 Inside, one asyncio event loop runs the API server (`api.py`), the controllers
 (`controllers/`) and the kubelet (`kubelet/`); the object store (`store.py`) is
 only touched from that loop.
 
-Pods get `hostPath` and `emptyDir` volumes and a mounted service-account token
-(kubelet/volumes.py), their name as hostname (resolving to their pod IP through a
+Pods get `hostPath`, `emptyDir`, `configMap`, `secret`, `downwardAPI` and
+`projected` volumes (serviceAccountToken sources bound to the pod, rotated at
+80% of their lifetime) and a mounted service-account token (kubelet/volumes.py), their name as hostname (resolving to their pod IP through a
 kubelet-managed /etc/hosts), and readiness gates: Ready is ContainersReady and every
 `spec.readinessGates` condition True, conditions another client writes through
 pods/status are kept, and the kubelet re-evaluates Ready as soon as they change

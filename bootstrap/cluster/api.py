@@ -28,7 +28,7 @@ from typing import Any, Protocol, cast
 import yaml
 from aiohttp import web
 
-from bootstrap.cluster import apply as ssa, discovery, errors, openapi, paging, patch, registry, schema, tables
+from bootstrap.cluster import apply as ssa, discovery, errors, openapi, paging, patch, registry, schema, tables, tokens
 from bootstrap.cluster.defaults import apply_defaults
 from bootstrap.cluster.resources import JOBS, NAMESPACES, PODS, ResourceType, lookup
 from bootstrap.cluster.selectors import Matcher, SelectorError, parse_field_selector, parse_label_selector
@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 BOOKMARK_INTERVAL = 5.0
 DEFAULT_WATCH_TIMEOUT = 1800.0
 _PUBLIC = frozenset({"/healthz", "/livez", "/readyz"})
+# Served to anyone, as AKS's OIDC issuer serves them (kube: the system:service-account-issuer-discovery binding).
+_OIDC_PUBLIC = frozenset({tokens.DISCOVERY_PATH, tokens.JWKS_PATH})
 _JSON = "application/json"
 
 
@@ -133,10 +135,11 @@ def parse_target(path: str) -> Target | None:
 class Api:
     """The handlers; one instance per application, sharing the store and the kubelet's log source."""
 
-    def __init__(self, store: Store, *, token: str, logs: LogSource | None) -> None:
+    def __init__(self, store: Store, *, token: str, logs: LogSource | None, issuer: tokens.TokenIssuer | None = None) -> None:
         self.store = store
         self.token = token
         self.logs = logs
+        self.issuer = issuer
         self.closing = asyncio.Event()
 
     # ----- middleware -----
@@ -145,7 +148,7 @@ class Api:
     async def middleware(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if request.path not in _PUBLIC:
+        if request.path not in _PUBLIC and not (request.path in _OIDC_PUBLIC and self.issuer is not None):
             # kube-apiserver's bearer authenticator: the scheme is case-insensitive
             # (load_incluster_config() sends "bearer <token>").
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
@@ -189,6 +192,41 @@ class Api:
             raise errors.ApiError(404, "NotFound", f"no OpenAPI document for {request.match_info['path']}")
         return web.Response(body=body, content_type=_JSON, headers={"Cache-Control": "public, immutable"})
 
+    async def oidc_discovery(self, request: web.Request) -> web.Response:
+        if self.issuer is None:
+            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+        resp = _json_response(self.issuer.discovery())
+        resp.headers["Cache-Control"] = "public, max-age=3600"
+        return resp
+
+    async def oidc_jwks(self, request: web.Request) -> web.Response:
+        if self.issuer is None:
+            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+        body = json.dumps(self.issuer.jwks(), separators=(",", ":")).encode()
+        return web.Response(
+            body=body, headers={"Content-Type": tokens.JWKS_CONTENT_TYPE, "Cache-Control": "public, max-age=3600"}
+        )
+
+    async def service_account_token(self, request: web.Request, target: Target) -> web.Response:
+        """POST serviceaccounts/{name}/token: a TokenRequest (tokens.py); JSON, YAML or kubectl's protobuf."""
+        if request.method != "POST":
+            raise errors.ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        if self.issuer is None:
+            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+        assert target.name is not None and target.namespace is not None
+        content_type = request.headers.get("Content-Type", _JSON).split(";")[0].strip()
+        if "protobuf" in content_type:
+            try:
+                body: Any = tokens.decode_protobuf_token_request(await request.read())
+            except (ValueError, IndexError) as exc:
+                raise errors.bad_request(f"the body of the request was in an unknown format: {exc}") from None
+        else:
+            body = await self._body(request)
+        created = tokens.create_token_request(self.store, self.issuer, target.namespace, target.name, body)
+        if self._dry_run(request):
+            created["status"] = {"token": "", "expirationTimestamp": None}
+        return _json_response(created, 201)
+
     # ----- resources -----
 
     async def resource(self, request: web.Request) -> web.StreamResponse:
@@ -228,6 +266,8 @@ class Api:
         else:
             if target.watch_path or (method == "GET" and target.subresource is None and _bool(q.get("watch"))):
                 return await self.watch(request, target)
+            if target.subresource == "token":
+                return await self.service_account_token(request, target)
             if target.subresource == "log" and method == "GET":
                 return await self.pod_log(request, target)
             if target.subresource == "scale":
@@ -723,9 +763,12 @@ def _line(body: Obj) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode() + b"\n"
 
 
-def make_app(store: Store, *, token: str, logs: LogSource | None = None) -> tuple[web.Application, Api]:
-    """The aiohttp application serving the Kubernetes API for `store`, authenticated by `token`."""
-    api = Api(store, token=token, logs=logs)
+def make_app(
+    store: Store, *, token: str, logs: LogSource | None = None, issuer: tokens.TokenIssuer | None = None
+) -> tuple[web.Application, Api]:
+    """The aiohttp application serving the Kubernetes API for `store`, authenticated by `token`;
+    with `issuer`, also ServiceAccount TokenRequests and the OIDC discovery documents (tokens.py)."""
+    api = Api(store, token=token, logs=logs, issuer=issuer)
     app = web.Application(middlewares=[api.middleware], client_max_size=16 * 1024 * 1024)
     for path in _PUBLIC:
         app.router.add_get(path, api.health)
@@ -733,6 +776,8 @@ def make_app(store: Store, *, token: str, logs: LogSource | None = None) -> tupl
         app.router.add_get("/version" + slash, api.version)
         app.router.add_get("/api" + slash, api.api_root)
         app.router.add_get("/apis" + slash, api.apis_root)
+    app.router.add_get(tokens.DISCOVERY_PATH, api.oidc_discovery)
+    app.router.add_get(tokens.JWKS_PATH, api.oidc_jwks)
     app.router.add_get("/openapi/v2", api.openapi_v2)
     app.router.add_get("/openapi/v3", api.openapi_v3_root)
     app.router.add_get("/openapi/v3/{path:.+}", api.openapi_v3)

@@ -66,6 +66,8 @@ def _subresource(res: ResourceType, sub: str) -> dict[str, Any]:
         entry.update(group="autoscaling", version="v1", kind="Scale")
     elif sub == "log":
         entry.update(kind="Pod", verbs=["get"])
+    elif sub == "token":
+        entry.update(group="authentication.k8s.io", version="v1", kind="TokenRequest", verbs=["create"])
     return entry
 
 

@@ -1,4 +1,5 @@
-"""The cluster's credentials: a self-signed CA, a serving certificate, a bearer token, the kubeconfig.
+"""The cluster's credentials: a self-signed CA, a serving certificate, a bearer token, the kubeconfig,
+and the ServiceAccount token signing key (`sa.key`, RSA 2048, see tokens.py).
 
 Everything is generated once per state directory and kept there (0600), so a
 restarted cluster serves the same certificate and accepts the same token, and a
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bootstrap import tls
 from bootstrap.tls import write_private as _write_private
@@ -60,6 +63,16 @@ def ensure_credentials(state_dir: Path) -> Credentials:
         server_key=pki_dir / "server.key",
         token=token_file.read_text().strip(),
     )
+
+
+def ensure_service_account_key(state_dir: Path) -> Path:
+    """`state_dir/pki/sa.key`: the RSA 2048 key ServiceAccount tokens are signed with (PKCS#8 PEM, 0600), made once."""
+    path = state_dir / "pki" / "sa.key"
+    if not path.exists():
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        _write_private(path, pem)
+    return path
 
 
 def kubeconfig(*, server: str, ca_pem: bytes, token: str, namespace: str = "default") -> dict[str, object]:

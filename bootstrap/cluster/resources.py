@@ -38,7 +38,7 @@ NAMESPACES = ResourceType("", "v1", "Namespace", "namespaces", False, ("ns",), h
 NODES = ResourceType("", "v1", "Node", "nodes", False, ("no",), has_status=True, subresources=("status",))
 CONFIGMAPS = ResourceType("", "v1", "ConfigMap", "configmaps", True, ("cm",))
 SECRETS = ResourceType("", "v1", "Secret", "secrets", True)
-SERVICEACCOUNTS = ResourceType("", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",))
+SERVICEACCOUNTS = ResourceType("", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",), subresources=("token",))
 SERVICES = ResourceType("", "v1", "Service", "services", True, ("svc",), has_status=True, subresources=("status",))
 EVENTS = ResourceType("", "v1", "Event", "events", True, ("ev",))
 PODS = ResourceType("", "v1", "Pod", "pods", True, ("po",), has_status=True, subresources=("status", "log"))

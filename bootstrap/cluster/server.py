@@ -28,6 +28,7 @@ from aiohttp import web
 from bootstrap.cluster import pki
 from bootstrap.cluster.api import LogSource, make_app
 from bootstrap.cluster.store import Store
+from bootstrap.cluster.tokens import TokenIssuer
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +37,17 @@ NO_WORKLOADS_ENV = "CLUSTER_NO_WORKLOADS"
 
 
 def _workloads(
-    store: Store, state_dir: Path, *, credentials: pki.Credentials | None = None, port: int = 0
+    store: Store,
+    state_dir: Path,
+    *,
+    credentials: pki.Credentials | None = None,
+    port: int = 0,
+    issuer: TokenIssuer | None = None,
 ) -> tuple[list[Coroutine[Any, Any, None]], LogSource | None]:
     """The controllers' and kubelet's run() coroutines, and the kubelet (for pods/log).
 
-    With `credentials` and `port`, pods get a service-account token and the API address (kubelet/volumes.py).
+    With `credentials` and `port`, pods get a service-account token and the API address (kubelet/volumes.py);
+    with `issuer`, projected serviceAccountToken volumes too.
 
     With CLUSTER_NO_WORKLOADS=1 the kubelet (and Docker) is left out, and so is
     any controller that cannot be imported; the others still run, so that
@@ -84,7 +91,9 @@ def _workloads(
             f"the cluster's kubelet cannot be imported ({exc}); set {NO_WORKLOADS_ENV}=1 to serve the API alone"
         ) from exc
     api_access = (
-        ApiAccess(port=port, ca_pem=credentials.ca_cert.read_bytes(), token=credentials.token) if credentials and port else None
+        ApiAccess(port=port, ca_pem=credentials.ca_cert.read_bytes(), token=credentials.token, issuer=issuer)
+        if credentials and port
+        else None
     )
     kubelet = Kubelet(
         store,
@@ -110,13 +119,14 @@ async def serve(state_dir: Path, *, port: int = 6443, host: str = "127.0.0.1") -
     os.chmod(state_dir, 0o700)
     store = Store(state_dir / "objects")
     credentials = pki.ensure_credentials(state_dir)
-    runners, logs = _workloads(store, state_dir, credentials=credentials, port=port)
-    app, _ = make_app(store, token=credentials.token, logs=logs)
+    server_url = f"https://{host}:{port}"  # also the ServiceAccount token issuer (--service-account-issuer)
+    issuer = TokenIssuer.from_file(server_url, pki.ensure_service_account_key(state_dir))
+    runners, logs = _workloads(store, state_dir, credentials=credentials, port=port, issuer=issuer)
+    app, _ = make_app(store, token=credentials.token, logs=logs, issuer=issuer)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=_ssl_context(credentials), reuse_address=True)
     await site.start()
-    server_url = f"https://{host}:{port}"
     pki.write_kubeconfig(state_dir / "kubeconfig", server=server_url, credentials=credentials)
     log.info("cluster API serving on %s; kubeconfig %s", server_url, state_dir / "kubeconfig")
 

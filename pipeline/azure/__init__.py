@@ -9,8 +9,9 @@ Modules: `credentials` (DefaultAzureCredential, CA bundle, custom authority),
 `clients` (management clients: endpoint, API version, retries), `acr` (ACR
 Tasks and registry credentials), `aks` (kubeconfigs, kubelogin replacement),
 `errors` (the `AzureError` tree, translated from azure.core in one place),
-`provision` (`pipeline bootstrap --azure`: ensure the resource group, registry,
-AKS cluster and AcrPull exist; imported only by that command, so the worker
+`identities` (the workload identity's public ids, for rendering the
+pipeline worker), `provision` (`pipeline bootstrap --azure`: ensure the resource group, registry,
+AKS cluster, AcrPull and the pipeline worker's workload identity exist; imported only by that command, so the worker
 never loads azure-mgmt-resource/-authorization).
 Callers get frozen dataclasses and `AzureError`s, never SDK models or
 azure.core exceptions.

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import IO
 
 import requests
 from azure.mgmt.containerregistry import ContainerRegistryManagementClient
@@ -118,8 +119,11 @@ class Session:
         with azure_errors(self.registry.resource()):
             return str(self.client.registries.get(self.registry.resource_group, self.registry.name).login_server)
 
-    def upload_source(self, archive: bytes) -> str:
-        """Upload a tar.gz build context; returns the `relativePath` that scheduleRun's `sourceLocation` takes."""
+    def upload_source(self, archive: bytes | IO[bytes]) -> str:
+        """Upload a tar.gz build context; returns the `relativePath` that scheduleRun's `sourceLocation` takes.
+
+        `archive` may be a seekable file-like body (the CLI's, which reports its progress as it is read).
+        """
         r = self.registry
         with azure_errors(r.resource()):
             upload = self.client.registries.get_build_source_upload_url(r.resource_group, r.name)

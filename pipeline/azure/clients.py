@@ -12,6 +12,8 @@
   not `azure.mgmt.resource`) and AuthorizationManagementClient (role
   assignments, its default 2022-04-01). The registry is created with the same
   multi-API client as the Tasks calls: 2025-03-01-preview has Registries_Create.
+- Workload identity (`provision.py`, `identities.py`): ManagedServiceIdentityClient
+  (user-assigned identities and their federated credentials) at MSI_API_VERSION.
 - Retries: azure-core's RetryPolicy retries 408/429/500/502/503/504 and
   connection errors, and waits what `Retry-After` says when the server says it
   (ARM does on 429); otherwise exponential back-off. `RETRY` bounds it so that
@@ -28,11 +30,13 @@ from azure.core.credentials import TokenCredential
 from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 from azure.mgmt.containerservice import ContainerServiceClient
+from azure.mgmt.msi import ManagedServiceIdentityClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 
 from pipeline.azure.credentials import connection_kwargs, default_credential
 
 TASKS_API_VERSION = "2025-03-01-preview"
+MSI_API_VERSION = "2024-11-30"  # azure-mgmt-msi 7.x's newest: federated identity credentials are stable there
 PUBLIC_ARM = "https://management.azure.com"
 
 
@@ -99,3 +103,12 @@ def authorization_client(
 ) -> AuthorizationManagementClient:
     """AuthorizationManagementClient (role assignments) at its default API version."""
     return AuthorizationManagementClient(credential or default_credential(), subscription_id, **_common(endpoint, retry))
+
+
+def msi_client(
+    *, subscription_id: str, endpoint: str, credential: TokenCredential | None = None, retry: RetrySettings = RETRY
+) -> ManagedServiceIdentityClient:
+    """ManagedServiceIdentityClient (user-assigned identities, federated identity credentials)."""
+    return ManagedServiceIdentityClient(
+        credential or default_credential(), subscription_id, api_version=MSI_API_VERSION, **_common(endpoint, retry)
+    )

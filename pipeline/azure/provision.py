@@ -1,4 +1,4 @@
-"""Azure bring-up for `pipeline bootstrap --azure`: the resource group, the ACR registry, the AKS cluster, AcrPull.
+"""Azure bring-up for `pipeline bootstrap --azure`: resource group, ACR registry, AKS cluster, AcrPull, workload identity.
 
     outcomes = provision.provision(provision.plan_for(config), say=print)
 
@@ -21,6 +21,13 @@ module would send would not be refused or change it:
 | registry | provisioningState Succeeded; location = `[azure].location`; login server = `[acr].login_server`; admin user enabled if `[acr].image_pull_secret` is set | ARM refuses to move a resource (InvalidResourceLocation); images are named by the login server; the pull Secret is filled from the admin credentials. Any SKU: Basic, Standard and Premium all run ACR Tasks (a new one is Standard) |
 | AKS cluster | provisioningState Succeeded; location = `[azure].location`; OIDC issuer and workload identity enabled; a kubelet managed identity | the pipeline pod authenticates by workload identity (OIDC federation); pulls use the kubelet identity |
 | AcrPull | a role assignment of AcrPull to the kubelet identity's objectId at the registry's scope, under our name or any other (ARM's 409 RoleAssignmentExists) | the kubelet pulls the images ACR Tasks pushed |
+| managed identity `[azure].identity` | it exists (user-assigned) | the pipeline worker's pods are this identity (workload identity) |
+| its federated credential `<namespace>-<pipeline app>` | issuer = the cluster's OIDC issuer URL, subject `system:serviceaccount:<namespace>:<pipeline app>`, audiences `[api://AzureADTokenExchange]` | Entra ID exchanges the pods' projected ServiceAccount token for the identity's token |
+| the identity's roles | Container Registry Tasks Contributor on the registry, Azure Kubernetes Service Cluster User Role on the cluster (either under any name) | the in-cluster worker uploads nothing but schedules and follows ACR runs, and fetches the cluster's user kubeconfig |
+
+Role ids are Microsoft's built-in ones (the same GUID in every tenant), copied
+from Microsoft's built-in role documentation; tests compare them with that
+copy (tests/azure/examples/builtin-roles.json), never with the imitation's.
 
 Failures are one line each: a failed long-running operation is
 `AzureOperationFailed` with ARM's error code and message (the resource is
@@ -43,8 +50,9 @@ from azure.core.polling.base_polling import OperationFailed
 from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 from azure.mgmt.containerregistry.v2025_03_01_preview import models as acr_models
 from azure.mgmt.containerservice import models as aks_models
+from azure.mgmt.msi.v2024_11_30 import models as msi_models
 
-from pipeline.azure.clients import acr_client, aks_client, authorization_client, resource_client
+from pipeline.azure.clients import acr_client, aks_client, authorization_client, msi_client, resource_client
 from pipeline.azure.errors import AzureBadRequest, Resource, _arm_error, translate
 
 # The error classes live in pipeline/errors.py (one tree); re-exported here for this layer's callers.
@@ -59,12 +67,19 @@ if TYPE_CHECKING:
     from azure.mgmt.authorization import AuthorizationManagementClient
     from azure.mgmt.containerregistry import ContainerRegistryManagementClient
     from azure.mgmt.containerservice import ContainerServiceClient
+    from azure.mgmt.msi import ManagedServiceIdentityClient
     from azure.mgmt.resource.resources import ResourceManagementClient
 
     from pipeline.config import PipelineConfig
 
-ACR_PULL_ROLE = "7f951dca-d1b7-4d0a-9b11-ce1bf1cd58da"
+ACR_PULL_ROLE = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 """The built-in AcrPull role definition (the same GUID in every tenant)."""
+ACR_TASKS_CONTRIBUTOR_ROLE = "fb382eab-e894-4461-af04-94435c366c3f"
+"""Container Registry Tasks Contributor: listBuildSourceUploadUrl, scheduleRun, runs read/write/listLogSasUrl/cancel."""
+AKS_CLUSTER_USER_ROLE = "4abbcc35-e782-43d8-92c5-2d3f1bd2253f"
+"""Azure Kubernetes Service Cluster User Role: managedClusters read and listClusterUserCredential."""
+TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+"""The audience Entra ID accepts on a federated (workload identity) assertion."""
 REGISTRY_SKU = "Standard"
 """A new registry's SKU: Basic's storage and throughput are tight for CI; Premium adds geo-replication we do not use."""
 NODE_POOL = "nodepool1"
@@ -82,6 +97,9 @@ class Plan:
     login_server: str  # what [acr].login_server names images with; an existing registry must answer it
     registry_admin_user: bool  # [acr].image_pull_secret is set: the pull Secret is filled from the admin credentials
     cluster_name: str
+    identity_name: str = "temporal-pipeline"  # the pipeline worker's user-assigned managed identity
+    namespace: str = "temporal-workers"  # the pipeline worker's Kubernetes namespace ...
+    service_account: str = "pipeline-worker"  # ... and ServiceAccount: the federated credential's subject
     node_count: int = 2
     vm_size: str = "Standard_D2s_v3"
     polling_interval: float = 10.0  # seconds between LRO polls when ARM sends no Retry-After (the SDK's default is 30)
@@ -115,6 +133,14 @@ class ClusterInfo:
     oidc_issuer_url: str
 
 
+@dataclass(frozen=True)
+class IdentityInfo:
+    id: str
+    client_id: str
+    principal_id: str
+    tenant_id: str
+
+
 def plan_for(config: PipelineConfig) -> Plan:
     """The Plan of a target = "aks" configuration."""
     return Plan(
@@ -126,6 +152,9 @@ def plan_for(config: PipelineConfig) -> Plan:
         login_server=config.acr.login_server,
         registry_admin_user=bool(config.acr.image_pull_secret),
         cluster_name=config.aks.cluster_name,
+        identity_name=config.azure.identity,
+        namespace=config.kubernetes.namespace,
+        service_account=next((app.name for app in config.apps.values() if app.role == "pipeline"), "pipeline-worker"),
     )
 
 
@@ -333,37 +362,143 @@ def role_assignment_name(*, scope: str, principal_id: str, role: str = ACR_PULL_
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{scope.lower()}|{principal_id.lower()}|{role}"))
 
 
-def ensure_acr_pull(
-    client: AuthorizationManagementClient, *, plan: Plan, registry: RegistryInfo, cluster: ClusterInfo
+def ensure_role(
+    client: AuthorizationManagementClient, *, plan: Plan, role: str, role_name: str, scope: str, principal_id: str, label: str
 ) -> Outcome:
-    """AcrPull for the cluster's kubelet identity at the registry's scope (so nodes pull without a Secret)."""
-    name = role_assignment_name(scope=registry.id, principal_id=cluster.kubelet_object_id)
-    label = f"for {plan.cluster_name}'s kubelet identity on {plan.registry_name}"
-    resource = _resource(plan, "AcrPull role assignment", label)
+    """One role assignment (`role` for `principal_id` at `scope`): read under our deterministic name, created if absent.
+
+    The same principal and role under another name is ARM's 409 RoleAssignmentExists: that counts as present.
+    """
+    kind = f"{role_name} role assignment"
+    name = role_assignment_name(scope=scope, principal_id=principal_id, role=role)
+    resource = _resource(plan, kind, label)
     with _arm(resource, "reading"):
         try:
-            client.role_assignments.get(registry.id, name)
-            return Outcome("AcrPull role assignment", label, created=False)
+            client.role_assignments.get(scope, name)
+            return Outcome(kind, label, created=False)
         except ResourceNotFoundError:
             pass
     parameters = RoleAssignmentCreateParameters(
-        role_definition_id=f"/subscriptions/{plan.subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{ACR_PULL_ROLE}",
-        principal_id=cluster.kubelet_object_id,
+        role_definition_id=f"/subscriptions/{plan.subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{role}",
+        principal_id=principal_id,
         # A just-created identity may not have replicated yet; with principalType ARM does not look it up.
         principal_type="ServicePrincipal",
     )
     try:
         with _arm(resource, "creating"):
-            client.role_assignments.create(registry.id, name, parameters)
+            client.role_assignments.create(scope, name, parameters)
     except AzureBadRequest as error:
         if error.code != "RoleAssignmentExists":
             raise
-        return Outcome("AcrPull role assignment", label, created=False, detail="under another name")
-    return Outcome("AcrPull role assignment", label, created=True)
+        return Outcome(kind, label, created=False, detail="under another name")
+    return Outcome(kind, label, created=True)
+
+
+def ensure_acr_pull(
+    client: AuthorizationManagementClient, *, plan: Plan, registry: RegistryInfo, cluster: ClusterInfo
+) -> Outcome:
+    """AcrPull for the cluster's kubelet identity at the registry's scope (so nodes pull without a Secret)."""
+    return ensure_role(
+        client,
+        plan=plan,
+        role=ACR_PULL_ROLE,
+        role_name="AcrPull",
+        scope=registry.id,
+        principal_id=cluster.kubelet_object_id,
+        label=f"for {plan.cluster_name}'s kubelet identity on {plan.registry_name}",
+    )
+
+
+def ensure_identity(client: ManagedServiceIdentityClient, *, plan: Plan) -> tuple[Outcome, IdentityInfo]:
+    """The pipeline worker's user-assigned managed identity: created in [azure].location when absent."""
+    resource = _resource(plan, "managed identity", plan.identity_name, "[azure].identity")
+    with _arm(resource, "reading"):
+        try:
+            found = client.user_assigned_identities.get(plan.resource_group, plan.identity_name)
+        except ResourceNotFoundError:
+            found = None
+    created = found is None
+    if found is None:
+        with _arm(resource, "creating"):
+            found = client.user_assigned_identities.create_or_update(
+                plan.resource_group, plan.identity_name, msi_models.Identity(location=plan.location)
+            )
+    info = IdentityInfo(
+        id=str(found.id or ""),
+        client_id=str(found.client_id or ""),
+        principal_id=str(found.principal_id or ""),
+        tenant_id=str(found.tenant_id or ""),
+    )
+    if not (info.client_id and info.principal_id):
+        raise IncompatibleResource(f"{resource.describe()} has no clientId/principalId; ARM answered an incomplete identity")
+    return Outcome("managed identity", plan.identity_name, created=created, detail=f"client id {info.client_id}"), info
+
+
+def federated_credential_name(plan: Plan) -> str:
+    """`<namespace>-<serviceaccount>`: letters, digits, '-' and '_' (Azure's rule for the name), 3-120 characters."""
+    text = "".join(c if c.isalnum() or c in "-_" else "-" for c in f"{plan.namespace}-{plan.service_account}")
+    return text[:120]
+
+
+def ensure_federated_credential(client: ManagedServiceIdentityClient, *, plan: Plan, cluster: ClusterInfo) -> Outcome:
+    """The identity trusts the pipeline worker's ServiceAccount tokens from the cluster's OIDC issuer.
+
+    Issuer, subject and audience must match the projected token exactly; an existing credential of the
+    same name that names anything else is left alone and reported (it may serve another cluster).
+    """
+    name = federated_credential_name(plan)
+    subject = f"system:serviceaccount:{plan.namespace}:{plan.service_account}"
+    label = f"{name} of {plan.identity_name}"
+    resource = _resource(plan, "federated identity credential", label, "[azure].identity")
+    if not cluster.oidc_issuer_url:
+        raise IncompatibleResource(f"AKS cluster {plan.cluster_name} reports no OIDC issuer URL; enable its OIDC issuer")
+    with _arm(resource, "reading"):
+        try:
+            found = client.federated_identity_credentials.get(plan.resource_group, plan.identity_name, name)
+        except ResourceNotFoundError:
+            found = None
+    if found is not None:
+        wanted = (cluster.oidc_issuer_url, subject, [TOKEN_EXCHANGE_AUDIENCE])
+        have = (str(found.issuer or ""), str(found.subject or ""), list(found.audiences or []))
+        if have != wanted:
+            raise IncompatibleResource(
+                f"{resource.describe()} trusts issuer {have[0]}, subject {have[1]}, audiences {have[2]}, not issuer "
+                f"{wanted[0]}, subject {wanted[1]}, audience {TOKEN_EXCHANGE_AUDIENCE}; delete it or set another "
+                "[azure].identity, then run `pipeline bootstrap --azure` again"
+            )
+        return Outcome("federated identity credential", label, created=False, detail=subject)
+    body = msi_models.FederatedIdentityCredential(
+        issuer=cluster.oidc_issuer_url, subject=subject, audiences=[TOKEN_EXCHANGE_AUDIENCE]
+    )
+    with _arm(resource, "creating"):
+        client.federated_identity_credentials.create_or_update(plan.resource_group, plan.identity_name, name, body)
+    return Outcome("federated identity credential", label, created=True, detail=subject)
+
+
+def ensure_identity_roles(
+    client: AuthorizationManagementClient, *, plan: Plan, identity: IdentityInfo, registry: RegistryInfo, cluster: ClusterInfo
+) -> list[Outcome]:
+    """What the in-cluster pipeline worker does as itself: ACR Tasks on the registry, user credentials of the cluster."""
+    grants = (
+        (ACR_TASKS_CONTRIBUTOR_ROLE, "Container Registry Tasks Contributor", registry.id, plan.registry_name),
+        (AKS_CLUSTER_USER_ROLE, "Azure Kubernetes Service Cluster User Role", cluster.id, plan.cluster_name),
+    )
+    return [
+        ensure_role(
+            client,
+            plan=plan,
+            role=role,
+            role_name=role_name,
+            scope=scope,
+            principal_id=identity.principal_id,
+            label=f"for {plan.identity_name} on {name}",
+        )
+        for role, role_name, scope, name in grants
+    ]
 
 
 def provision(plan: Plan, *, say: Callable[[str], None], credential: TokenCredential | None = None) -> list[Outcome]:
-    """Ensure all four in order (each needs the one before), saying one line per resource as it is settled."""
+    """Ensure each in order (each needs the ones before), saying one line per resource as it is settled."""
     sub, endpoint = plan.subscription_id, plan.endpoint
     outcomes: list[Outcome] = []
 
@@ -379,6 +514,12 @@ def provision(plan: Plan, *, say: Callable[[str], None], credential: TokenCreden
     with aks_client(subscription_id=sub, endpoint=endpoint, credential=credential) as clusters:
         outcome, cluster = ensure_cluster(clusters, plan=plan)
         done(outcome)
+    with msi_client(subscription_id=sub, endpoint=endpoint, credential=credential) as identities:
+        outcome, identity = ensure_identity(identities, plan=plan)
+        done(outcome)
+        done(ensure_federated_credential(identities, plan=plan, cluster=cluster))
     with authorization_client(subscription_id=sub, endpoint=endpoint, credential=credential) as roles:
         done(ensure_acr_pull(roles, plan=plan, registry=registry, cluster=cluster))
+        for outcome in ensure_identity_roles(roles, plan=plan, identity=identity, registry=registry, cluster=cluster):
+            done(outcome)
     return outcomes

@@ -3,8 +3,8 @@
 In production the pipeline worker runs in a pod with no Docker engine, so the
 image is built where Azure builds it:
 
-    pack the context (.dockerignore honoured) ─▶ listBuildSourceUploadUrl ─▶ PUT blob
-      ─▶ scheduleRun(DockerBuildRequest) ─▶ heartbeat the run id
+    (the CLI packed the context and uploaded it: pipeline/source.py; BuildSpec.source.location)
+      ─▶ scheduleRun(DockerBuildRequest, sourceLocation) ─▶ heartbeat the run id
       ─▶ poll Runs_Get until terminal, following the run log (ranged blob reads)
       ─▶ Succeeded: the pushed digest from outputImages; otherwise AcrRunFailed with the log tail
 
@@ -23,7 +23,7 @@ Idempotency, in the order a retried activity meets it:
    the result is the same image name).
 
 The label: DockerBuildRequest has no `labels`, so the archive's copy of the
-Dockerfile gets `LABEL pipeline.source-hash=<hash>` as the last instruction
+Dockerfile (packed by the CLI, `pipeline.source.pack(label=True)`) gets `LABEL pipeline.source-hash=<hash>` as the last instruction
 of the target stage (of the last stage when no target is set). The user's
 files are not changed.
 
@@ -35,14 +35,11 @@ heartbeated.
 
 from __future__ import annotations
 
-import io
 import ipaddress
 import re
-import tarfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from temporalio import activity
@@ -50,7 +47,7 @@ from temporalio.exceptions import CancelledError
 
 from pipeline.azure import acr
 from pipeline.azure.errors import AcrRunFailed
-from pipeline.builders.local import BuildError, context_files, is_build_of, require_dockerfile, source_and_tag
+from pipeline.builders.local import BuildError, is_build_of, source_and_tag
 from pipeline.keepalive import Keepalive
 from pipeline.models import AcrRegistryRef, BuildImageInput, BuiltImage
 from pipeline.registry import SOURCE_HASH_LABEL, find_image
@@ -88,24 +85,27 @@ def build(request: BuildImageInput, reporter: Reporter) -> BuiltImage:
     spec = request.build
     if spec.acr is None:
         raise BuildError(f'build of {request.app} for target "aks" has no ACR registry; set [acr] in config.toml')
-    context = require_dockerfile(spec, app=request.app)
     digest_of_source, tag = source_and_tag(spec, request.tag)
-    name = _repository_name(spec.repository, spec.acr.login_server)
-    registry = _registry(spec.acr)
+    name = repository_name(spec.repository, spec.acr.login_server)
+    registry = registry_of(spec.acr)
     with acr.session(registry) as session:
         run_id = str((reporter.resumed or {}).get("run_id") or "")
         offset = int((reporter.resumed or {}).get("log_offset") or 0)
         if run_id:
             reporter.log(f"resuming ACR run {run_id} of a previous attempt instead of scheduling another")
         else:
-            existing = _existing(spec.acr.login_server, name, tag)
+            existing = existing_image(spec.acr.login_server, name, tag)
             if existing is not None and is_build_of(existing, digest_of_source):
                 reporter.log(f"{spec.repository}:{tag} already pushed as {existing.digest}; not rebuilding")
                 return BuiltImage(spec.repository, tag, existing.digest, reused=True)
-            archive = pack(context, dockerfile=spec.dockerfile, target=spec.target, label_value=digest_of_source)
-            source = session.upload_source(archive)
+            assert spec.source is not None  # source_and_tag checked it
+            if not spec.source.location:
+                raise BuildError(
+                    f"the build source of {request.app} ({spec.source.digest or spec.source.source_hash}) was not uploaded "
+                    f"and {spec.repository}:{tag} is not built from it; deploy again"
+                )
             run = session.schedule_docker_build(
-                source=source,
+                source=spec.source.location,
                 image_names=[f"{name}:{tag}"],
                 dockerfile=spec.dockerfile,
                 target=spec.target,
@@ -116,7 +116,7 @@ def build(request: BuildImageInput, reporter: Reporter) -> BuiltImage:
             run_id = run.run_id
             reporter.heartbeat({"run_id": run_id, "status": run.status, "log_offset": 0})
             reporter.log(
-                f"scheduled ACR run {run_id} in registry {registry.name} for {name}:{tag} ({len(archive)} bytes of context)"
+                f"scheduled ACR run {run_id} in registry {registry.name} for {name}:{tag} ({spec.source.size} bytes of context)"
             )
         state, tail = _follow(session, run_id, offset, reporter)
     if state.status != "Succeeded":
@@ -182,23 +182,6 @@ def _follow(session: acr.Session, run_id: str, offset: int, reporter: Reporter) 
         time.sleep(POLL_SECONDS)
 
 
-def pack(context: Path, *, dockerfile: str, target: str, label_value: str) -> bytes:
-    """The build context as tar.gz: exactly `context_files` (.dockerignore honoured), the Dockerfile labelled."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for rel in context_files(context, dockerfile=dockerfile):
-            path = context / rel
-            info = tar.gettarinfo(str(path), arcname=rel)
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            data = path.read_bytes()
-            if Path(rel) == Path(dockerfile):
-                data = labelled_dockerfile(data.decode("utf-8"), target=target, label_value=label_value).encode()
-                info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 def labelled_dockerfile(text: str, *, target: str, label_value: str) -> str:
     """`text` with the source-hash LABEL as the last instruction of the `target` stage (of the last stage if "").
 
@@ -224,13 +207,13 @@ def labelled_dockerfile(text: str, *, target: str, label_value: str) -> str:
     return "".join(lines[:insert_at] + [label] + lines[insert_at:])
 
 
-def _repository_name(repository: str, login_server: str) -> str:
+def repository_name(repository: str, login_server: str) -> str:
     """The repository path inside the registry: "sample-worker" of "myacr.azurecr.io/sample-worker"."""
     prefix = login_server.rstrip("/") + "/"
     return repository[len(prefix) :] if repository.startswith(prefix) else repository.split("/", 1)[-1]
 
 
-def _registry(ref: AcrRegistryRef) -> acr.Registry:
+def registry_of(ref: AcrRegistryRef) -> acr.Registry:
     return acr.Registry(
         subscription_id=ref.subscription_id, resource_group=ref.resource_group, name=ref.name, endpoint=ref.endpoint
     )
@@ -247,7 +230,7 @@ def _is_loopback(login_server: str) -> bool:
         return False
 
 
-def _existing(login_server: str, name: str, tag: str) -> Any:
+def existing_image(login_server: str, name: str, tag: str) -> Any:
     """The image already under `tag`, when the registry can be asked directly (loopback only; see the module doc)."""
     if not _is_loopback(login_server):
         return None

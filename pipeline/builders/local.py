@@ -8,7 +8,8 @@ is exactly what was built, whatever later happens to the tag.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+import io
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,8 @@ from pipeline.registry import SOURCE_HASH_LABEL, RegistryImage
 
 @dataclass(frozen=True)
 class BuildRequest:
-    context: Path
-    dockerfile: str  # relative to context
+    archive: bytes  # the build context as tar.gz (pipeline/source.py packs it)
+    dockerfile: str  # relative to the archive's root
     target: str | None
     repository: str  # e.g. "127.0.0.1:5000/sample-worker"
     tag: str
@@ -69,7 +70,9 @@ def build_and_push(
 
     try:
         for chunk in client.api.build(
-            path=str(request.context),
+            fileobj=io.BytesIO(request.archive),
+            custom_context=True,
+            encoding="gzip",
             dockerfile=request.dockerfile,
             target=request.target,
             tag=f"{request.repository}:{request.tag}",
@@ -105,8 +108,8 @@ def _raise_on_error(chunk: dict[str, Any], step: str, tail: list[str]) -> None:
 def context_files(context: Path, *, dockerfile: str) -> list[str]:
     """The build context's regular files the engine would be sent, after .dockerignore, relative and sorted.
 
-    Shared by `source_hash` and the ACR builder's archive, so what is hashed is
-    exactly what is uploaded.
+    Shared by `source_hash` and the uploaded archive (pipeline/source.py), so what is
+    hashed is exactly what is uploaded.
     """
     patterns: list[str] = []
     ignore_file = context / ".dockerignore"
@@ -126,27 +129,34 @@ def source_hash(context: Path, *, dockerfile: str, target: str | None, build_arg
     Two builds with the same hash produce the same image, so the hash both
     names the default tag and tells a retried build that its work is done.
     """
+    files = ((rel, (context / rel).read_bytes()) for rel in context_files(context, dockerfile=dockerfile))
+    return source_hash_of(files, dockerfile=dockerfile, target=target, build_args=build_args)
+
+
+def source_hash_of(
+    files: Iterable[tuple[str, bytes]], *, dockerfile: str, target: str | None, build_args: Mapping[str, str]
+) -> str:
+    """`source_hash` of files already read ((relative path, content), in `context_files` order)."""
     h = hashlib.sha256()
     h.update(f"dockerfile={dockerfile}\ntarget={target or ''}\n".encode())
     for key in sorted(build_args):
         h.update(f"arg {key}={build_args[key]}\n".encode())
-    for rel in context_files(context, dockerfile=dockerfile):
+    for rel, data in files:
         h.update(f"file {rel}\n".encode())
-        h.update(hashlib.sha256((context / rel).read_bytes()).digest())
+        h.update(hashlib.sha256(data).digest())
     return h.hexdigest()
 
 
-def require_dockerfile(spec: BuildSpec, *, app: str) -> Path:
-    """The build context, once its Dockerfile is known to exist (a BuildError names the config key otherwise)."""
-    context = Path(spec.context)
-    if not (context / spec.dockerfile).is_file():
-        raise BuildError(f"Dockerfile {context / spec.dockerfile} does not exist (apps.{app}.dockerfile)")
-    return context
-
-
 def source_and_tag(spec: BuildSpec, tag: str = "") -> tuple[str, str]:
-    """(source hash, tag): the tag defaults to one named after the source, so equal sources share it."""
-    digest_of_source = source_hash(Path(spec.context), dockerfile=spec.dockerfile, target=spec.target, build_args=spec.build_args)
+    """(source hash, tag): the tag defaults to one named after the source, so equal sources share it.
+
+    The hash comes with the request (`spec.source`, set by the CLI): the pipeline worker never reads a context.
+    """
+    if spec.source is None:
+        raise BuildError(
+            f"the build of {spec.repository} carries no source (BuildSpec.source): deploy with a CLI that uploads it"
+        )
+    digest_of_source = spec.source.source_hash
     return digest_of_source, tag or f"src-{digest_of_source[:16]}"
 
 

@@ -30,6 +30,7 @@ NAMED: Mapping[str, Path_] = {
     "AZURE_SUBSCRIPTION_ID": ("azure", "subscription_id"),
     "AZURE_RESOURCE_GROUP": ("azure", "resource_group"),
     "AZURE_LOCATION": ("azure", "location"),
+    "AZURE_AUTHORITY_HOST": ("azure", "authority_host"),
     "ACR_NAME": ("acr", "name"),
     "AKS_CLUSTER_NAME": ("aks", "cluster_name"),
     "K8S_NAMESPACE": ("kubernetes", "namespace"),

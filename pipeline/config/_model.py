@@ -40,6 +40,8 @@ class PipelineSection:
 
     task_queue: str
     default_app: str
+    # The largest packed build context (tar.gz) the CLI uploads, in MB; a bigger one is refused in one line.
+    max_source_mb: int = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,9 @@ class AzureConfig:
     resource_group: str
     location: str
     endpoint: str
+    identity: str = "temporal-pipeline"  # the user-assigned managed identity the pipeline worker's pods run as
+    authority_host: str = ""  # Entra ID's host for the pods ("" = Microsoft's public cloud)
+    ca_bundle: Path | None = None  # PEM CA bundle the pods trust for Azure endpoints (None = the image's system CAs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +149,6 @@ class AppConfig:
     # [pipeline].task_queue and gets a ServiceAccount token, a least-privilege Role, and on target
     # local the Docker socket and build context; see pipeline/render.py). At most one app has it.
     role: str = "app"
-    # role "pipeline", target "aks": the workload identity (managed identity) client id; "" = none rendered.
-    azure_client_id: str = ""
     # The worker's own HTTP health endpoint, if it serves one: probes are rendered only then
     # (health_port 0 = none). A path "" = no such probe.
     readiness_path: str = "/readyz"

@@ -34,6 +34,7 @@ def to_dict(config: PipelineConfig, *, app: str | None = None) -> Tree:
     top: Tree = {"target": config.target}
     for section in _SECTIONS:
         top[section] = asdict(getattr(config, section))
+    top["azure"]["ca_bundle"] = str(config.azure.ca_bundle or "")
     top["apps"] = {each.name: _app_dict(each) for each in apps}
     return top
 

@@ -70,6 +70,12 @@ DNS_LABEL = Rule(
 HOST_PORT = Rule("host:port", is_host_port)
 HTTP_URL = Rule("an http(s) URL with a host", is_url)
 HTTPS_URL = Rule("an https URL with a host", lambda t: is_url(t, ("https",)))
+OPTIONAL_HTTPS_URL = Rule('an https URL with a host, or ""', lambda t: t == "" or is_url(t, ("https",)))
+_MANAGED_IDENTITY_NAME = re.compile(r"[A-Za-z0-9][-_A-Za-z0-9]{2,127}")
+MANAGED_IDENTITY_NAME = Rule(
+    "a managed identity name: 3-128 letters, digits, '-' and '_', starting with a letter or digit",
+    lambda t: _MANAGED_IDENTITY_NAME.fullmatch(t) is not None,
+)
 TASK_QUEUE = Rule("a non-empty task queue name without whitespace", _no_space)
 NAMESPACE = Rule("a non-empty Temporal namespace without whitespace", _no_space)
 API_KEY_ENV = Rule(

@@ -70,7 +70,7 @@ def build(data: Mapping[str, object], problems: Problems, *, path: Path, require
     target: Target = "aks" if root.choice("target", "local", TARGETS) == "aks" else "local"
     temporal = _temporal(root.table("temporal"))
     pipeline = _pipeline(root.table("pipeline"))
-    azure = _azure(root.table("azure"), target)
+    azure = _azure(root.table("azure"), target, path.parent)
     acr = _acr(root.table("acr"))
     aks = _aks(root.table("aks"))
     kubernetes = _kubernetes(root.table("kubernetes"), path.parent)
@@ -120,19 +120,35 @@ def _pipeline(t: Table) -> PipelineSection:
     config = PipelineSection(
         task_queue=t.string("task_queue", "deployments", rules.TASK_QUEUE),
         default_app=t.string("default_app", "sample-worker"),
+        max_source_mb=t.integer("max_source_mb", 500, 1, 100_000),
     )
     t.finish()
     return config
 
 
-def _azure(t: Table, target: Target) -> AzureConfig:
-    config = AzureConfig(
-        subscription_id=t.string("subscription_id", "", rules.OPTIONAL_UUID),
-        resource_group=t.string("resource_group", "temporal-workers", rules.RESOURCE_GROUP),
-        location=t.string("location", "eastus", rules.LOCATION),
-        endpoint=t.string("endpoint", "https://management.azure.com", rules.HTTPS_URL),
-    )
+def _azure(t: Table, target: Target, base_dir: Path) -> AzureConfig:
+    subscription_id = t.string("subscription_id", "", rules.OPTIONAL_UUID)
+    resource_group = t.string("resource_group", "temporal-workers", rules.RESOURCE_GROUP)
+    location = t.string("location", "eastus", rules.LOCATION)
+    endpoint = t.string("endpoint", "https://management.azure.com", rules.HTTPS_URL)
+    identity = t.string("identity", "temporal-pipeline", rules.MANAGED_IDENTITY_NAME)
+    authority_host = t.string("authority_host", "", rules.OPTIONAL_HTTPS_URL)
+    ca_text = t.string("ca_bundle", "")
     t.finish()
+    ca_bundle: Path | None = None
+    if ca_text:
+        ca_bundle, mode = _usable_path(t, "ca_bundle", ca_text, base_dir)
+        if mode is None and not t.problems.failed_under(t.path + ("ca_bundle",)):
+            t.problems.add(t.path + ("ca_bundle",), f"no such file: {ca_bundle}")
+    config = AzureConfig(
+        subscription_id=subscription_id,
+        resource_group=resource_group,
+        location=location,
+        endpoint=endpoint,
+        identity=identity,
+        authority_host=authority_host,
+        ca_bundle=ca_bundle,
+    )
     key = t.path + ("subscription_id",)
     if target == "aks" and not config.subscription_id and not t.problems.failed_under(key):
         reason = 'required when target = "aks"; set the subscription UUID here'
@@ -261,17 +277,12 @@ def _apps(apps: Table, base_dir: Path, resources: Resources, rollout: Rollout) -
 
 
 APP_ROLES = ("app", "pipeline")
-CLIENT_ID = Rule(
-    'a managed identity client id (a UUID like "00000000-0000-0000-0000-000000000000") or ""',
-    lambda t: t == "" or rules.is_uuid(t),
-)
 
 
 def _app(name: str, t: Table, base_dir: Path, resources: Resources, rollout: Rollout) -> AppConfig:
     role = t.choice("role", "app", APP_ROLES)
     # The pipeline's own worker polls [pipeline].task_queue: its task_queue may be left out (see _check_task_queues).
     task_queue = t.string("task_queue", "" if role == "pipeline" else None, rules.TASK_QUEUE)
-    azure_client_id = t.string("azure_client_id", "", CLIENT_ID)
     replicas = t.integer("replicas", 1, 1, 100)
     context_text = t.string("build_context", ".", rules.NON_EMPTY_PATH)
     dockerfile_text = t.string("dockerfile", "Dockerfile", rules.NON_EMPTY_PATH)
@@ -302,7 +313,6 @@ def _app(name: str, t: Table, base_dir: Path, resources: Resources, rollout: Rol
         resources=app_resources,
         rollout=app_rollout,
         role=role,
-        azure_client_id=azure_client_id,
         readiness_path=readiness_path,
         liveness_path=liveness_path,
         queue_types=queue_types,

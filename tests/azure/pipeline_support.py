@@ -6,7 +6,7 @@ import logging
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,8 @@ import pytest
 
 from bootstrap.azure_arm import Imitation
 from pipeline.azure import credentials
-from pipeline.models import AcrRegistryRef, AksClusterRef, BuildImageInput, BuildSpec
+from pipeline.models import AcrRegistryRef, AksClusterRef, BuildImageInput, BuildSpec, SourceRef
+from tests.helpers.source import ship_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MANIFEST_TYPES = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"
@@ -56,21 +57,25 @@ def build_input(
     build_args: dict[str, str] | None = None,
     registry: str | None = None,
     tag: str = "",
+    uploaded: bool = True,
 ) -> BuildImageInput:
+    """The build activity's input for `context`, its source uploaded to the registry as the CLI does (ship_spec).
+
+    `uploaded=False`: a source reference nothing was uploaded for, for tests of what the activity's own
+    Azure calls (scheduleRun) answer: it fails before the run could look for the archive.
+    """
     app = f"acr-test-{uuid.uuid4().hex[:8]}"
-    return BuildImageInput(
-        app=app,
-        target="aks",
-        tag=tag,
-        build=BuildSpec(
-            context=str(context),
-            dockerfile="Dockerfile",
-            target=target,
-            repository=f"{arm.login_server}/{app}",
-            build_args={"BASE_IMAGE": "pipeline-base:bookworm"} if build_args is None else build_args,
-            acr=registry_ref(arm, name=registry),
-        ),
+    spec = BuildSpec(
+        dockerfile="Dockerfile",
+        target=target,
+        repository=f"{arm.login_server}/{app}",
+        build_args={"BASE_IMAGE": "pipeline-base:bookworm"} if build_args is None else build_args,
+        acr=registry_ref(arm, name=registry),
     )
+    if not uploaded:
+        never = SourceRef(source_hash="0" * 64, digest="sha256:" + "0" * 64, size=1, location="source/never/uploaded.tar.gz")
+        return BuildImageInput(app=app, target="aks", tag=tag, build=replace(spec, source=never))
+    return BuildImageInput(app=app, target="aks", tag=tag, build=ship_spec(spec, context, app=app, tag=tag))
 
 
 def registry_digest(repository: str, tag: str) -> str:

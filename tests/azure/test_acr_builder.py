@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from bootstrap.azure_arm import Imitation
-from pipeline import activities
+from pipeline import activities, source
 from pipeline.builders import acr as acr_builder
 from pipeline.registry import SOURCE_HASH_LABEL, find_image
 from tests.azure.pipeline_support import (
@@ -91,12 +91,12 @@ def test_archive_honours_dockerignore_and_labels_the_target_stage(small_context:
     import io
     import tarfile
 
-    data = acr_builder.pack(small_context, dockerfile="Dockerfile", target="app", label_value="abc")
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+    packed = source.pack(small_context, dockerfile="Dockerfile", target="app", build_args={}, label=True)
+    with tarfile.open(fileobj=io.BytesIO(packed.archive), mode="r:gz") as tar:
         names = set(tar.getnames())
         dockerfile = tar.extractfile("Dockerfile").read().decode()  # type: ignore[union-attr]
     assert "secret.txt" not in names and {"Dockerfile", "hello.txt"} <= names
-    assert dockerfile.endswith(f'LABEL {SOURCE_HASH_LABEL}="abc"\n')
+    assert dockerfile.endswith(f'LABEL {SOURCE_HASH_LABEL}="{packed.source_hash}"\n')
 
 
 def test_label_goes_into_the_target_stage_only() -> None:
@@ -122,11 +122,11 @@ def test_failing_dockerfile_fails_with_the_log_tail_and_is_not_retried(arm: Imit
 
 
 def test_throttling_and_server_errors_are_retried_to_success(arm: Imitation, small_context: Path) -> None:
-    request = build_input(arm, context=small_context, target="app")
     before = arm.requests()["counts"]
+    arm.inject(operation="Blob_Put", status=503, count=1)  # the upload (the CLI's, here build_input's) is retried too
+    request = build_input(arm, context=small_context, target="app")
     arm.inject(operation="Registries_ScheduleRun", status=429, count=2, retryAfter=1)
     arm.inject(operation="Runs_Get", status=500, count=2)
-    arm.inject(operation="Blob_Put", status=503, count=1)
     built = run_activity(request, Heartbeats())
     after = arm.requests()["counts"]
     assert built.digest == registry_digest(built.repository, built.tag)  # type: ignore[attr-defined]

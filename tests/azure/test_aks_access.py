@@ -28,6 +28,7 @@ from pipeline.models import ClusterRef, ReadRevisionInput
 from pipeline.readiness import PollingGate
 from pipeline.worker import build_worker
 from tests.azure.pipeline_support import REPO_ROOT, azure_env, cluster_ref  # noqa: F401  (azure_env is a fixture)
+from tests.helpers.source import ship_request
 
 pytestmark = pytest.mark.usefixtures("azure_env")
 
@@ -126,7 +127,7 @@ async def test_deployment_workflow_to_aks_builds_with_acr_and_verifies_polling(
     path.write_text(to_toml(config))
     for key in [k for k in os.environ if k.startswith(("PIPELINE_", "TEMPORAL_", "K8S_"))] + ["KUBECONFIG"]:
         monkeypatch.delenv(key, raising=False)
-    request = deploy_request(load_config(path), None)
+    request = ship_request(deploy_request(load_config(path), None), REPO_ROOT)  # the source travels as the CLI sends it
     assert request.cluster.aks is not None and request.cluster.kubeconfig == ""  # AKS coordinates only, no kubeconfig
     scheduled = arm.count("Registries_ScheduleRun")
     try:

@@ -28,7 +28,7 @@ from azure.mgmt.containerservice import models as aks_models
 from bootstrap.azure_arm import Imitation, start
 from tests.helpers.azure import Clients
 
-ACR_PULL = "7f951dca-d1b7-4d0a-9b11-ce1bf1cd58da"
+ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 ACR_PUSH = "8311e382-0749-4cb8-b61a-304f252e45ec"
 # Microsoft's published examples (Azure/azure-rest-api-specs, MIT), copied unchanged: see examples/README.md.
 EXAMPLES = Path(__file__).resolve().parent / "examples"

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("azure_env")
 
 def build_error(arm: Imitation, **kwargs: object) -> ApplicationError:
     with pytest.raises(ApplicationError) as raised:
-        ActivityEnvironment().run(activities.build_image, build_input(arm, **kwargs))  # type: ignore[arg-type]
+        ActivityEnvironment().run(activities.build_image, build_input(arm, uploaded=False, **kwargs))  # type: ignore[arg-type]
     return raised.value
 
 
@@ -34,7 +34,7 @@ def assert_one_clear_line(err: ApplicationError, type_: str, *words: str) -> Non
 
 
 def test_unknown_registry_is_one_line_not_found(arm: Imitation) -> None:
-    scheduled = arm.count("Registries_GetBuildSourceUploadUrl")
+    scheduled = arm.count("Registries_ScheduleRun")
     err = build_error(arm, registry="nosuchregistry")
     assert_one_clear_line(
         err,
@@ -42,7 +42,7 @@ def test_unknown_registry_is_one_line_not_found(arm: Imitation) -> None:
         f"registry nosuchregistry not found in resource group {arm.resource_group} of subscription {arm.subscription_id}",
         "[acr].name",
     )
-    assert arm.count("Registries_GetBuildSourceUploadUrl") == scheduled + 1  # not retried by the SDK either
+    assert arm.count("Registries_ScheduleRun") == scheduled + 1  # not retried by the SDK either
 
 
 def test_refused_client_secret_is_one_line_unauthorized(arm: Imitation, monkeypatch: pytest.MonkeyPatch) -> None:

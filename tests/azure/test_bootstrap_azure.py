@@ -46,7 +46,26 @@ from tests.e2e.support import (
 from tests.helpers import eventually
 from tests.helpers.azure import ARM_SCOPE, Clients, credential
 
-PUTS = ("ResourceGroups_CreateOrUpdate", "Registries_Create", "ManagedClusters_CreateOrUpdate", "RoleAssignments_Create")
+PUTS = (
+    "ResourceGroups_CreateOrUpdate",
+    "Registries_Create",
+    "ManagedClusters_CreateOrUpdate",
+    "UserAssignedIdentities_CreateOrUpdate",
+    "FederatedIdentityCredentials_CreateOrUpdate",
+    "RoleAssignments_Create",
+)
+# From nothing: one PUT of each, but three role assignments (AcrPull for the kubelet, two roles for the identity).
+FROM_NOTHING = {**dict.fromkeys(PUTS, 1), "RoleAssignments_Create": 3}
+KINDS = (
+    "resource group",
+    "registry",
+    "AKS cluster",
+    "managed identity",
+    "federated identity credential",
+    "AcrPull role assignment",
+    "Container Registry Tasks Contributor role assignment",
+    "Azure Kubernetes Service Cluster User Role role assignment",
+)
 LOCATION = "westeurope"
 # What the CLI's environment may carry of the imitation's: the credential and the CA, never config overrides
 # (AZURE_RESOURCE_GROUP, AZURE_LOCATION, ... would replace the test's own names).
@@ -58,7 +77,7 @@ CREDENTIAL_ENV = (
     "REQUESTS_CA_BUNDLE",
     "SSL_CERT_FILE",
 )
-LINE = re.compile(r"^(resource group|registry|AKS cluster|AcrPull role assignment) (.+?): (created|exists)\b", re.MULTILINE)
+LINE = re.compile(r"^(" + "|".join(KINDS) + r") (.+?): (created|exists)\b", re.MULTILINE)
 
 
 def puts(arm: Imitation) -> dict[str, int]:
@@ -213,14 +232,9 @@ def test_provision_from_nothing_creates_each_resource_once_then_nothing(azure_en
     before = puts(arm)
     said: list[str] = []
     outcomes = provision.provision(plan, say=said.append)
-    assert [(o.kind, o.created) for o in outcomes] == [
-        ("resource group", True),
-        ("registry", True),
-        ("AKS cluster", True),
-        ("AcrPull role assignment", True),
-    ]
+    assert [(o.kind, o.created) for o in outcomes] == [(kind, True) for kind in KINDS]
     assert said == [o.line() for o in outcomes]
-    assert delta(puts(arm), before) == dict.fromkeys(PUTS, 1)
+    assert delta(puts(arm), before) == FROM_NOTHING
     # What exists now is what the pipeline needs.
     az = Clients(arm)
     cluster = az.aks.get(names.group, names.cluster).properties
@@ -236,7 +250,7 @@ def test_provision_from_nothing_creates_each_resource_once_then_nothing(azure_en
     # Again: everything found, not one PUT.
     middle = puts(arm)
     again = provision.provision(plan, say=lambda _: None)
-    assert [o.created for o in again] == [False] * 4
+    assert [o.created for o in again] == [False] * len(KINDS)
     assert delta(puts(arm), middle) == dict.fromkeys(PUTS, 0)
 
 
@@ -367,8 +381,8 @@ async def test_bootstrap_azure_from_nothing_then_again(
     before, builds = puts(nothing), nothing.count("Registries_ScheduleRun")
     run = await asyncio.to_thread(run_cli, nothing, config, "bootstrap", "--azure", timeout=600)
     assert run.code == 0, run.output
-    assert run.lines() == dict.fromkeys(("resource group", "registry", "AKS cluster", "AcrPull role assignment"), "created")
-    assert delta(puts(nothing), before) == dict.fromkeys(PUTS, 1)
+    assert run.lines() == dict.fromkeys(KINDS, "created")
+    assert delta(puts(nothing), before) == FROM_NOTHING
     assert nothing.count("Registries_ScheduleRun") == builds + 1, "the pipeline-worker image was not built by one ACR run"
     assert "is not serving task queue" in run.stdout and "Handed over" in run.stdout, run.output
     assert f"Deployed {arm_login_server()}/{names.pipeline_app}@sha256:" in run.output
@@ -402,7 +416,7 @@ async def test_bootstrap_azure_from_nothing_then_again(
     middle, builds = puts(nothing), nothing.count("Registries_ScheduleRun")
     again = await asyncio.to_thread(run_cli, nothing, config, "bootstrap", "--azure", timeout=180)
     assert again.code == 0, again.output
-    assert again.lines() == dict.fromkeys(("resource group", "registry", "AKS cluster", "AcrPull role assignment"), "exists")
+    assert again.lines() == dict.fromkeys(KINDS, "exists")
     assert "already deployed" in again.stdout and "nothing to do" in again.stdout and "Deploying" not in again.stdout
     assert delta(puts(nothing), middle) == dict.fromkeys(PUTS, 0)
     assert nothing.count("Registries_ScheduleRun") == builds

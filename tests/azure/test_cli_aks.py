@@ -10,13 +10,13 @@ killed    v2's ACR run held Running; the pipeline worker is SIGKILLed once the
           run id is heartbeated; a new worker resumes that run (one scheduled run)
 secrets   no client secret, token or registry password in any history, log or CLI output
 
-The CLI's environment holds no Azure settings (for `aks` it calls no Azure API);
-only the worker's has the imitation's client environment.
+The CLI's environment holds the imitation's client environment (arm.env) and no
+other Azure settings: for `aks` it uploads the build source itself (listBuildSourceUploadUrl
+and the blob PUT, pipeline/source.py), as `az acr build` does with the user's credential.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import subprocess
@@ -57,6 +57,7 @@ from tests.e2e.support import (
 )
 from tests.helpers import eventually
 from tests.helpers.azure import AKS_SCOPE, ARM_SCOPE
+from tests.helpers.histories import heartbeated_run_id
 
 AZURE_ENV_PREFIXES = ("AZURE_", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "ACR_", "AKS_")
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
@@ -97,8 +98,9 @@ class AksApp(E2eApp):
         return path
 
     def env(self, config: Path) -> dict[str, str]:
-        """The CLI's environment: no Azure settings or secrets at all."""
-        return {k: v for k, v in super().env(config).items() if not k.startswith(AZURE_ENV_PREFIXES)}
+        """The CLI's environment: the imitation's client environment (for the source upload), no other Azure settings."""
+        assert self.arm is not None
+        return {**{k: v for k, v in super().env(config).items() if not k.startswith(AZURE_ENV_PREFIXES)}, **self.arm.env}
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         assert self.arm is not None
@@ -210,17 +212,6 @@ def _kubeconfig_token(path: Path) -> str:
     return str(yaml.safe_load(path.read_text())["users"][0]["user"]["token"])
 
 
-def _heartbeated_run_id(description: Any) -> str:
-    for pending in description.raw_description.pending_activities:
-        if pending.activity_type.name != "build_image":
-            continue
-        for payload in pending.heartbeat_details.payloads:
-            details = json.loads(payload.data or b"null")
-            if isinstance(details, dict) and details.get("run_id"):
-                return str(details["run_id"])
-    return ""
-
-
 async def test_killed_worker_resumes_the_same_acr_run(
     aks_app: AksApp, v1: Deployed, client: Client, arm_module: Imitation, timings: dict[str, float]
 ) -> None:
@@ -236,7 +227,7 @@ async def test_killed_worker_resumes_the_same_acr_run(
         async def run_id_heartbeated() -> None:
             description = await handle.describe()
             assert description.run_id != v1.run.run_id
-            run_id = _heartbeated_run_id(description)
+            run_id = heartbeated_run_id(description)
             assert run_id, "no ACR run id heartbeated yet"
             run_ids.append(run_id)
 

@@ -176,7 +176,7 @@ def test_unsupported_volume_type_fails_mount(core: client.CoreV1Api, namespace: 
                         "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
                     }
                 ],
-                "volumes": [{"name": "scratch", "configMap": {"name": "x"}}],
+                "volumes": [{"name": "scratch", "persistentVolumeClaim": {"claimName": "x"}}],
                 "terminationGracePeriodSeconds": 1,
             },
         },
@@ -187,7 +187,7 @@ def test_unsupported_volume_type_fails_mount(core: client.CoreV1Api, namespace: 
         return [e.message for e in events if e.reason == "FailedMount"]
 
     [message] = poll_until(failed_mount, timeout=30, what="FailedMount event")
-    assert 'volume "scratch": unsupported volume type (configMap)' in message
+    assert 'volume "scratch": unsupported volume type (persistentVolumeClaim)' in message
 
 
 def test_empty_dir_is_writable_by_a_non_root_user_on_a_read_only_root(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 from temporalio.api.enums.v1 import WorkflowTaskFailedCause
-from temporalio.client import WorkflowHistory
+from temporalio.client import WorkflowExecutionDescription, WorkflowHistory
 
 # No failure of the workflow's code: a Reset marks its reset point with a failed workflow task of
 # cause RESET_WORKFLOW, and the server answers UNHANDLED_COMMAND when an event (say, a cancelled
@@ -20,4 +22,32 @@ def failed_workflow_tasks(history: WorkflowHistory) -> list[str]:
         e.workflow_task_failed_event_attributes.failure.message
         for e in history.events
         if e.HasField("workflow_task_failed_event_attributes") and e.workflow_task_failed_event_attributes.cause not in _BENIGN
+    ]
+
+
+def heartbeated_run_id(description: WorkflowExecutionDescription) -> str:
+    """The ACR run id the pending build activity last heartbeated ("" = none yet)."""
+    for pending in description.raw_description.pending_activities:
+        if pending.activity_type.name != "build_image":
+            continue
+        for payload in pending.heartbeat_details.payloads:
+            details = json.loads(payload.data or b"null")
+            if isinstance(details, dict) and details.get("run_id"):
+                return str(details["run_id"])
+    return ""
+
+
+def started_identities(history: WorkflowHistory, activity_type: str) -> list[tuple[int, str]]:
+    """(attempt, worker identity) of each started event of `activity_type`."""
+    scheduled = {
+        e.event_id
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == activity_type
+    }
+    return [
+        (e.activity_task_started_event_attributes.attempt, e.activity_task_started_event_attributes.identity)
+        for e in history.events
+        if e.HasField("activity_task_started_event_attributes")
+        and e.activity_task_started_event_attributes.scheduled_event_id in scheduled
     ]

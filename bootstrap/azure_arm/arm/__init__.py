@@ -13,14 +13,17 @@
     creation.py        what every creating PUT checks: known location, tags, no move to another location
     operations.py      long-running operations: start, finish, `*_GetOperationStatus`, `finish_interrupted`
     providers/         resource_groups.py, registries.py, registry_runs.py (upload URL, scheduleRun, runs),
-                       managed_clusters.py, cluster_credentials.py, role_assignments.py
+                       managed_clusters.py, cluster_credentials.py, role_assignments.py,
+                       managed_identities.py
 
 Creation (`pipeline bootstrap --azure`): ResourceGroups_CreateOrUpdate/Get,
 Registries_Create and ManagedClusters_CreateOrUpdate (long-running: 201 with
 `Azure-AsyncOperation` and `Retry-After: 1`, provisioningState `Creating` until
 the operation's status answers `Succeeded` a short while later, or `Failed`
 with an injected `failOperation` fault), RoleAssignments_Create/Get at a
-registry's scope. Created resources are added to the seed and saved.
+registry's, cluster's or group's scope, user-assigned identities and their
+federated identity credentials (providers/managed_identities.py). Created
+resources are added to the seed and saved.
 """
 
 from bootstrap.azure_arm.arm.context import ArmError, Context

@@ -23,3 +23,6 @@ AUTHORIZATION_VERSIONS = frozenset(
     {"2015-07-01", "2018-01-01-preview", "2018-09-01-preview", "2020-03-01-preview", "2020-04-01-preview",
      "2020-08-01-preview", "2020-10-01-preview", "2022-01-01-preview", "2022-04-01"}
 )  # fmt: skip
+# azure-mgmt-msi 7.1.0's ManagedServiceIdentityClient sends 2024-11-30 by default (its other profiles: 2018-11-30,
+# 2021-09-30-preview, 2022-01-31-preview); 2026-05-31 is the version of Microsoft's examples (IdentityCreate.json, ...).
+MSI_VERSIONS = frozenset({"2018-11-30", "2021-09-30-preview", "2022-01-31-preview", "2024-11-30", "2026-05-31"})

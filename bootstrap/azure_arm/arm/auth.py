@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import re
 
 from aiohttp import web
 
 from bootstrap.azure_arm import identity
 from bootstrap.azure_arm.arm.context import ArmError
+from bootstrap.azure_arm.arm.providers.role_assignments import ROLE_DEFINITIONS
 from bootstrap.azure_arm.arm.routing import Route
 from bootstrap.azure_arm.state import Seed
 
@@ -71,9 +73,40 @@ def authenticate(request: web.Request, seed: Seed) -> identity.TokenClaims:
     return claims
 
 
+def _action_matches(pattern: str, action: str) -> bool:
+    """An RBAC action pattern (`*` any characters, case-insensitive) against an operation's action."""
+    return re.fullmatch(".*".join(map(re.escape, pattern.split("*"))), action, re.IGNORECASE) is not None
+
+
+def _in_scope(scope: str, path: str) -> bool:
+    scope, path = scope.rstrip("/").lower(), path.rstrip("/").lower()
+    return path == scope or path.startswith(scope + "/")
+
+
+def granted(seed: Seed, principal: str, path: str, action: str) -> bool:
+    """Whether a role assignment of `principal` at `path` or above grants `action` (its role's actions minus
+    notActions, as builtin-roles.json lists them)."""
+    for assignment in seed.role_assignments:
+        if assignment.principal_id.lower() != principal.lower() or not _in_scope(assignment.scope, path):
+            continue
+        role = ROLE_DEFINITIONS.get(assignment.role_definition_id.rsplit("/", 1)[-1].lower())
+        if role is None:
+            continue
+        if any(_action_matches(a, action) for a in role["actions"]) and not any(
+            _action_matches(n, action) for n in role["notActions"]
+        ):
+            return True
+    return False
+
+
 def authorize(request: web.Request, route: Route, seed: Seed, claims: identity.TokenClaims) -> None:
-    """403 AuthorizationFailed unless the caller is a seeded client with access (the imitation's only role)."""
+    """403 AuthorizationFailed unless the caller is a seeded client with access (allowed everything), or a
+    user-assigned identity (a federated token's caller) with a role assignment granting the route's action at the
+    request's resource or above."""
     client = seed.client(claims.client_id)
+    managed = seed.identity_by_client_id(claims.client_id) if client is None else None
+    if managed is not None and granted(seed, managed.principal_id, request.path, route.action):
+        return
     if client is None or not client.has_access:
         scope = request.path.rstrip("/")
         raise ArmError(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from bootstrap.azure_arm.arm.api_versions import (
     AKS_VERSIONS,
     AUTHORIZATION_VERSIONS,
+    MSI_VERSIONS,
     REGISTRY_VERSIONS,
     RESOURCE_VERSIONS,
     TASK_VERSIONS,
@@ -19,6 +20,15 @@ from bootstrap.azure_arm.arm.context import Handler
 from bootstrap.azure_arm.arm.operations import operation_status
 from bootstrap.azure_arm.arm.providers.cluster_credentials import managed_clusters_list_admin, managed_clusters_list_user
 from bootstrap.azure_arm.arm.providers.managed_clusters import managed_clusters_create_or_update, managed_clusters_get
+from bootstrap.azure_arm.arm.providers.managed_identities import (
+    federated_identity_credentials_create_or_update,
+    federated_identity_credentials_delete,
+    federated_identity_credentials_get,
+    federated_identity_credentials_list,
+    user_assigned_identities_create_or_update,
+    user_assigned_identities_delete,
+    user_assigned_identities_get,
+)
 from bootstrap.azure_arm.arm.providers.registries import registries_create, registries_get, registries_list_credentials
 from bootstrap.azure_arm.arm.providers.registry_runs import (
     registries_get_build_source_upload_url,
@@ -49,15 +59,20 @@ _RG = r"/subscriptions/(?P<subscriptionId>[^/]+)/resourcegroups/(?P<resourceGrou
 _REG = _SUB + r"/Microsoft\.ContainerRegistry/registries/(?P<registryName>[^/]+)"
 _AKS = _SUB + r"/Microsoft\.ContainerService/managedClusters/(?P<resourceName>[^/]+)"
 _AKS_OP = r"/subscriptions/(?P<subscriptionId>[^/]+)/providers/Microsoft\.ContainerService/locations/(?P<location>[^/]+)/operationStatus/(?P<operationId>[^/]+)"
-_RA = _REG + r"/providers/Microsoft\.Authorization/roleAssignments/(?P<roleAssignmentName>[^/]+)"
+_ROLE_ASSIGNMENT = r"/providers/Microsoft\.Authorization/roleAssignments/(?P<roleAssignmentName>[^/]+)"
+_RA = _REG + _ROLE_ASSIGNMENT
+_UAI = _SUB + r"/Microsoft\.ManagedIdentity/userAssignedIdentities/(?P<identityName>[^/]+)"
+_FICS = _UAI + "/federatedIdentityCredentials"
+_FIC = _FICS + r"/(?P<ficName>[^/]+)"
 _ACR, _MC = "Microsoft.ContainerRegistry/registries", "Microsoft.ContainerService/managedClusters"
+_MSI = "Microsoft.ManagedIdentity/userAssignedIdentities"
 _RGS, _RAS = "Microsoft.Resources/resourceGroups", "Microsoft.Authorization/roleAssignments"
 
 
 def _route(
     method: str, pattern: str, operation: str, versions: frozenset[str], action: str, handler: Handler, *, in_group: bool = True
 ) -> Route:
-    resource_type = next((t for t in (_ACR, _MC, _RAS) if action.split("/")[0] == t.split("/")[0]), _RGS)
+    resource_type = next((t for t in (_ACR, _MC, _RAS, _MSI) if action.split("/")[0] == t.split("/")[0]), _RGS)
     return Route(
         method, re.compile(pattern + "/?$", re.IGNORECASE), operation, versions, action, resource_type, handler, in_group
     )
@@ -78,6 +93,17 @@ ROUTES: list[Route] = [
     _route("POST", _REG + r"/runs/(?P<runId>[^/]+)/cancel", "Runs_Cancel", TASK_VERSIONS, f"{_ACR}/runs/cancel/action", runs_cancel),
     _route("GET", _RA, "RoleAssignments_Get", AUTHORIZATION_VERSIONS, f"{_RAS}/read", role_assignments_get),
     _route("PUT", _RA, "RoleAssignments_Create", AUTHORIZATION_VERSIONS, f"{_RAS}/write", role_assignments_create),
+    _route("GET", _AKS + _ROLE_ASSIGNMENT, "RoleAssignments_Get", AUTHORIZATION_VERSIONS, f"{_RAS}/read", role_assignments_get),
+    _route("PUT", _AKS + _ROLE_ASSIGNMENT, "RoleAssignments_Create", AUTHORIZATION_VERSIONS, f"{_RAS}/write", role_assignments_create),
+    _route("GET", _RG + _ROLE_ASSIGNMENT, "RoleAssignments_Get", AUTHORIZATION_VERSIONS, f"{_RAS}/read", role_assignments_get),
+    _route("PUT", _RG + _ROLE_ASSIGNMENT, "RoleAssignments_Create", AUTHORIZATION_VERSIONS, f"{_RAS}/write", role_assignments_create),
+    _route("PUT", _UAI, "UserAssignedIdentities_CreateOrUpdate", MSI_VERSIONS, f"{_MSI}/write", user_assigned_identities_create_or_update),
+    _route("GET", _UAI, "UserAssignedIdentities_Get", MSI_VERSIONS, f"{_MSI}/read", user_assigned_identities_get),
+    _route("DELETE", _UAI, "UserAssignedIdentities_Delete", MSI_VERSIONS, f"{_MSI}/delete", user_assigned_identities_delete),
+    _route("GET", _FICS, "FederatedIdentityCredentials_List", MSI_VERSIONS, f"{_MSI}/federatedIdentityCredentials/read", federated_identity_credentials_list),
+    _route("PUT", _FIC, "FederatedIdentityCredentials_CreateOrUpdate", MSI_VERSIONS, f"{_MSI}/federatedIdentityCredentials/write", federated_identity_credentials_create_or_update),
+    _route("GET", _FIC, "FederatedIdentityCredentials_Get", MSI_VERSIONS, f"{_MSI}/federatedIdentityCredentials/read", federated_identity_credentials_get),
+    _route("DELETE", _FIC, "FederatedIdentityCredentials_Delete", MSI_VERSIONS, f"{_MSI}/federatedIdentityCredentials/delete", federated_identity_credentials_delete),
     _route("GET", _AKS, "ManagedClusters_Get", AKS_VERSIONS, f"{_MC}/read", managed_clusters_get),
     _route("PUT", _AKS, "ManagedClusters_CreateOrUpdate", AKS_VERSIONS, f"{_MC}/write", managed_clusters_create_or_update),
     _route("GET", _AKS_OP, "ManagedClusters_GetOperationStatus", AKS_VERSIONS, "Microsoft.ContainerService/locations/operationStatus/read", operation_status, in_group=False),

@@ -29,7 +29,7 @@ import docker.errors
 from bootstrap.cluster.kubelet import runtime
 from bootstrap.cluster.kubelet.envs import EnvError, build_env
 from bootstrap.cluster.kubelet.probes import Prober
-from bootstrap.cluster.kubelet.volumes import ApiAccess, MountError, container_mounts
+from bootstrap.cluster.kubelet.volumes import ApiAccess, MountError, container_mounts, refresh_volumes
 from bootstrap.cluster.store import Obj, Store, now_rfc3339
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,9 @@ CONFIG_RETRY = 5.0
 TERMINATION_LOG_LINES = 80
 TERMINATION_LOG_BYTES = 2048
 READY_SETTLE = 1.0  # seconds a container without readiness probe must run before it is Ready
+# kubelet's volume manager re-renders mounted configMap/secret/downwardAPI/projected volumes about once a minute;
+# a projected token due for rotation sooner (volumes.TOKEN_REFRESH_FRACTION) is rewritten when it is due.
+VOLUME_RESYNC = 60.0
 # The pod conditions kubelet owns (kubetypes.PodConditionByKubelet): it writes these, and keeps any other as stored.
 KUBELET_CONDITIONS = frozenset({"PodScheduled", "Ready", "Initialized", "ContainersReady", "PodReadyToStartContainers"})
 READINESS_GATES_NOT_READY = "ReadinessGatesNotReady"
@@ -109,6 +112,7 @@ class PodWorker:
         self._gone = False
         self._terminating = False
         self._timers: list[asyncio.TimerHandle] = []
+        self._volume_refresher: asyncio.Task[None] | None = None
 
     # ----- signals from the kubelet (called on the loop, cheap) -----
 
@@ -153,6 +157,19 @@ class PodWorker:
                 st.stop_probes()
             for timer in self._timers:
                 timer.cancel()
+            if self._volume_refresher is not None:
+                self._volume_refresher.cancel()
+
+    async def _refresh_volumes(self) -> None:
+        """Keep the pod's rendered volumes current: rotate projected tokens, follow ConfigMap and Secret changes."""
+        while True:
+            try:
+                due = refresh_volumes(self._host.store, self.pod, state_dir=self._host.state_dir, api=self._host.api_access)
+            except Exception:  # never let a refresh kill the pod worker
+                log.exception("refreshing the volumes of pod %s failed", self.uid)
+                due = None
+            delay = VOLUME_RESYNC if due is None else min(VOLUME_RESYNC, max(0.5, due - time.time()))
+            await asyncio.sleep(delay)
 
     def _wake_after(self, delay: float) -> None:
         loop = asyncio.get_running_loop()
@@ -325,9 +342,11 @@ class PodWorker:
             )
         except (MountError, OSError) as err:
             st.state = {"waiting": {"reason": "ContainerCreating"}}
-            self._host.event(self.pod, "FailedMount", f"MountVolume.SetUp failed: {err}", warning=True)
+            self._host.event(self.pod, "FailedMount", f"MountVolume.SetUp failed for {err}", warning=True)
             self._wake_after(CONFIG_RETRY)
             return
+        if self._volume_refresher is None:
+            self._volume_refresher = asyncio.ensure_future(self._refresh_volumes())
         try:
             env = build_env(
                 self._host.store, self._with_ips(), container, node_cpus=self._host.node_cpus, node_memory=self._host.node_memory

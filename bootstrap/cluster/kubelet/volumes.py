@@ -1,4 +1,5 @@
-"""A container's volumes, as kubelet mounts them: `hostPath`, `emptyDir`, the service-account token, /etc/hosts.
+"""A container's volumes, as kubelet mounts them: `hostPath`, `emptyDir`, `configMap`, `secret`, `downwardAPI`,
+`projected`, the service-account token, /etc/hosts.
 
 The kinds of volume a pipeline worker pod needs:
 
@@ -38,24 +39,59 @@ does not authorize (RBAC objects are stored, never enforced), so every pod with
 a mounted token can do what the kubeconfig can. Roles and RoleBindings are
 still worth rendering: a real cluster (AKS) enforces them.
 
-Any other volume type (configMap, secret, projected, ...) is a MountError
-naming the volume: the cluster does not support it.
+- `configMap`, `secret`, `downwardAPI` and `projected` (sources
+  `serviceAccountToken`, `configMap`, `secret`, `downwardAPI`): rendered into
+  `<state_dir>/pods/<uid>/volumes/<name>/` (directory 0755, files `defaultMode`
+  or an item's `mode`, default 0644 as kubelet's) and bind-mounted read-only,
+  as kubelet always mounts them. `items` select and rename keys; a missing
+  ConfigMap or Secret (or key) is a MountError unless `optional`, reported as
+  kubelet reports it (`MountVolume.SetUp failed for volume "x" : configmap "y"
+  not found`). downwardAPI `fieldRef`s: metadata.name/namespace/uid,
+  metadata.labels/annotations (kubelet's `key="value"` lines, sorted) and
+  `['key']` of them, spec.nodeName, spec.serviceAccountName, status.podIP(s),
+  status.hostIP(s). A `serviceAccountToken` source is a token of the pod's
+  ServiceAccount (`spec.serviceAccountName`, default "default") for its
+  `audience` (default: the issuer) and `expirationSeconds` (default 3600, at
+  least 600), bound to the pod (`kubernetes.io.pod`), signed by the API
+  server's issuer (tokens.py). The pod worker keeps these volumes current
+  (`refresh_volumes`, podworker.py): a token is replaced once
+  TOKEN_REFRESH_FRACTION (0.8; env CLUSTER_TOKEN_REFRESH_FRACTION of the cluster
+  process) of its lifetime has passed or it is 24 h old, and changed ConfigMaps,
+  Secrets and labels are rewritten within a minute. Files are replaced
+  atomically (rename), so a container reading through the directory mount sees
+  the old or the new content, never half of it (a `subPath` mount, as in
+  kubelet, keeps the file it started with).
+
+Any other volume type (persistentVolumeClaim, nfs, ...) is a MountError naming
+the volume: the cluster does not support it.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+import jwt
+
+from bootstrap.cluster import errors
 from bootstrap.cluster.kubelet.runtime import pod_hostname_and_domain
-from bootstrap.cluster.resources import SERVICEACCOUNTS
+from bootstrap.cluster.resources import CONFIGMAPS, NODES, SECRETS, SERVICEACCOUNTS
 from bootstrap.cluster.store import Obj, Store
+from bootstrap.cluster.tokens import DEFAULT_EXPIRATION_SECONDS, MIN_EXPIRATION_SECONDS, TokenIssuer, service_account
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 ETC_HOSTS = "/etc/hosts"
+DEFAULT_MODE = 0o644  # kubelet's default defaultMode (420)
+# kubelet's token manager refreshes a projected token once 80% of its lifetime has passed, or after 24 h.
+# CLUSTER_TOKEN_REFRESH_FRACTION (read by the cluster process) lowers it for tests.
+TOKEN_REFRESH_FRACTION = float(os.environ.get("CLUSTER_TOKEN_REFRESH_FRACTION", "0.8"))
+TOKEN_MAX_TTL = 24 * 3600.0
+PROJECTED_KINDS = ("projected", "configMap", "secret", "downwardAPI")
 
 
 class MountError(Exception):
@@ -70,6 +106,7 @@ class ApiAccess:
     ca_pem: bytes
     token: str
     host: str = "127.0.0.1"
+    issuer: TokenIssuer | None = None  # signs projected serviceAccountToken sources; None: they fail to mount
 
 
 @dataclass(frozen=True)
@@ -118,17 +155,21 @@ def container_mounts(
             source = _host_path(name, volume["hostPath"])
         elif "emptyDir" in volume:
             source = str(_empty_dir(pod_dir(state_dir, pod["metadata"]["uid"]), name))
+        elif any(kind in volume for kind in PROJECTED_KINDS):
+            source = str(write_volume(store, pod, volume, state_dir=state_dir, api=api))
         else:
             kinds = ", ".join(k for k in volume if k != "name") or "no source"
             raise MountError(
-                f'volume "{name}": unsupported volume type ({kinds}); this cluster mounts only hostPath and emptyDir volumes'
+                f'volume "{name}": unsupported volume type ({kinds}); this cluster mounts only hostPath, emptyDir, '
+                "configMap, secret, downwardAPI and projected volumes"
             )
         sub = mount.get("subPath") or ""
         if sub:
             if PurePosixPath(sub).is_absolute() or ".." in PurePosixPath(sub).parts:
                 raise MountError(f'volume "{name}": subPath {sub!r} must be a relative path without ".."')
             source = str(PurePosixPath(source) / sub)
-        binds.append(f"{source}:{target}:ro" if mount.get("readOnly") else f"{source}:{target}")
+        read_only = mount.get("readOnly") or any(kind in volume for kind in PROJECTED_KINDS)  # kubelet: always read-only
+        binds.append(f"{source}:{target}:ro" if read_only else f"{source}:{target}")
         taken.add(os.path.normpath(target))
     env: dict[str, str] = {}
     if api is not None and os.path.normpath(SERVICE_ACCOUNT_DIR) not in taken and automounts_token(store, pod):
@@ -229,3 +270,226 @@ def _write_service_account(directory: Path, api: ApiAccess, namespace: str) -> P
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     return target
+
+
+# ----- configMap, secret, downwardAPI and projected volumes -----
+
+
+def _volume_kind(volume: Obj) -> str:
+    return next(kind for kind in PROJECTED_KINDS if kind in volume)
+
+
+def _mode(value: object, default: int) -> int:
+    return int(value) & 0o777 if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _relative(volume: str, path: object) -> str:
+    text = str(path or "")
+    parts = PurePosixPath(text).parts
+    if not text or PurePosixPath(text).is_absolute() or ".." in parts or text.startswith("..") or not parts:
+        raise MountError(f'volume "{volume}" : invalid path {text!r}: must be a relative path without ".."')
+    return text
+
+
+def _key_files(
+    volume: str, kind: str, source: Obj, data: dict[str, bytes] | None, default_mode: int
+) -> dict[str, tuple[bytes, int]]:
+    """The files of a configMap or secret source: every key, or the `items`; a missing optional source is empty."""
+    name = source.get("secretName" if kind == "secret" and "secretName" in source else "name") or ""
+    optional = bool(source.get("optional"))
+    if data is None:
+        if optional:
+            return {}
+        raise MountError(f'volume "{volume}" : {kind.lower()} "{name}" not found')
+    items = source.get("items") or []
+    if not items:
+        return {_relative(volume, key): (value, default_mode) for key, value in data.items()}
+    files: dict[str, tuple[bytes, int]] = {}
+    for item in items:
+        key = item.get("key", "")
+        if key not in data:
+            if optional:
+                continue
+            raise MountError(f'volume "{volume}" : {kind.lower()} references non-existent config key: {key}')
+        files[_relative(volume, item.get("path"))] = (data[key], _mode(item.get("mode"), default_mode))
+    return files
+
+
+def _config_map_data(store: Store, namespace: str, name: str) -> dict[str, bytes] | None:
+    found = store.try_get(CONFIGMAPS, namespace, name)
+    if found is None:
+        return None
+    data = {k: str(v).encode() for k, v in (found.get("data") or {}).items()}
+    data.update({k: base64.b64decode(v) for k, v in (found.get("binaryData") or {}).items()})
+    return data
+
+
+def _secret_data(store: Store, namespace: str, name: str) -> dict[str, bytes] | None:
+    found = store.try_get(SECRETS, namespace, name)
+    if found is None:
+        return None
+    return {k: base64.b64decode(v or "") for k, v in (found.get("data") or {}).items()}
+
+
+def _format_map(values: dict[str, str]) -> str:
+    """kubelet's fieldpath.FormatMap: sorted `key="value"` lines."""
+    return "\n".join(f'{k}="{values[k]}"' for k in sorted(values))
+
+
+def _downward_value(volume: str, pod: Obj, path: str) -> str:
+    from bootstrap.cluster.kubelet.envs import EnvError, _field_ref
+
+    meta = pod["metadata"]
+    if path in ("metadata.labels", "metadata.annotations"):
+        return _format_map({k: str(v) for k, v in (meta.get(path.split(".")[1]) or {}).items()})
+    try:
+        return _field_ref(pod, path)
+    except EnvError as err:
+        raise MountError(f'volume "{volume}" : {err}') from None
+
+
+def _downward_files(volume: str, pod: Obj, source: Obj, default_mode: int) -> dict[str, tuple[bytes, int]]:
+    files: dict[str, tuple[bytes, int]] = {}
+    for item in source.get("items") or []:
+        if "fieldRef" not in item:
+            raise MountError(f'volume "{volume}" : only fieldRef downwardAPI items are supported, not {sorted(item)}')
+        value = _downward_value(volume, pod, str(item["fieldRef"].get("fieldPath", "")))
+        files[_relative(volume, item.get("path"))] = (value.encode(), _mode(item.get("mode"), default_mode))
+    return files
+
+
+def token_needs_refresh(token: str, *, audience: str, expiration_seconds: int, pod_uid: str, now: float) -> bool:
+    """kubelet's token manager (requiresRefresh): a new token once TOKEN_REFRESH_FRACTION of its lifetime has
+    passed or it is 24 h old, and whenever the spec asks for another audience, lifetime or pod."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return True
+    iat, exp = int(claims.get("iat", 0)), int(claims.get("exp", 0))
+    pod = (claims.get("kubernetes.io") or {}).get("pod") or {}
+    if claims.get("aud") != [audience] or exp - iat != expiration_seconds or pod.get("uid") != pod_uid:
+        return True
+    return now >= _refresh_at(iat, exp)
+
+
+def _refresh_at(iat: int, exp: int) -> float:
+    return min(iat + (exp - iat) * TOKEN_REFRESH_FRACTION, iat + TOKEN_MAX_TTL)
+
+
+def _token_file(
+    store: Store, pod: Obj, volume: str, source: Obj, existing: Path, api: ApiAccess | None, default_mode: int
+) -> tuple[str, tuple[bytes, int], float]:
+    """A projected serviceAccountToken: (path, (token, mode), when it needs a refresh); reuses the token on disk."""
+    if api is None or api.issuer is None:
+        raise MountError(f'volume "{volume}" : this cluster issues no ServiceAccount tokens to its kubelet')
+    path = _relative(volume, source.get("path"))
+    audience = str(source.get("audience") or api.issuer.issuer)
+    expiration = source.get("expirationSeconds")
+    expiration = DEFAULT_EXPIRATION_SECONDS if expiration is None else int(expiration)
+    if expiration < MIN_EXPIRATION_SECONDS:
+        raise MountError(f'volume "{volume}" : expirationSeconds {expiration}: may not specify a duration less than 10 minutes')
+    meta = pod["metadata"]
+    now = time.time()
+    current = existing / path
+    if current.is_file():
+        token = current.read_text()
+        if not token_needs_refresh(token, audience=audience, expiration_seconds=expiration, pod_uid=meta["uid"], now=now):
+            claims = jwt.decode(token, options={"verify_signature": False})
+            return path, (token.encode(), default_mode), _refresh_at(int(claims["iat"]), int(claims["exp"]))
+    account_name = pod["spec"].get("serviceAccountName") or pod["spec"].get("serviceAccount") or "default"
+    try:
+        account = service_account(store, meta["namespace"], account_name)
+    except errors.ApiError as err:
+        raise MountError(f'volume "{volume}" : failed to fetch token: {err.message}') from None
+    node_name = pod["spec"].get("nodeName")
+    node = store.try_get(NODES, None, node_name) if node_name else None
+    token, exp = api.issuer.service_account_token(
+        account, audiences=[audience], expiration_seconds=expiration, pod=pod, node=node, now=now
+    )
+    return path, (token.encode(), default_mode), _refresh_at(int(now), exp)
+
+
+def _render(
+    store: Store, pod: Obj, volume: Obj, directory: Path, api: ApiAccess | None
+) -> tuple[dict[str, tuple[bytes, int]], float | None]:
+    """The files of a configMap, secret, downwardAPI or projected volume, and when its token (if any) is due."""
+    name = volume["name"]
+    namespace = pod["metadata"]["namespace"]
+    kind = _volume_kind(volume)
+    spec = volume[kind] or {}
+    default_mode = _mode(spec.get("defaultMode"), DEFAULT_MODE)
+    if kind == "configMap":
+        return _key_files(name, kind, spec, _config_map_data(store, namespace, spec.get("name") or ""), default_mode), None
+    if kind == "secret":
+        return _key_files(name, kind, spec, _secret_data(store, namespace, spec.get("secretName") or ""), default_mode), None
+    if kind == "downwardAPI":
+        return _downward_files(name, pod, spec, default_mode), None
+    files: dict[str, tuple[bytes, int]] = {}
+    due: float | None = None
+    for source in spec.get("sources") or []:
+        if "serviceAccountToken" in source:
+            path, content, refresh_at = _token_file(store, pod, name, source["serviceAccountToken"], directory, api, default_mode)
+            files[path] = content
+            due = refresh_at if due is None else min(due, refresh_at)
+        elif "configMap" in source:
+            cm = source["configMap"]
+            files.update(
+                _key_files(name, "configMap", cm, _config_map_data(store, namespace, cm.get("name") or ""), default_mode)
+            )
+        elif "secret" in source:
+            sec = source["secret"]
+            files.update(_key_files(name, "secret", sec, _secret_data(store, namespace, sec.get("name") or ""), default_mode))
+        elif "downwardAPI" in source:
+            files.update(_downward_files(name, pod, source["downwardAPI"], default_mode))
+        else:
+            kinds = ", ".join(source) or "no source"
+            raise MountError(f'volume "{name}" : unsupported projected source ({kinds})')
+    return files, due
+
+
+def _write_files(directory: Path, files: dict[str, tuple[bytes, int]]) -> None:
+    """Write each file atomically (a temporary file renamed over it), only when its content or mode changed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory.parent.parent, 0o755)  # the pod's directory
+    os.chmod(directory.parent, 0o755)
+    os.chmod(directory, 0o755)
+    for relative, (data, mode) in files.items():
+        path = directory / relative
+        if path.is_file() and path.read_bytes() == data and stat.S_IMODE(path.stat().st_mode) == mode:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for parent in path.relative_to(directory).parents:
+            os.chmod(directory / parent, 0o755)
+        tmp = path.parent / f".{path.name}.tmp"
+        tmp.write_bytes(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+
+
+def write_volume(store: Store, pod: Obj, volume: Obj, *, state_dir: Path, api: ApiAccess | None) -> Path:
+    """Render a configMap, secret, downwardAPI or projected volume into `<pod dir>/volumes/<name>` (raises MountError)."""
+    directory = pod_dir(state_dir, pod["metadata"]["uid"]) / "volumes" / volume["name"]
+    files, _ = _render(store, pod, volume, directory, api)
+    _write_files(directory, files)
+    return directory
+
+
+def refresh_volumes(store: Store, pod: Obj, *, state_dir: Path, api: ApiAccess | None) -> float | None:
+    """Re-render the pod's mounted configMap, secret, downwardAPI and projected volumes (what kubelet's volume
+    manager does on its periodic resync): tokens due for rotation are replaced, changed ConfigMaps and Secrets
+    rewritten. A volume that cannot be rendered now keeps its files. Returns when the next token is due."""
+    due: float | None = None
+    for volume in pod["spec"].get("volumes") or []:
+        if not any(kind in volume for kind in PROJECTED_KINDS):
+            continue
+        directory = pod_dir(state_dir, pod["metadata"]["uid"]) / "volumes" / volume["name"]
+        if not directory.is_dir():
+            continue  # not mounted (yet)
+        try:
+            files, refresh_at = _render(store, pod, volume, directory, api)
+            _write_files(directory, files)
+        except (MountError, OSError):
+            continue
+        if refresh_at is not None:
+            due = refresh_at if due is None else min(due, refresh_at)
+    return due

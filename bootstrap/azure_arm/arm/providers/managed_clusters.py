@@ -75,9 +75,13 @@ def _identity_profile(seed: Seed, cluster: ClusterSeed, group: str) -> dict[str,
     }
 
 
-def _oidc_issuer_profile(seed: Seed, cluster: ClusterSeed) -> dict[str, Any]:
+def _oidc_issuer_profile(seed: Seed, cluster: ClusterSeed, local_issuer: str | None) -> dict[str, Any]:
+    """With --kubeconfig, the issuer is the local cluster's (its discovery document's `issuer`, the `iss` of its
+    ServiceAccount tokens: federated credentials must name it byte for byte); without, an AKS-shaped URL."""
     profile: dict[str, Any] = {"enabled": cluster.oidc_issuer}
-    if cluster.oidc_issuer:
+    if cluster.oidc_issuer and local_issuer:
+        profile["issuerURL"] = local_issuer
+    elif cluster.oidc_issuer:
         issuer = uuid.uuid5(uuid.NAMESPACE_URL, identity_key(seed, cluster) + "/oidc")
         profile["issuerURL"] = f"https://{cluster.location}.oic.prod-aks.azure.com/{seed.tenant_id}/{issuer}/"
     return profile
@@ -103,7 +107,7 @@ def _cluster_properties(ctx: Context, cluster: ClusterSeed) -> dict[str, Any]:
         "networkProfile": {"networkPlugin": "kubenet", "outboundType": "loadBalancer", "loadBalancerSku": "standard"},
         "servicePrincipalProfile": {"clientId": "msi"},
         "identityProfile": _identity_profile(ctx.seed, cluster, group),
-        "oidcIssuerProfile": _oidc_issuer_profile(ctx.seed, cluster),
+        "oidcIssuerProfile": _oidc_issuer_profile(ctx.seed, cluster, ctx.request.app["oidc"].cluster_issuer()),
         "securityProfile": {"workloadIdentity": {"enabled": cluster.workload_identity}},
     }
     if cluster.aad:

@@ -1,31 +1,33 @@
-"""Microsoft.Authorization/roleAssignments at a registry's scope: RoleAssignments_Get and RoleAssignments_Create."""
+"""Microsoft.Authorization/roleAssignments at the scope of a registry, a managed cluster or a resource group:
+RoleAssignments_Get and RoleAssignments_Create, for any built-in role of builtin-roles.json."""
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from bootstrap.azure_arm.arm.context import ArmError, Context, json_response, read_body
-from bootstrap.azure_arm.arm.providers.managed_clusters import kubelet_object_id, principal_id
+from bootstrap.azure_arm.arm.providers.managed_clusters import cluster_id, kubelet_object_id, principal_id
 from bootstrap.azure_arm.arm.providers.registries import registry_id
 from bootstrap.azure_arm.builds import now_iso
 from bootstrap.azure_arm.state import RoleAssignmentSeed
 
-# Built-in role definitions (the same GUIDs in every tenant) the imitation knows.
-ROLE_DEFINITIONS = {
-    "7f951dca-d1b7-4d0a-9b11-ce1bf1cd58da": "AcrPull",
-    "8311e382-0749-4cb8-b61a-304f252e45ec": "AcrPush",
-    "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
-    "acdd72a7-3385-48ef-bd42-f606fba81ae7": "Reader",
+# Built-in role definitions (the same GUIDs in every tenant), by lower-case GUID: Microsoft's role documentation,
+# compiled into builtin-roles.json (a byte-for-byte copy of the shared examples' file; see tests/azure/examples/README.md).
+ROLE_DEFINITIONS: dict[str, dict[str, Any]] = {
+    r["id"].lower(): r for r in json.loads((Path(__file__).resolve().parents[2] / "builtin-roles.json").read_text())
 }
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 def _principals(ctx: Context) -> set[str]:
-    """Object ids the imitated directory knows: the seeded principals and every cluster's identities."""
-    known = {c.object_id.lower() for c in ctx.seed.clients}
+    """Object ids the imitated directory knows: the seeded principals, every cluster's identities and every
+    user-assigned identity."""
+    known = {c.object_id.lower() for c in ctx.seed.clients} | {i.principal_id.lower() for i in ctx.seed.identities}
     for cluster in ctx.seed.clusters:
         known.add(kubelet_object_id(ctx.seed, cluster))
         known.add(principal_id(ctx.seed, cluster))
@@ -54,8 +56,18 @@ def _role_assignment_body(assignment: RoleAssignmentSeed) -> dict[str, Any]:
     }
 
 
+def _scope(ctx: Context) -> str:
+    """The resource id the path names: a registry, a managed cluster or (checked to exist by dispatch) a group."""
+    if "registryName" in ctx.params:
+        return registry_id(ctx.seed, ctx.registry())
+    if "resourceName" in ctx.params:
+        return cluster_id(ctx.seed, ctx.cluster())
+    group = ctx.seed.group(ctx.group)
+    return f"/subscriptions/{ctx.seed.subscription_id}/resourceGroups/{group.name if group else ctx.group}"
+
+
 async def role_assignments_get(ctx: Context) -> web.StreamResponse:
-    scope = registry_id(ctx.seed, ctx.registry())
+    scope = _scope(ctx)
     found = ctx.seed.role_assignment(scope, ctx.params["roleAssignmentName"])
     if found is None:
         raise ArmError(404, "RoleAssignmentNotFound", f"The role assignment '{ctx.params['roleAssignmentName']}' is not found.")
@@ -104,9 +116,10 @@ def _check_no_conflict(ctx: Context, scope: str, principal: str, role_guid: str)
 
 
 async def role_assignments_create(ctx: Context) -> web.StreamResponse:
-    """RoleAssignments_Create at a registry's scope: idempotent by name (same content -> 201 again); the same
-    principal and role under another name -> 409 RoleAssignmentExists; other content under the same name -> 400."""
-    scope = registry_id(ctx.seed, ctx.registry())
+    """RoleAssignments_Create at a registry's, cluster's or group's scope: idempotent by name (same content -> 201
+    again); the same principal and role under another name -> 409 RoleAssignmentExists; other content under the
+    same name -> 400."""
+    scope = _scope(ctx)
     name = ctx.params["roleAssignmentName"]
     _check_name(name)
     properties = (await read_body(ctx)).get("properties") or {}
