@@ -11,12 +11,13 @@ runs as a local process once `up` is done.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import docker
 
-from bootstrap import base_image, wheelhouse
+from bootstrap import base_image, multiarch, wheelhouse
 from bootstrap.services import (
     DockerEngine,
     LocalCluster,
@@ -55,30 +56,57 @@ def services(settings: StackSettings, only: frozenset[str] | None = None) -> lis
 
 def up(settings: StackSettings, *, only: frozenset[str] | None = None, say: Callable[[str], None] = print) -> None:
     """Start what is not running and build what is missing; leave everything else as it is."""
+    if only is not None and "base-image" in only:
+        only = only | {"docker", "registry"}  # the base images are built in the engine and published to the registry
     processes = [s for s in services(settings, only) if s.name != "pipeline"]
     pipeline = [s for s in services(settings, only) if s.name == "pipeline"]
     for service in processes:
         _ensure_running(service, say)
     if only is None or "base-image" in only:
-        client = docker.DockerClient(base_url=DockerEngine(settings).where())
-        try:
-            say(
-                f"base-image: {settings.base_image} "
-                + ("exists" if base_image.exists(client, settings.base_image) else "building with debootstrap (about a minute)")
-            )
-            base_image.ensure(
-                client,
-                settings.base_image,
-                work_dir=settings.state_dir / "base-image",
-                log_file=settings.logs_dir / "base-image.log",
-            )
-        finally:
-            client.close()
+        _ensure_base_images(settings, say)
     if only is None or "wheelhouse" in only:
         built = wheelhouse.ensure(REPO_ROOT, log_file=settings.logs_dir / "wheelhouse.log")
         say(f"wheelhouse: {'downloaded' if built else 'up to date'} ({REPO_ROOT / 'wheelhouse'})")
     for service in pipeline:  # last: its image build needs the base image and the wheelhouse
         _ensure_running(service, say, starting="deploying itself into the cluster with `pipeline bootstrap`")
+
+
+def _ensure_base_images(settings: StackSettings, say: Callable[[str], None]) -> None:
+    """One base image per platform (arm64 through QEMU), then the multi-platform index in the registry."""
+    try:
+        if multiarch.ensure_emulation(multiarch.ARM64):
+            say("qemu: registered qemu-aarch64 in binfmt_misc (flags F), arm64 containers run emulated")
+    except multiarch.MultiArchError as exc:
+        raise base_image.BaseImageError(f"qemu: {exc}") from None
+    if not Registry(settings).probe():
+        raise base_image.BaseImageError(
+            f"the registry at {settings.registry_address} is not running; the base images are pushed there"
+        )
+    client = docker.DockerClient(base_url=DockerEngine(settings).where())
+    try:
+        for platform in multiarch.PLATFORMS:
+            tag = base_image.platform_tag(settings.base_image, platform)
+            if base_image.exists(client, tag) and base_image.architecture(client, tag) == platform.architecture:
+                say(f"base-image: {tag} exists")
+                continue
+            emulated = " under QEMU, a few minutes" if platform.qemu else ", about a minute"
+            say(f"base-image: {tag} building with debootstrap ({platform.name}{emulated})")
+            started = time.monotonic()
+            base_image.ensure(
+                client,
+                settings.base_image,
+                work_dir=settings.state_dir / "base-image",
+                log_file=settings.logs_dir / "base-image.log",
+                platform=platform,
+            )
+            say(f"base-image: {tag} built in {time.monotonic() - started:.0f} s")
+        pushed = base_image.publish(
+            client, settings.base_image, registry=settings.registry_address, log_file=settings.logs_dir / "base-image.log"
+        )
+        index = f"{settings.registry_address}/{settings.base_image}"
+        say(f"base-image: {index} " + (f"pushed ({', '.join(pushed)})" if pushed else "up to date (linux/amd64, linux/arm64)"))
+    finally:
+        client.close()
 
 
 def _ensure_running(service: Service, say: Callable[[str], None], *, starting: str = "starting") -> None:
@@ -125,7 +153,20 @@ def _base_image_status(settings: StackSettings) -> ArtifactStatus:
         return ArtifactStatus("base-image", "unknown (docker not running)", settings.base_image)
     client = docker.DockerClient(base_url=engine.where())
     try:
-        present = base_image.exists(client, settings.base_image)
+        local = [base_image.platform_tag(settings.base_image, p) for p in multiarch.PLATFORMS]
+        missing = [
+            tag
+            for tag, p in zip(local, multiarch.PLATFORMS, strict=True)
+            if not base_image.exists(client, tag) or base_image.architecture(client, tag) != p.architecture
+        ]
     finally:
         client.close()
-    return ArtifactStatus("base-image", "present" if present else "missing", settings.base_image)
+    index = f"{settings.registry_address}/{settings.base_image}"
+    where = f"{', '.join(local)}; index {index}"
+    if settings.base_image in missing:
+        return ArtifactStatus("base-image", "missing", where)
+    if missing:
+        return ArtifactStatus("base-image", f"incomplete (no {', '.join(missing)})", where)
+    if not base_image.published(settings.registry_address, settings.base_image):
+        return ArtifactStatus("base-image", "incomplete (index not in registry)", where)
+    return ArtifactStatus("base-image", "present", where)

@@ -30,7 +30,15 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from pipeline import clusters, diagnose, kube, render, revisions, source
 from pipeline.azure import pull_secret
 from pipeline.builders import acr as acr_builder
-from pipeline.builders.local import BuildError, BuildRequest, build_and_push, is_build_of, source_and_tag
+from pipeline.builders.local import (
+    BuildError,
+    BuildRequest,
+    build_and_push,
+    build_platforms,
+    is_complete_build_of,
+    is_multi_platform_build_of,
+    source_and_tag,
+)
 from pipeline.errors import (
     PipelineError,
     VerificationFailed,  # noqa: F401  (re-exported: the tree lives in pipeline/errors.py)
@@ -41,9 +49,12 @@ from pipeline.models import (
     ApplyInput,
     ApplyResult,
     BuildImageInput,
+    BuildPlatformInput,
     BuiltImage,
     ClusterRef,
     Manifests,
+    PlatformImage,
+    PushIndexInput,
     ReadRevisionInput,
     ReadRevisionResult,
     RecordRevisionInput,
@@ -118,13 +129,22 @@ def build_image(request: BuildImageInput) -> BuiltImage:
 
     The context is the archive the CLI uploaded (BuildSpec.source, pipeline/source.py), fetched from the
     registry and checked against its digest: nothing of the client's file system is read here.
+    With more than one platform (target local; target aks builds each platform in
+    `build_platform_image`): one image per platform, then their OCI image index under the tag.
     """
     if request.target == "aks":
         return acr_builder.build_image(request)
     spec = request.build
     digest_of_source, tag = source_and_tag(spec, request.tag)
     existing = find_image(spec.repository, tag)
-    if existing is not None and is_build_of(existing, digest_of_source):
+    if len(spec.platforms) > 1:
+        if is_multi_platform_build_of(existing, digest_of_source, spec.platforms):
+            assert existing is not None
+            activity.logger.info("%s:%s already pushed as index %s; not rebuilding", spec.repository, tag, existing.digest)
+            images = tuple(PlatformImage(e.platform, e.digest) for e in existing.platforms)
+            return BuiltImage(spec.repository, tag, existing.digest, reused=True, platforms=images)
+    elif is_complete_build_of(existing, digest_of_source, spec.platforms):
+        assert existing is not None
         activity.logger.info("%s:%s already pushed as %s; not rebuilding", spec.repository, tag, existing.digest)
         return BuiltImage(spec.repository, tag, existing.digest, reused=True)
     assert spec.source is not None  # source_and_tag checked it
@@ -138,26 +158,42 @@ def build_image(request: BuildImageInput) -> BuiltImage:
             beat(line[:200])
             last_beat = time.monotonic()
 
+    build = BuildRequest(
+        archive=archive,
+        dockerfile=spec.dockerfile,
+        target=spec.target or None,
+        repository=spec.repository,
+        tag=tag,
+        build_args=spec.build_args,
+        labels={SOURCE_HASH_LABEL: digest_of_source},
+    )
     try:
         with Keepalive(activity.heartbeat) as beat:
-            pushed = build_and_push(
-                engine,
-                BuildRequest(
-                    archive=archive,
-                    dockerfile=spec.dockerfile,
-                    target=spec.target or None,
-                    repository=spec.repository,
-                    tag=tag,
-                    build_args=spec.build_args,
-                    labels={SOURCE_HASH_LABEL: digest_of_source},
-                ),
-                on_progress=progress,
-            )
+            if len(spec.platforms) > 1:
+                digest, images = build_platforms(
+                    engine, build, spec.platforms, source_hash=digest_of_source, on_progress=progress
+                )
+                return BuiltImage(spec.repository, tag, digest, platforms=images)
+            pushed = build_and_push(engine, build, on_progress=progress)
     except docker.errors.DockerException as exc:
         raise BuildError(f"docker engine unavailable: {exc}") from exc
     finally:
         engine.close()
     return BuiltImage(pushed.repository, pushed.tag, pushed.digest)
+
+
+@activity.defn
+@_as_application_errors
+def build_platform_image(request: BuildPlatformInput) -> BuiltImage:
+    """One platform's image of a multi-platform build (target "aks": one ACR run, resumed after a retry, never a second)."""
+    return acr_builder.build_image(request.build, platform=request.platform)
+
+
+@activity.defn
+@_as_application_errors
+def push_image_index(request: PushIndexInput) -> BuiltImage:
+    """The OCI image index naming every platform's image, PUT under the build's tag (the same images, the same digest)."""
+    return acr_builder.push_index(request)
 
 
 # ----- render and apply -----
@@ -313,6 +349,8 @@ ALL: list[Callable[..., object]] = [
     read_revision,
     record_revision,
     build_image,
+    build_platform_image,
+    push_image_index,
     render_manifests,
     apply_manifests,
     wait_for_rollout,

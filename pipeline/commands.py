@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import urllib.parse
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,7 +26,7 @@ from pipeline.config import PipelineConfig
 from pipeline.contract import WORKFLOW_TYPE
 from pipeline.errors import BadRequest, PipelineError
 from pipeline.inputs import cluster_ref, deploy_request, temporal_target
-from pipeline.models import DeploymentResult, DeployRequest, RenderInput, WorkloadIdentity
+from pipeline.models import DeploymentResult, DeployRequest, PlatformImage, RenderInput, WorkloadIdentity
 from pipeline.temporal_client import connect as temporal_connect, run as run_async
 
 T = TypeVar("T")
@@ -169,7 +169,8 @@ def report(result: DeploymentResult, url: str, *, config: PipelineConfig | None 
     """Print the outcome in one line (and, when no rollback ran after a termination, the drift); return the exit code."""
     if result.outcome == "succeeded":
         identities = sorted({p.identity for p in result.pollers})
-        click.echo(f"Deployed {result.image}: verified; polling: {', '.join(identities) or '-'}")
+        index = f"; an index of {', '.join(p.platform for p in result.platforms)}" if result.platforms else ""
+        click.echo(f"Deployed {result.image}: verified; polling: {', '.join(identities) or '-'}{index}")
     elif result.outcome == "rolled_back":
         click.echo(f"Rolled back to {result.restored_image}: {result.reason}", err=True)
     elif result.outcome == "canceled":
@@ -222,6 +223,8 @@ async def _status(config: PipelineConfig, app: str) -> None:
     )
     click.echo(f"  step:     {st.step}{' - ' + st.detail if st.detail else ''}")
     click.echo(f"  image:    {st.image or '-'}")
+    for line in platform_lines(st.platforms):
+        click.echo(line)
     click.echo(f"  previous: {st.previous_image or '-'}")
     if progress.activity:
         click.echo(f"  activity: {progress.activity} {deployments.format_detail(progress)}".rstrip())
@@ -234,6 +237,16 @@ async def _status(config: PipelineConfig, app: str) -> None:
         line = drift_line(config, app)
         click.echo(line or "  cluster:  runs the last verified revision")
     click.echo(f"Web UI: {url}")
+
+
+def platform_lines(platforms: Sequence[PlatformImage]) -> list[str]:
+    """A multi-platform image: the index (`image:` above) and each platform's digest, one line each."""
+    if not platforms:
+        return []
+    lines = [f"  index of {len(platforms)} platforms:"]
+    width = max(len(p.platform) for p in platforms)
+    lines.extend(f"    {p.platform:<{width}}  {p.digest}" for p in platforms)
+    return lines
 
 
 def rollback(config: PipelineConfig, app: str, reason: str, *, to: str = "", follow: bool = False, detach: bool) -> int:

@@ -8,7 +8,7 @@ current source, so nothing is built just to look.
 
 from __future__ import annotations
 
-from pipeline.builders.local import is_build_of, source_and_tag
+from pipeline.builders.local import is_complete_build_of, source_and_tag
 from pipeline.errors import (
     ImageNotFound,  # noqa: F401  (re-exported: the tree lives in pipeline/errors.py)
 )
@@ -43,9 +43,10 @@ def image_for_preview(request: DeployRequest) -> tuple[str, str]:
         found = find_image(build.repository, tag)
     except RegistryError as exc:
         raise ImageNotFound(f"{build.repository}:{tag}: {exc}") from exc
-    if found is None or not is_build_of(found, digest_of_source):
+    if found is None or not is_complete_build_of(found, digest_of_source, build.platforms):
         raise ImageNotFound(
-            f"{build.repository}:{tag} has not been built from the current source yet; "
-            "pass --image REF, or deploy once to build it"
+            f"{build.repository}:{tag} has not been built from the current source"
+            + (f" for {', '.join(build.platforms)}" if len(build.platforms) > 1 else "")
+            + " yet; pass --image REF, or deploy once to build it"
         )
     return f"{build.repository}@{found.digest}", found.digest

@@ -141,6 +141,7 @@ def app_spec(config: PipelineConfig, app: AppConfig) -> AppSpec:
             repository=image_repository(config, app),
             build_args=dict(app.build_args),
             acr=acr_registry(config) if config.target == "aks" else None,
+            platforms=tuple(app.platforms),
         ),
         image_pull_secret=config.acr.image_pull_secret if config.target == "aks" else "",
         pipeline_role=pipeline_role(config) if app.role == "pipeline" else None,
@@ -148,6 +149,7 @@ def app_spec(config: PipelineConfig, app: AppConfig) -> AppSpec:
         liveness_path=app.liveness_path,
         queue_types=tuple(app.queue_types),
         graceful_shutdown=app.graceful_shutdown,
+        architecture=app.architecture,
     )
 
 

@@ -91,12 +91,14 @@ class BuildSpec:
     repository: str  # e.g. 127.0.0.1:5000/sample-worker or myacr.azurecr.io/sample-worker
     build_args: dict[str, str] = field(default_factory=dict)
     acr: AcrRegistryRef | None = None  # set for target "aks": build with ACR Tasks there
-    platform: str = "linux/amd64"  # ACR Tasks platform, "os/arch[/variant]"; "linux/arm64" is available
+    platform: str = "linux/amd64"  # legacy, ignored: the single platform of histories before `platforms`
     timeout_seconds: int = 1800  # ACR run timeout (ACR accepts 300-28800)
     source: SourceRef | None = None  # what the CLI uploaded (None: not shipped yet)
     # Legacy, ignored: the CLI's absolute context path, as histories recorded before `source`
     # existed hold it (kept, last and defaulted, so they still decode; nothing reads it).
     context: str = ""
+    # "os/arch[/variant]" of each image built; more than one: an image per platform under one OCI image index.
+    platforms: tuple[str, ...] = ("linux/amd64",)
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,7 @@ class AppSpec:
     liveness_path: str = "/healthz"
     queue_types: tuple[str, ...] = ("workflow", "activity")  # what the readiness gate and the verifier wait for
     graceful_shutdown: bool = False  # stops polling on SIGTERM: its old pods drain rather than serve while they stop
+    architecture: str = ""  # "" = any node; else the pods' nodeSelector kubernetes.io/arch
 
 
 @dataclass(frozen=True)
@@ -221,11 +224,37 @@ class BuildImageInput:
 
 
 @dataclass(frozen=True)
+class PlatformImage:
+    """One platform's image of a multi-platform build: what the image index names."""
+
+    platform: str  # "linux/arm64"
+    digest: str  # the platform's image manifest, sha256:...
+    tag: str = ""  # the per-platform tag it was pushed under ("<tag>-linux-arm64")
+
+
+@dataclass(frozen=True)
+class BuildPlatformInput:
+    """One platform's build of a multi-platform build (target "aks": one ACR run each)."""
+
+    build: BuildImageInput
+    platform: str
+
+
+@dataclass(frozen=True)
+class PushIndexInput:
+    """The OCI image index to push under `build.tag` (or the source's tag), naming every platform's image."""
+
+    build: BuildImageInput
+    images: tuple[PlatformImage, ...]
+
+
+@dataclass(frozen=True)
 class BuiltImage:
     repository: str
     tag: str
-    digest: str  # sha256:...
+    digest: str  # sha256:...; of the OCI image index when more than one platform was built
     reused: bool = False  # True when the registry already had this exact build
+    platforms: tuple[PlatformImage, ...] = ()  # each platform's image (multi-platform builds only)
 
     @property
     def reference(self) -> str:
@@ -256,6 +285,7 @@ class Revision:
     manifests: Manifests
     deployed_at: str = ""  # RFC 3339
     workflow_id: str = ""
+    platforms: tuple[PlatformImage, ...] = ()  # `image` is an index of these (multi-platform builds only)
 
 
 @dataclass(frozen=True)
@@ -376,6 +406,7 @@ class DeploymentStatus:
     rollback_reason: str = ""
     steps: list[str] = field(default_factory=list)  # every step started so far, in order
     restored_image: str = ""  # once rolled back (or canceled): what runs again
+    platforms: list[PlatformImage] = field(default_factory=list)  # `image` is an index of these (multi-platform)
 
 
 @dataclass(frozen=True)
@@ -392,3 +423,4 @@ class DeploymentResult:
     restored_image: str = ""
     pollers: list[Poller] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)
+    platforms: list[PlatformImage] = field(default_factory=list)  # `image` is an index of these (multi-platform)

@@ -75,6 +75,9 @@ Obj = dict[str, Any]
 MANAGED_BY = "temporal-deploy-pipeline"
 BUILD_ID_ANNOTATION = "pipeline.temporal.io/build-id"
 CONFIG_HASH_ANNOTATION = "pipeline.temporal.io/config-hash"
+# On the Deployment (not its pod template: listing them restarts no pod): the platforms the image is built for.
+PLATFORMS_ANNOTATION = "pipeline.temporal.io/platforms"
+ARCH_NODE_LABEL = "kubernetes.io/arch"
 CONTAINER_NAME = "worker"
 HEALTH_PORT_NAME = "health"
 RUN_AS_ID = 10001
@@ -217,7 +220,10 @@ def deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(app.name, app.namespace, labels),
+        "metadata": {
+            **_metadata(app.name, app.namespace, labels),
+            **({"annotations": {PLATFORMS_ANNOTATION: ",".join(app.build.platforms)}} if app.build else {}),
+        },
         "spec": {
             "replicas": app.replicas,
             "selector": {"matchLabels": selector_labels(app)},
@@ -245,6 +251,8 @@ def deployment(
                     # Only the Secret's name; its value is written by the apply activity (see pipeline.azure.pull_secret).
                     **({"imagePullSecrets": [{"name": app.image_pull_secret}]} if app.image_pull_secret else {}),
                     "terminationGracePeriodSeconds": grace,
+                    # Only nodes of this architecture run the pods (config: [apps.<name>].architecture).
+                    **({"nodeSelector": {ARCH_NODE_LABEL: app.architecture}} if app.architecture else {}),
                     "securityContext": {
                         "runAsNonRoot": True,
                         "runAsUser": RUN_AS_ID,

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pipeline import kube
-from pipeline.models import Manifests, Revision
+from pipeline.models import Manifests, PlatformImage, Revision
 
 CONFIGMAP_SUFFIX = "-pipeline-revision"
 HISTORY_LIMIT = 10
@@ -48,6 +48,12 @@ def from_json(raw: Mapping[str, Any]) -> Revision:
         manifests=Manifests(objects=list(raw["manifests"]["objects"])),
         deployed_at=str(raw.get("deployed_at", "")),
         workflow_id=str(raw.get("workflow_id", "")),
+        # Records from before multi-platform builds have none: their image is one platform's.
+        platforms=tuple(
+            PlatformImage(str(p.get("platform", "")), str(p.get("digest", "")), str(p.get("tag", "")))
+            for p in raw.get("platforms") or ()
+            if isinstance(p, Mapping)
+        ),
     )
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import requests
 
-from pipeline.builders.local import context_files, is_build_of, source_and_tag, source_hash, source_hash_of
+from pipeline.builders.local import context_files, is_complete_build_of, source_and_tag, source_hash, source_hash_of
 from pipeline.errors import BadRequest, BuildError, RegistryError
 from pipeline.models import BuildSpec, DeployRequest, SourceRef
 
@@ -262,7 +262,7 @@ def _upload_to_acr(build: BuildSpec, packed: Packed, tag: str, *, on_progress: C
     digest_of_source, tag = source_and_tag(built, tag)
     name = acr_builder.repository_name(build.repository, build.acr.login_server)
     existing = acr_builder.existing_image(build.acr.login_server, name, tag)
-    if existing is not None and is_build_of(existing, digest_of_source):
+    if is_complete_build_of(existing, digest_of_source, build.platforms):
         return "", 0
     with acr.session(acr_builder.registry_of(build.acr)) as session:
         return session.upload_source(body(packed.archive, on_progress)), packed.size

@@ -53,11 +53,14 @@ with workflow.unsafe.imports_passed_through():
         ApplyInput,
         ApplyResult,
         BuildImageInput,
+        BuildPlatformInput,
         BuiltImage,
         DeploymentResult,
         DeploymentStatus,
         DeployRequest,
         Manifests,
+        PlatformImage,
+        PushIndexInput,
         ReadRevisionInput,
         ReadRevisionResult,
         RecordRevisionInput,
@@ -88,6 +91,9 @@ RETRY = RetryPolicy(
 # new version half rolled out; since this patch a cancellation restores the previous
 # verified revision first. Histories without the marker replay the old way.
 CANCEL_RESTORES = "cancel-restores-previous"
+# Released workflows built every image in one activity. Since this patch a build of more than one
+# platform on target aks runs one ACR build per platform in parallel, then pushes their image index.
+MULTI_PLATFORM_BUILDS = "multi-platform-builds"
 _NO_INPUT = RawValue(Payload())
 
 
@@ -121,6 +127,7 @@ class DeploymentWorkflow:
         self._finished = False
         self._manifests: Manifests | None = None  # what this deployment applies (once it is known)
         self._apply_started = False
+        self._platforms: tuple[PlatformImage, ...] = ()  # the image is an index of these (multi-platform builds)
 
     @workflow.signal(
         name=ROLLBACK_SIGNAL,
@@ -200,15 +207,16 @@ class DeploymentWorkflow:
                         previous,
                     )
                 image, build_id, manifests, restored_from = target.image, target.build_id, target.manifests, target
-                self._status = replace(self._status, image=image)
+                self._platforms = tuple(target.platforms)
+                self._status = replace(self._status, image=image, platforms=list(self._platforms))
                 workflow.upsert_search_attributes([search_attributes.DEPLOYMENT_IMAGE.value_set(image)])
             else:
                 if not image:
                     built = await self._step("build", lambda: self._build(request))
-                    image, build_id = built.reference, built.digest
+                    image, build_id, self._platforms = built.reference, built.digest, tuple(built.platforms)
                 else:
                     build_id = build_id_of(image)
-                self._status = replace(self._status, image=image)
+                self._status = replace(self._status, image=image, platforms=list(self._platforms))
                 workflow.upsert_search_attributes([search_attributes.DEPLOYMENT_IMAGE.value_set(image)])
                 manifests = await self._step("render", lambda: self._render(request, image, build_id))
             self._manifests = manifests
@@ -238,6 +246,7 @@ class DeploymentWorkflow:
             manifests=manifests,
             deployed_at=workflow.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
             workflow_id=workflow.info().workflow_id,
+            platforms=self._platforms,
         )
         await self._step("record", lambda: self._record(request, revision), interruptible=False)
         if self._rollback is not None or self._cancel_requested:  # it came while the verified revision was being recorded
@@ -398,6 +407,8 @@ class DeploymentWorkflow:
 
     def _build(self, r: DeployRequest) -> Awaitable[BuiltImage]:
         assert r.app.build is not None, "the CLI sends a build spec whenever it sends no image"
+        if r.environment == "aks" and len(r.app.build.platforms) > 1 and workflow.patched(MULTI_PLATFORM_BUILDS):
+            return self._build_platforms(r)
         return workflow.execute_activity(
             activities.build_image,
             BuildImageInput(app=r.app.name, target=r.environment, build=r.app.build, tag=r.tag),
@@ -405,7 +416,46 @@ class DeploymentWorkflow:
             # Heartbeats come every few seconds even through silent build steps (pipeline/keepalive.py).
             heartbeat_timeout=timedelta(seconds=20),
             retry_policy=replace(RETRY, maximum_attempts=3),
-            summary=f"Build and push {r.app.build.repository}" + (f":{r.tag}" if r.tag else ""),
+            summary=f"Build and push {r.app.build.repository}"
+            + (f":{r.tag}" if r.tag else "")
+            + (f" for {', '.join(r.app.build.platforms)}" if len(r.app.build.platforms) > 1 else ""),
+        )
+
+    async def _build_platforms(self, r: DeployRequest) -> BuiltImage:
+        """Target aks, several platforms: one ACR build per platform, all at once, then their image index."""
+        assert r.app.build is not None
+        build = BuildImageInput(app=r.app.name, target=r.environment, build=r.app.build, tag=r.tag)
+        platforms = r.app.build.platforms
+        tasks = [
+            asyncio.ensure_future(
+                workflow.execute_activity(
+                    activities.build_platform_image,
+                    BuildPlatformInput(build=build, platform=platform),
+                    start_to_close_timeout=timedelta(minutes=30),
+                    # Each heartbeats its ACR run id: a retry follows that run, never schedules a second.
+                    heartbeat_timeout=timedelta(seconds=20),
+                    retry_policy=replace(RETRY, maximum_attempts=3),
+                    summary=f"Build and push {r.app.build.repository} for {platform}" + (f" ({r.tag})" if r.tag else ""),
+                )
+            )
+            for platform in platforms
+        ]
+        try:
+            built = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:  # one failed (or the step was interrupted): the others' runs are not needed
+                task.cancel()
+            raise
+        images = tuple(
+            b.platforms[0] if b.platforms else PlatformImage(p, b.digest, b.tag) for p, b in zip(platforms, built, strict=True)
+        )
+        listed = ", ".join(f"{i.platform} {_short(i.digest)}" for i in images)
+        return await workflow.execute_activity(
+            activities.push_image_index,
+            PushIndexInput(build=build, images=images),
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=RETRY,
+            summary=f"Push the image index of {r.app.build.repository} ({listed})",
         )
 
     def _render(self, r: DeployRequest, image: str, build_id: str) -> Awaitable[Manifests]:
@@ -518,6 +568,7 @@ class DeploymentWorkflow:
             restored_image=restored,
             pollers=list(pollers.pollers) if pollers else [],
             steps=list(self._steps),
+            platforms=list(self._platforms),
         )
 
 

@@ -221,6 +221,19 @@ BAD_VALUES = [
     (APP, "dockerfile", '"Nope.dockerfile"', f"[{APP}].dockerfile: must be an existing file, got {{dir}}/Nope.dockerfile"),
     (APP, "build_target", '"worker"', f'[{APP}].build_target: must name a stage of {{dir}}/Dockerfile '
      '(stages: "deps", "sample-worker", "pipeline-worker"), got "worker"'),
+    (APP, "platforms", "[]", f"[{APP}].platforms: must list at least one platform"),
+    (APP, "platforms", '"linux/amd64"', f'[{APP}].platforms: must be an array of strings, got "linux/amd64"'),
+    (APP, "platforms", '["linux/amd64", "linux/amd64"]',
+     f'[{APP}].platforms: must name each platform once, got "linux/amd64" more than once'),
+    (APP, "platforms", '["windows/amd64"]',
+     f'[{APP}].platforms: "windows/amd64" is not "linux/<arch>[/<variant>]"'),
+    (APP, "platforms", '["linux/mips"]', f'[{APP}].platforms: "linux/mips" names an unknown architecture '
+     '(one of amd64, arm64, arm, 386, ppc64le, s390x, riscv64)'),
+    (APP, "platforms", '["linux/386/v7"]',
+     f'[{APP}].platforms: "linux/386/v7" names a variant 386 does not have (variants: none)'),
+    (APP, "architecture", '"arm64"',
+     f'[{APP}].architecture: must be "" or an architecture of platforms (amd64), got "arm64"'),
+    (APP, "architecture", "1", f"[{APP}].architecture: must be a string, got 1"),
 ]  # fmt: skip
 
 

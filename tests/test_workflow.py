@@ -45,6 +45,7 @@ from pipeline.models import (
     ApplyResult,
     AppSpec,
     BuildImageInput,
+    BuildPlatformInput,
     BuildSpec,
     BuiltImage,
     ClusterRef,
@@ -52,7 +53,9 @@ from pipeline.models import (
     DeploymentStatus,
     DeployRequest,
     Manifests,
+    PlatformImage,
     Poller,
+    PushIndexInput,
     ReadRevisionInput,
     ReadRevisionResult,
     RecordRevisionInput,
@@ -506,3 +509,103 @@ def _maybe_record_as(name: str, history: WorkflowHistory) -> None:
     label = os.environ.get("RECORD_HISTORIES", "")
     if label:
         (HISTORIES / f"{label}-{name}.json").write_text(history.to_json())
+
+
+# ----- multi-platform builds (target aks): one ACR build per platform at once, then the image index -----
+
+INDEX_DIGEST = "sha256:" + "9" * 64
+PLATFORM_DIGESTS = {"linux/amd64": "sha256:" + "a" * 64, "linux/arm64": "sha256:" + "b" * 64}
+
+
+@dataclass
+class MultiPlatformCluster(Cluster):
+    """Adds the per-platform build and the index push; both platform builds must be running at once to finish."""
+
+    platform_builds: list[str] = field(default_factory=list)
+    both_started: asyncio.Event = field(default_factory=asyncio.Event)
+    overlapped: bool = False
+    indexes: list[PushIndexInput] = field(default_factory=list)
+
+    def activities(self) -> list[Callable[..., Any]]:
+        cluster = self
+
+        @activity.defn(name="build_platform_image")
+        async def build_platform_image(r: BuildPlatformInput) -> BuiltImage:
+            cluster.platform_builds.append(r.platform)
+            if len(cluster.platform_builds) == len(r.build.build.platforms):
+                cluster.both_started.set()
+            try:  # sequential builds would never see the other one start
+                await asyncio.wait_for(cluster.both_started.wait(), timeout=5)
+                cluster.overlapped = True
+            except TimeoutError:
+                pass
+            digest = PLATFORM_DIGESTS[r.platform]
+            tag = f"t1-{r.platform.replace('/', '-')}"
+            return BuiltImage(r.build.build.repository, tag, digest, platforms=(PlatformImage(r.platform, digest, tag),))
+
+        @activity.defn(name="push_image_index")
+        async def push_image_index(r: PushIndexInput) -> BuiltImage:
+            cluster.indexes.append(r)
+            return BuiltImage(r.build.build.repository, "t1", INDEX_DIGEST, platforms=r.images)
+
+        return [*super().activities(), build_platform_image, push_image_index]
+
+
+def aks_request(platforms: tuple[str, ...]) -> DeployRequest:
+    request = replace(request_for(app_name()), environment="aks")
+    assert request.app.build is not None
+    return replace(request, app=replace(request.app, build=replace(request.app.build, platforms=platforms)))
+
+
+def scheduled(history: WorkflowHistory) -> list[tuple[int, str]]:
+    """(event id, activity type) of every activity scheduled, in order."""
+    return [
+        (e.event_id, e.activity_task_scheduled_event_attributes.activity_type.name)
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+
+
+async def test_two_platforms_on_aks_build_at_once_then_push_one_index(client: Client) -> None:
+    cluster = MultiPlatformCluster()
+    result, history = await run_deployment(client, cluster, aks_request(("linux/amd64", "linux/arm64")))
+    assert result.outcome == "succeeded", result
+    assert result.image == f"127.0.0.1:5000/app@{INDEX_DIGEST}"
+    assert cluster.builds == 0 and sorted(cluster.platform_builds) == ["linux/amd64", "linux/arm64"]
+    assert cluster.overlapped, "the two platform builds did not run at the same time"
+    (index,) = cluster.indexes
+    assert [(i.platform, i.digest) for i in index.images] == list(PLATFORM_DIGESTS.items())
+    order = scheduled(history)
+    kinds = [name for _, name in order]
+    assert kinds[1:4] == ["build_platform_image", "build_platform_image", "push_image_index"], kinds
+    completed = {
+        e.activity_task_completed_event_attributes.scheduled_event_id: e.event_id
+        for e in history.events
+        if e.HasField("activity_task_completed_event_attributes")
+    }
+    (first, _), (second, _), (push, _) = order[1:4]
+    assert second < completed[first], "the second platform build was scheduled only after the first ended"
+    assert push > max(completed[first], completed[second])
+    markers = [e.SerializeToString() for e in history.events if e.HasField("marker_recorded_event_attributes")]
+    assert any(b"multi-platform-builds" in m for m in markers), "no multi-platform-builds patch marker"
+    assert [p.platform for p in result.platforms] == ["linux/amd64", "linux/arm64"]
+    assert [p.digest for p in cluster.recorded[0].platforms] == list(PLATFORM_DIGESTS.values())
+    summaries = [
+        e.user_metadata.summary.data.decode()
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes") and e.HasField("user_metadata")
+    ]
+    assert any("for linux/arm64" in s for s in summaries), summaries
+    assert any("image index" in s and "linux/amd64 aaaaaaaaaaaa" in s for s in summaries), summaries
+
+
+async def test_one_platform_on_aks_builds_in_the_single_activity_as_before(client: Client) -> None:
+    cluster = MultiPlatformCluster()
+    result, history = await run_deployment(client, cluster, aks_request(("linux/arm64",)))
+    assert result.outcome == "succeeded", result
+    assert cluster.builds == 1 and cluster.platform_builds == [] and cluster.indexes == []
+    assert [name for _, name in scheduled(history)][:2] == ["read_revision", "build_image"]
+    assert not any(
+        e.HasField("marker_recorded_event_attributes") and b"multi-platform" in e.SerializeToString() for e in history.events
+    )
+    assert result.platforms == []

@@ -9,7 +9,10 @@ which drops the build's connection and makes the engine abort the build.
 from __future__ import annotations
 
 import datetime
+import io
 import logging
+import re
+import tarfile
 import threading
 import time
 from collections.abc import Callable
@@ -206,7 +209,11 @@ class RunExecutor:
             self._clients[(run.registry, run.run_id)] = client
         _log_build_start(run, request, login_server, tags)
         started = time.monotonic()
-        image_id = _docker_build(client, run, Path(run.private["sourceFile"]), request, tags)
+        bases: set[str] = set()
+        try:
+            image_id = _docker_build(client, run, Path(run.private["sourceFile"]), request, tags, bases)
+        finally:
+            _restore_native_bases(client, bases, docker_platform(request.get("platform")))
         run.check()
         run.write("Successfully executed container: build")
         for tag in tags[1:]:
@@ -224,6 +231,15 @@ class RunExecutor:
                 stamp=False,
             )
         return outputs
+
+
+def docker_platform(platform: dict[str, Any] | None) -> str:
+    """The Docker engine's platform for a run's PlatformProperties (as Registries_ScheduleRun checked them):
+    `linux/amd64`, `linux/arm64`, `linux/arm/v7`, `linux/386` (ACR's `x86` too)."""
+    platform = platform or {}
+    architecture = str(platform.get("architecture") or "amd64").lower()
+    architecture = {"x86": "386"}.get(architecture, architecture)
+    return "/".join(filter(None, (str(platform.get("os") or "linux").lower(), architecture, platform.get("variant"))))
 
 
 def _image_names(request: dict[str, Any]) -> list[str]:
@@ -244,17 +260,133 @@ def _log_build_start(run: _Run, request: dict[str, Any], login_server: str, tags
         f"--build-arg {a['name']}={'*****' if a.get('isSecret') else a.get('value', '')}" for a in request.get("arguments") or []
     )
     run.write(
-        f"Launching container with name: build (docker build -f {request['dockerFilePath']} {' '.join('-t ' + t for t in tags)} {shown} .)"
+        f"Launching container with name: build (docker build --platform {docker_platform(request.get('platform'))} "
+        f"-f {request['dockerFilePath']} {' '.join('-t ' + t for t in tags)} {shown} .)"
     )
 
 
-def _docker_build(client: docker.APIClient, run: _Run, source: Path, request: dict[str, Any], tags: list[str]) -> str:
-    """Build the archive with the engine, streaming its output into the log; the built image's id ("" if none said)."""
+_FROM = re.compile(r"^Step \d+/\d+ : FROM (?:--platform=\S+ )?(\S+)", re.IGNORECASE)
+
+
+def _restore_native_bases(client: docker.APIClient, bases: set[str], platform: str) -> None:
+    """After a build for another platform than the engine's: pull the engine's own platform of each base image again.
+
+    The classic image store keeps one image per tag, so building FROM a multi-platform tag for linux/arm64 re-points
+    the engine's local tag to the arm64 image; a later build that names no platform (docker's default, e.g. the
+    local builder's) would then silently start from arm64. Bases that are not in a registry are left as they are.
+    """
+    if not bases:
+        return
+    try:
+        version = client.version()
+        native = f"{version.get('Os', 'linux')}/{version.get('Arch', 'amd64')}"
+    except Exception:  # noqa: BLE001 - runs in a finally: never mask the build's own outcome (a canceled run's client is closed)
+        return
+    if platform.startswith(native):
+        return
+    for base in bases:
+        if base.lower() == "scratch" or "@" in base:  # a digest (pinned, see _pinned_context) moves no tag
+            continue
+        try:
+            image = client.inspect_image(base)
+            if f"{image.get('Os', 'linux')}/{image.get('Architecture', '')}" != native:
+                repository, _, tag = base.rpartition(":") if ":" in base.rsplit("/", 1)[-1] else (base, "", "latest")
+                client.pull(repository, tag=tag, platform=native)
+        except Exception as exc:  # noqa: BLE001 - as above; a base only built locally cannot be pulled
+            log.info("could not restore %s for %s: %s", base, native, exc)
+
+
+_FROM_LINE = re.compile(r"^(\s*FROM\s+)((?:--platform=\S+\s+)?)(\S+)(.*)$", re.IGNORECASE)
+_GLOBAL_ARG = re.compile(r"^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(\S*))?\s*$", re.IGNORECASE)
+_INDEX_TYPES = (
+    "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, "
+    "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+)
+
+
+def _platform_digest(login_server: str, image: str, platform: str) -> str | None:
+    """`repo@sha256:...` of `platform`'s manifest in the multi-platform `image` of the run's own registry (anonymous
+    HTTP, as the imitation's registries are); None for other registries, digests, single-platform images or errors."""
+    if not image.startswith(login_server + "/") or "@" in image:
+        return None
+    name = image.removeprefix(login_server + "/")
+    repository, _, tag = name.rpartition(":") if ":" in name else (name, "", "latest")
+    try:
+        response = requests.get(
+            f"http://{login_server}/v2/{repository}/manifests/{tag}", headers={"Accept": _INDEX_TYPES}, timeout=30
+        )
+        index = response.json() if response.status_code == 200 else {}
+    except (requests.exceptions.RequestException, ValueError):
+        return None
+    os_name, _, rest = platform.partition("/")
+    architecture, _, variant = rest.partition("/")
+    for manifest in index.get("manifests") or []:
+        entry = manifest.get("platform") or {}
+        if (entry.get("os"), entry.get("architecture")) == (os_name, architecture) and (
+            not variant or entry.get("variant") in (variant, None)
+        ):
+            return f"{login_server}/{repository}@{manifest['digest']}"
+    return None
+
+
+def _pinned_context(run: _Run, source: Path, request: dict[str, Any], platform: str) -> bytes | None:
+    """The archive with each FROM image of the run's registry that is a multi-platform index pinned to `platform`'s
+    manifest digest (None if nothing was pinned).
+
+    The engine (Docker 20.10's classic builder) resolves a FROM tag it has locally to that local image whatever the
+    requested platform, and its image store keeps one platform per tag, so `FROM base:tag` for linux/arm64 would
+    silently start from the amd64 image (and an amd64 build from arm64 once anything pulled the tag for arm64). A
+    digest names one platform's image, and pulling it moves no tag.
+    """
+    login_server: str = run.private["loginServer"]
+    dockerfile = str(request["dockerFilePath"]).removeprefix("./")
+    build_args = {a["name"]: str(a.get("value", "")) for a in request.get("arguments") or []}
+    with tarfile.open(source, mode="r:gz") as tar:
+        members = tar.getmembers()
+        member = next((m for m in members if m.name.removeprefix("./") == dockerfile and m.isfile()), None)
+        extracted = tar.extractfile(member) if member else None
+        if extracted is None:
+            return None
+        lines = extracted.read().decode().splitlines(keepends=True)
+        args: dict[str, str] = {}
+        pinned = False
+        for number, line in enumerate(lines):
+            if (arg := _GLOBAL_ARG.match(line)) and not any(_FROM_LINE.match(earlier) for earlier in lines[:number]):
+                args[arg.group(1)] = build_args.get(arg.group(1), arg.group(2) or "")
+            if not (match := _FROM_LINE.match(line)):
+                continue
+            image = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args.get(m.group(1) or m.group(2), ""), match.group(3))
+            if digest := _platform_digest(login_server, image, platform):
+                run.write(f"Resolved base image {image} for {platform}: {digest}")
+                lines[number] = f"{match.group(1)}{match.group(2)}{digest}{match.group(4)}" + (
+                    "\n" if line.endswith("\n") else ""
+                )
+                pinned = True
+        if not pinned:
+            return None
+        data = "".join(lines).encode()
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w:gz") as pinned_tar:
+            for entry in members:
+                if entry is member:
+                    copy = tarfile.TarInfo(entry.name)
+                    copy.size, copy.mode, copy.mtime = len(data), entry.mode, entry.mtime
+                    pinned_tar.addfile(copy, io.BytesIO(data))
+                else:
+                    pinned_tar.addfile(entry, tar.extractfile(entry) if entry.isfile() else None)
+    return out.getvalue()
+
+
+def _docker_build(
+    client: docker.APIClient, run: _Run, source: Path, request: dict[str, Any], tags: list[str], bases: set[str]
+) -> str:
+    """Build the archive with the engine, streaming its output into the log; the built image's id ("" if none said).
+    Adds the FROM images the engine named to `bases`."""
     build_args = {a["name"]: a.get("value", "") for a in request.get("arguments") or []}
-    platform = request.get("platform") or {}
-    wanted = f"{str(platform.get('os', 'linux')).lower()}/{str(platform.get('architecture', 'amd64')).lower()}"
     image_id = ""
-    with source.open("rb") as context:
+    platform = docker_platform(request.get("platform"))
+    pinned = _pinned_context(run, source, request, platform)
+    with io.BytesIO(pinned) if pinned else source.open("rb") as context:
         stream = client.build(
             fileobj=context,
             custom_context=True,
@@ -265,7 +397,7 @@ def _docker_build(client: docker.APIClient, run: _Run, source: Path, request: di
             buildargs=build_args,
             nocache=bool(request.get("noCache")),
             network_mode="host",
-            platform=None if wanted == "linux/amd64" else wanted,
+            platform=platform,  # always explicit (the engine's own platform too)
             rm=True,
             forcerm=True,
             decode=True,
@@ -273,6 +405,8 @@ def _docker_build(client: docker.APIClient, run: _Run, source: Path, request: di
         try:
             for chunk in stream:
                 run.check()
+                if match := _FROM.match(str(chunk.get("stream", ""))):
+                    bases.add(match.group(1))
                 image_id = _build_chunk(run, chunk, image_id)
         except (requests.exceptions.RequestException, docker.errors.APIError, OSError, AttributeError):
             run.check()

@@ -10,7 +10,9 @@ Fault kinds (JSON bodies of `POST /_imitation/faults`):
   and `message`, else ARM's generic ones (409 `Conflict`).
   Operations are ARM operation ids (`Registries_Get`, `Registries_ScheduleRun`,
   `ManagedClusters_ListClusterUserCredentials`, ...) plus `Token` (the Entra
-  token endpoint), `Blob_Put` and `Blob_Get`.
+  token endpoint), `Blob_Put`, `Blob_Get` and ACR's token exchange
+  (`Authentication_ExchangeAadAccessTokenForAcrRefreshToken`,
+  `Authentication_ExchangeAcrRefreshTokenForAcrAccessToken`), which `"*"` leaves alone too.
 - `{"kind": "failRun", "count": 1, "message": "..."}`: the next scheduled run
   builds, then ends `Failed` with `message` in its log and `runErrorMessage`.
 - `{"kind": "runDelay", "seconds": 20, "count": 1}`: the next run stays
@@ -94,7 +96,9 @@ class Faults:
         with self._lock:
             for fault in self.http:
                 if fault.operation in (operation, "*") and fault.count > 0:
-                    if fault.operation == "*" and operation in ("Token", "Blob_Put", "Blob_Get"):
+                    if fault.operation == "*" and (
+                        operation in ("Token", "Blob_Put", "Blob_Get") or operation.startswith("Authentication_")
+                    ):
                         continue
                     fault.count -= 1
                     if fault.count == 0:

@@ -81,11 +81,36 @@ def audience_of(scope: str) -> str:
     return resource.rstrip("/") if not resource.startswith("https://") else resource
 
 
+def sign(seed: Seed, claims: dict[str, Any]) -> str:
+    """`claims` as a JWT signed HS256 with the seed's `token_key` (every token the imitation issues)."""
+    header = {"typ": "JWT", "alg": "HS256", "kid": "imitation"}
+    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
+    signature = hmac.new(bytes.fromhex(seed.token_key), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{_b64(signature)}"
+
+
+def signed_claims(seed: Seed, token: str) -> dict[str, Any]:
+    """The claims of a token `sign` made, unexpired; raises TokenInvalid or TokenExpired."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise TokenInvalid("not a JWT")
+    expected = hmac.new(bytes.fromhex(seed.token_key), f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest()
+    try:
+        valid = hmac.compare_digest(expected, _unb64(parts[2]))
+        claims = json.loads(_unb64(parts[1]))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise TokenInvalid("undecodable") from exc
+    if not valid or not isinstance(claims, dict) or not isinstance(claims.get("exp"), int | float):
+        raise TokenInvalid("bad signature")
+    if claims["exp"] <= time.time():
+        raise TokenExpired(int(claims["exp"]))
+    return claims
+
+
 def mint(seed: Seed, *, issuer: str, client: ClientApp, audience: str, expired: bool = False) -> tuple[str, int]:
     """A signed JWT for `client` and `audience`, and its `exp`."""
     now = int(time.time())
     exp = now - 600 if expired else now + TOKEN_LIFETIME
-    header = {"typ": "JWT", "alg": "HS256", "kid": "imitation"}
     claims = {
         "aud": audience,
         "iss": issuer,
@@ -101,27 +126,17 @@ def mint(seed: Seed, *, issuer: str, client: ClientApp, audience: str, expired: 
         "ver": "1.0",
         "uti": uuid.uuid4().hex,
     }
-    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
-    signature = hmac.new(bytes.fromhex(seed.token_key), signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{_b64(signature)}", exp
+    return sign(seed, claims), exp
 
 
 def verify(seed: Seed, token: str) -> TokenClaims:
-    """The claims of a token this imitation signed; raises TokenInvalid or TokenExpired."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise TokenInvalid("not a JWT")
-    expected = hmac.new(bytes.fromhex(seed.token_key), f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest()
+    """The claims of an Entra ID token this imitation signed; raises TokenInvalid (also for the imitation's ACR
+    tokens, which lack `appid`/`oid`/`tid`) or TokenExpired."""
+    claims = signed_claims(seed, token)
     try:
-        valid = hmac.compare_digest(expected, _unb64(parts[2]))
-        claims = json.loads(_unb64(parts[1]))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise TokenInvalid("undecodable") from exc
-    if not valid:
-        raise TokenInvalid("bad signature")
-    if claims["exp"] <= time.time():
-        raise TokenExpired(claims["exp"])
-    return TokenClaims(claims["aud"], claims["appid"], claims["oid"], claims["tid"], claims["exp"])
+        return TokenClaims(str(claims["aud"]), claims["appid"], claims["oid"], claims["tid"], int(claims["exp"]))
+    except KeyError as exc:
+        raise TokenInvalid(f"no {exc} claim") from None
 
 
 def _aad_error(status: int, error: str, code: int, description: str) -> web.Response:

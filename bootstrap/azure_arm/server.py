@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bootstrap.azure_arm import arm, blobs, identity
+from bootstrap.azure_arm import acr_auth, arm, blobs, identity
 from bootstrap.azure_arm.builds import RunExecutor
 from bootstrap.azure_arm.faults import FaultError, Faults
 from bootstrap.azure_arm.oidc import OidcIssuers, discovery_context
@@ -145,6 +145,14 @@ def build_app(*, state_dir: Path, seed: Seed, kubeconfig: Path | None, login_ser
     app.router.add_get("/common/discovery/instance", identity.handle_instance_discovery)
     app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", identity.handle_openid_configuration)
     app.router.add_post("/{tenant}/oauth2/v2.0/token", lambda r: _counted(r, "Token", identity.handle_token))
+    app.router.add_post(  # ACR's data-plane token exchange (acr_auth.py)
+        "/oauth2/exchange",
+        lambda r: _counted(r, "Authentication_ExchangeAadAccessTokenForAcrRefreshToken", acr_auth.handle_exchange),
+    )
+    app.router.add_post(
+        "/oauth2/token",
+        lambda r: _counted(r, "Authentication_ExchangeAcrRefreshTokenForAcrAccessToken", acr_auth.handle_token),
+    )
     app.router.add_put("/blob/{path:.+}", lambda r: _counted(r, "Blob_Put", blobs.handle_put))
     app.router.add_get("/blob/{path:.+}", lambda r: _counted(r, "Blob_Get", blobs.handle_get))
     app.router.add_route("*", "/subscriptions/{tail:.*}", arm.handle)

@@ -22,6 +22,13 @@ Idempotency, in the order a retried activity meets it:
    identical sources (the default tag `src-<hash>` is content-addressed, so
    the result is the same image name).
 
+Several platforms (`BuildSpec.platforms`): the workflow runs `build(..., platform=p)` once per
+platform, each its own activity with its own heartbeated run id (so each resumes its own run and
+never schedules a second), pushing `<tag>-<os>-<arch>`; `push_index` then PUTs their OCI image
+index under the tag through the registry's manifest API (a real ACR with a token exchanged from
+the worker's Entra ID token, pipeline/azure/registry_token.py; the imitation's loopback registry
+anonymously).
+
 The label: DockerBuildRequest has no `labels`, so the archive's copy of the
 Dockerfile (packed by the CLI, `pipeline.source.pack(label=True)`) gets `LABEL pipeline.source-hash=<hash>` as the last instruction
 of the target stage (of the last stage when no target is set). The user's
@@ -35,7 +42,6 @@ heartbeated.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -45,12 +51,12 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import CancelledError
 
-from pipeline.azure import acr
+from pipeline.azure import acr, registry_token
 from pipeline.azure.errors import AcrRunFailed
-from pipeline.builders.local import BuildError, is_build_of, source_and_tag
+from pipeline.builders.local import BuildError, is_build_of, platform_tag, push_platform_index, same_platform, source_and_tag
 from pipeline.keepalive import Keepalive
-from pipeline.models import AcrRegistryRef, BuildImageInput, BuiltImage
-from pipeline.registry import SOURCE_HASH_LABEL, find_image
+from pipeline.models import AcrRegistryRef, BuildImageInput, BuiltImage, PlatformImage, PushIndexInput
+from pipeline.registry import SOURCE_HASH_LABEL, TokenSource, find_image, is_loopback
 
 _FROM = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*\S+(?:\s+AS\s+(?P<name>\S+))?\s*$", re.IGNORECASE)
 POLL_SECONDS = 1.0
@@ -67,8 +73,9 @@ class Reporter:
     resumed: Mapping[str, Any] | None = None  # the last heartbeat of a previous attempt, if any
 
 
-def build_image(request: BuildImageInput) -> BuiltImage:
-    """The build activity for target "aks" (called by `pipeline.activities.build_image`)."""
+def build_image(request: BuildImageInput, *, platform: str = "") -> BuiltImage:
+    """The build activity for target "aks" (called by `pipeline.activities.build_image`, and per platform by
+    `build_platform_image`: `platform` set = that platform's image under its own tag, `platform_tag`)."""
     details = activity.info().heartbeat_details
     last = details[-1] if details else None
     with Keepalive(activity.heartbeat, initial=(last,) if last is not None else ()) as beat:
@@ -78,14 +85,17 @@ def build_image(request: BuildImageInput) -> BuiltImage:
             cancelled=activity.is_cancelled,
             resumed=last if isinstance(last, Mapping) else None,
         )
-        return build(request, reporter)
+        return build(request, reporter, platform=platform)
 
 
-def build(request: BuildImageInput, reporter: Reporter) -> BuiltImage:
+def build(request: BuildImageInput, reporter: Reporter, *, platform: str = "") -> BuiltImage:
     spec = request.build
     if spec.acr is None:
         raise BuildError(f'build of {request.app} for target "aks" has no ACR registry; set [acr] in config.toml')
     digest_of_source, tag = source_and_tag(spec, request.tag)
+    if platform:
+        tag = platform_tag(tag, platform)
+    run_platform = platform or (spec.platforms[0] if spec.platforms else spec.platform)
     name = repository_name(spec.repository, spec.acr.login_server)
     registry = registry_of(spec.acr)
     with acr.session(registry) as session:
@@ -95,9 +105,14 @@ def build(request: BuildImageInput, reporter: Reporter) -> BuiltImage:
             reporter.log(f"resuming ACR run {run_id} of a previous attempt instead of scheduling another")
         else:
             existing = existing_image(spec.acr.login_server, name, tag)
-            if existing is not None and is_build_of(existing, digest_of_source):
+            if (
+                existing is not None
+                and not existing.is_index
+                and is_build_of(existing, digest_of_source)
+                and (not platform or not existing.platform or same_platform(existing.platform, platform))
+            ):
                 reporter.log(f"{spec.repository}:{tag} already pushed as {existing.digest}; not rebuilding")
-                return BuiltImage(spec.repository, tag, existing.digest, reused=True)
+                return _built(spec.repository, tag, existing.digest, platform, reused=True)
             assert spec.source is not None  # source_and_tag checked it
             if not spec.source.location:
                 raise BuildError(
@@ -109,7 +124,7 @@ def build(request: BuildImageInput, reporter: Reporter) -> BuiltImage:
                 image_names=[f"{name}:{tag}"],
                 dockerfile=spec.dockerfile,
                 target=spec.target,
-                platform=spec.platform,
+                platform=run_platform,
                 build_args=spec.build_args,
                 timeout_seconds=spec.timeout_seconds,
             )
@@ -133,7 +148,39 @@ def build(request: BuildImageInput, reporter: Reporter) -> BuiltImage:
     if pushed is None:
         raise AcrRunFailed(f"ACR run {run_id} in registry {registry.name} succeeded but reported no pushed image digest")
     repository = f"{pushed.registry}/{pushed.repository}" if pushed.registry and pushed.repository else spec.repository
-    return BuiltImage(repository, pushed.tag or tag, pushed.digest)
+    return _built(repository, pushed.tag or tag, pushed.digest, platform)
+
+
+def _built(repository: str, tag: str, digest: str, platform: str, *, reused: bool = False) -> BuiltImage:
+    images = (PlatformImage(platform, digest, tag),) if platform else ()
+    return BuiltImage(repository, tag, digest, reused=reused, platforms=images)
+
+
+def push_index(request: PushIndexInput) -> BuiltImage:
+    """The index activity of a multi-platform build: every platform's image, under the build's tag, by the index's digest.
+
+    Spoken to through the registry's own manifest API: a real ACR login server with a token
+    exchanged from the worker's Entra ID token (pipeline/azure/registry_token.py), the local
+    imitation's loopback registry anonymously.
+    """
+    spec = request.build.build
+    if spec.acr is None:
+        raise BuildError(f'build of {request.build.app} for target "aks" has no ACR registry; set [acr] in config.toml')
+    _, tag = source_and_tag(spec, request.build.tag)
+    digest = push_platform_index(spec.repository, tag, request.images, auth=token_source(spec.acr.login_server))
+    activity.logger.info(
+        "pushed the image index %s:%s as %s (%s)",
+        spec.repository,
+        tag,
+        digest,
+        ", ".join(f"{i.platform} {i.digest}" for i in request.images),
+    )
+    return BuiltImage(spec.repository, tag, digest, platforms=tuple(request.images))
+
+
+def token_source(login_server: str) -> TokenSource | None:
+    """How to answer the registry's Bearer challenge: none for a loopback registry (the local imitation)."""
+    return None if is_loopback(login_server) else registry_token.token_source(login_server)
 
 
 def _follow(session: acr.Session, run_id: str, offset: int, reporter: Reporter) -> tuple[acr.RunState, list[str]]:
@@ -219,19 +266,8 @@ def registry_of(ref: AcrRegistryRef) -> acr.Registry:
     )
 
 
-def _is_loopback(login_server: str) -> bool:
-    host = login_server.rsplit(":", 1)[0] if login_server.count(":") == 1 else login_server
-    host = host.strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def existing_image(login_server: str, name: str, tag: str) -> Any:
     """The image already under `tag`, when the registry can be asked directly (loopback only; see the module doc)."""
-    if not _is_loopback(login_server):
+    if not is_loopback(login_server):
         return None
     return find_image(f"{login_server}/{name}", tag)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,8 @@ from docker.utils.build import exclude_paths
 from pipeline.errors import (
     BuildError as BuildError,
 )
-from pipeline.models import BuildSpec
-from pipeline.registry import SOURCE_HASH_LABEL, RegistryImage
+from pipeline.models import BuildSpec, PlatformImage
+from pipeline.registry import SOURCE_HASH_LABEL, RegistryImage, TokenSource, find_image, index_entry, push_index
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class BuildRequest:
     tag: str
     build_args: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
+    platform: str = ""  # "" = the engine's own platform (as single-platform builds always were)
+    pull: bool = False  # pull every base image afresh: for `platform` (the engine takes a local tag of any platform)
+    nocache: bool = False  # build every step again (the engine's cache took another platform's layers)
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,9 @@ def build_and_push(
             rm=True,
             forcerm=True,
             decode=True,
+            pull=request.pull,
+            nocache=request.nocache,
+            **({"platform": request.platform} if request.platform else {}),
         ):
             _raise_on_error(chunk, "build", tail)
             note(str(chunk.get("stream", "")))
@@ -97,6 +104,143 @@ def build_and_push(
     if not digest:
         raise BuildError(f"push of {request.repository}:{request.tag} reported no digest; last lines:\n" + "\n".join(tail))
     return PushedImage(request.repository, request.tag, digest)
+
+
+# `docker info`'s Architecture (the kernel's name) as an OCI architecture.
+_ENGINE_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le", "s390x": "s390x"}
+
+
+def platform_tag(tag: str, platform: str) -> str:
+    """The tag one platform's image of a multi-platform build is pushed under: "src-abc-linux-arm64"."""
+    return f"{tag}-{platform.replace('/', '-')}"
+
+
+def same_platform(reported: str, wanted: str) -> bool:
+    """Whether an image config's "os/arch[/variant]" is `wanted` (a config that names no variant matches any)."""
+    have, want = reported.split("/"), wanted.split("/")
+    return have[:2] == want[:2] and (len(have) < 3 or len(want) < 3 or have[2] == want[2])
+
+
+def is_multi_platform_build_of(found: RegistryImage | None, digest_of_source: str, platforms: Sequence[str]) -> bool:
+    """True if the tag holds an image index of exactly `platforms`, every image of it built from this source."""
+    return (
+        found is not None
+        and found.is_index
+        and sorted(e.platform for e in found.platforms) == sorted(platforms)
+        and is_build_of(found, digest_of_source)
+    )
+
+
+def is_complete_build_of(found: RegistryImage | None, digest_of_source: str, platforms: Sequence[str]) -> bool:
+    """The tag already holds this build: one platform, an image (not an index) of this source; several, their index."""
+    if len(platforms) > 1:
+        return is_multi_platform_build_of(found, digest_of_source, platforms)
+    return found is not None and not found.is_index and is_build_of(found, digest_of_source)
+
+
+def build_platforms(
+    client: docker.DockerClient,
+    request: BuildRequest,
+    platforms: Sequence[str],
+    *,
+    source_hash: str,
+    on_progress: Callable[[str], None] = lambda line: None,
+) -> tuple[str, tuple[PlatformImage, ...]]:
+    """Build and push one image per platform (each under `platform_tag`), then their image index under the tag.
+
+    A platform whose image is already under its tag, built from this source, is not built
+    again (a retried activity resumes where the last attempt stopped). Returns (index digest, images).
+    """
+    native = _ENGINE_ARCH.get(str(client.info().get("Architecture", "")), "")
+    built: dict[str, PlatformImage] = {}
+    bases: set[str] = set()
+    ran: list[str] = []  # the architectures the engine built for, in order
+    done = False
+
+    def note(line: str) -> None:
+        if found := _FROM_STEP.match(line):  # the engine shows FROM unexpanded: "${BASE_IMAGE}"
+            bases.add(_ARG.sub(lambda m: request.build_args.get(m[1] or m[2], m[0]), found[1]))
+        on_progress(line)
+
+    try:
+        _build_each(client, request, platforms, native, built, ran, source_hash=source_hash, on_progress=note)
+        done = True
+    finally:
+        foreign = any(arch != native for arch in ran)
+        if bases and foreign and (not done or ran[-1] != native):
+            _restore_native_bases(client, bases, native)
+    images = tuple(built[p] for p in platforms)
+    return push_platform_index(request.repository, request.tag, images), images
+
+
+_ARG = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+_FROM_STEP = re.compile(r"^Step \d+/\d+ : FROM (?:--platform=\S+ )?(\S+)", re.IGNORECASE)
+
+
+def _restore_native_bases(client: docker.DockerClient, bases: set[str], native: str) -> None:
+    """After a failed build for another platform: the engine's own image of each registry base under its local tag again.
+
+    With the classic image store a local tag names one platform's image, and that build re-pointed it; a later
+    build that names no platform would start from the other platform's base. Bases only built locally stay.
+    """
+    for base in sorted(bases):
+        if base.lower() == "scratch" or "/" not in base or "$" in base:
+            continue
+        repository, _, tag = base.rpartition(":") if ":" in base.rsplit("/", 1)[-1] else (base, "", "latest")
+        try:
+            client.api.pull(repository, tag=tag, platform=f"linux/{native}")
+        except docker.errors.DockerException:  # best effort, in a finally: never mask the build's own error
+            continue
+
+
+def _build_each(
+    client: docker.DockerClient,
+    request: BuildRequest,
+    platforms: Sequence[str],
+    native: str,
+    built: dict[str, PlatformImage],
+    ran: list[str],
+    *,
+    source_hash: str,
+    on_progress: Callable[[str], None],
+) -> None:
+    # The engine's own platform last. With the classic image store a local tag names one platform's image, and
+    # the engine starts FROM a local tag whatever its platform: each platform's build pulls its base afresh
+    # (re-pointing the tag), so the engine's own build, last, points it back for builds that name no platform.
+    for platform in sorted(platforms, key=lambda p: p.split("/")[1] == native):
+        tag = platform_tag(request.tag, platform)
+        found = find_image(request.repository, tag)
+        if found is not None and is_build_of(found, source_hash) and same_platform(found.platform, platform):
+            on_progress(f"{request.repository}:{tag} already pushed as {found.digest}; not rebuilding")
+            built[platform] = PlatformImage(platform, found.digest, tag)
+            continue
+        on_progress(f"building {request.repository}:{tag} for {platform}")
+        each = replace(request, tag=tag, platform=platform, pull=True)
+        ran.append(platform.split("/")[1])
+        pushed = build_and_push(client, each, on_progress=on_progress)
+        made = find_image(request.repository, pushed.digest)
+        if made is not None and made.platform and not same_platform(made.platform, platform):
+            # The classic builder's cache does not tell platforms apart where a stage has no parent
+            # image (FROM scratch): the first platform's layers came back. Build it again without the cache.
+            on_progress(f"{request.repository}:{tag} came out {made.platform}; building {platform} again without the cache")
+            pushed = build_and_push(client, replace(each, nocache=True), on_progress=on_progress)
+        built[platform] = PlatformImage(platform, pushed.digest, tag)
+
+
+def push_platform_index(repository: str, tag: str, images: Sequence[PlatformImage], *, auth: TokenSource | None = None) -> str:
+    """Check each platform's pushed image is of its platform, then PUT their OCI image index under `tag`; its digest."""
+    entries = []
+    for image in images:
+        found = find_image(repository, image.digest, auth=auth)
+        if found is None:
+            raise BuildError(f"{repository}@{image.digest} ({image.platform}) is not in the registry; build again")
+        if found.platform and not same_platform(found.platform, image.platform):
+            raise BuildError(
+                f"the {image.platform} image of {repository}:{tag} was built for {found.platform}: "
+                "the builder ignored the platform (is its base image published for every platform?)"
+            )
+        entries.append(index_entry(repository, image.platform, image.digest, auth=auth))
+    return push_index(repository, tag, entries, auth=auth)
 
 
 def _raise_on_error(chunk: dict[str, Any], step: str, tail: list[str]) -> None:

@@ -159,6 +159,11 @@ class AppConfig:
     # termination is then draining, not serving. False (a worker that ignores SIGTERM, as PID 1 does
     # without a handler): old pods count as serving until they are gone.
     graceful_shutdown: bool = False
+    # The platforms each build produces ("os/arch[/variant]"); more than one: one image per platform
+    # under an OCI image index, deployed by the index's digest.
+    platforms: tuple[str, ...] = ("linux/amd64",)
+    # "" = pods run on any node; else one architecture of `platforms`: a nodeSelector kubernetes.io/arch.
+    architecture: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ def _app_dict(app: AppConfig) -> Tree:
     data["dockerfile"] = str(app.dockerfile)
     data["command"] = list(app.command)
     data["queue_types"] = list(app.queue_types)
+    data["platforms"] = list(app.platforms)
     return data
 
 

@@ -294,6 +294,8 @@ def _app(name: str, t: Table, base_dir: Path, resources: Resources, rollout: Rol
     liveness_path = t.string("liveness_path", "/healthz", HTTP_PATH)
     queue_types = _queue_types(t)
     graceful_shutdown = t.boolean("graceful_shutdown", False)
+    platforms = _platforms(t)
+    architecture = _architecture(t, platforms)
     grace = t.integer("termination_grace_period_seconds", 30, 0, 3600)
     app_resources = _resources(t.table("resources"), resources, always=False)
     app_rollout = _rollout(t.table("rollout"), rollout, always=False)
@@ -317,6 +319,8 @@ def _app(name: str, t: Table, base_dir: Path, resources: Resources, rollout: Rol
         liveness_path=liveness_path,
         queue_types=queue_types,
         graceful_shutdown=graceful_shutdown,
+        platforms=platforms,
+        architecture=architecture,
     )
 
 
@@ -336,6 +340,51 @@ def _queue_types(t: Table) -> tuple[str, ...]:
         )
         return QUEUE_TYPES
     return types
+
+
+DEFAULT_PLATFORMS = ("linux/amd64",)
+ARCHITECTURES = ("amd64", "arm64", "arm", "386", "ppc64le", "s390x", "riscv64")
+# The variants each architecture may name (OCI image index `platform.variant`): none elsewhere.
+VARIANTS = {"arm": ("v5", "v6", "v7"), "arm64": ("v8",), "amd64": ("v2", "v3", "v4")}
+
+
+def platform_problem(platform: str) -> str:
+    """Why `platform` is not "linux/<arch>[/<variant>]" ("" when it is)."""
+    parts = platform.split("/")
+    if len(parts) not in (2, 3) or parts[0] != "linux":
+        return f'"{platform}" is not "linux/<arch>[/<variant>]"'
+    if parts[1] not in ARCHITECTURES:
+        return f'"{platform}" names an unknown architecture (one of {", ".join(ARCHITECTURES)})'
+    if len(parts) == 3 and parts[2] not in VARIANTS.get(parts[1], ()):
+        allowed = ", ".join(VARIANTS.get(parts[1], ())) or "none"
+        return f'"{platform}" names a variant {parts[1]} does not have (variants: {allowed})'
+    return ""
+
+
+def _platforms(t: Table) -> tuple[str, ...]:
+    """The platforms to build: a non-empty list of "linux/<arch>[/<variant>]", each once."""
+    platforms = t.string_list("platforms", DEFAULT_PLATFORMS)
+    problems = [p for p in (platform_problem(each) for each in platforms) if p]
+    if not platforms:
+        problems = ["must list at least one platform"]
+    elif len(set(platforms)) != len(platforms):
+        twice = sorted({p for p in platforms if platforms.count(p) > 1})
+        problems.append(f"must name each platform once, got {', '.join(show(p) for p in twice)} more than once")
+    if problems:
+        t.problems.add(t.path + ("platforms",), "; ".join(problems))
+        return DEFAULT_PLATFORMS
+    return platforms
+
+
+def _architecture(t: Table, platforms: tuple[str, ...]) -> str:
+    """ "" or one architecture of the platforms: the pods' nodeSelector kubernetes.io/arch."""
+    architecture = t.string("architecture", "", None)
+    built = sorted({p.split("/")[1] for p in platforms})
+    if architecture and architecture not in built:
+        reason = f'must be "" or an architecture of platforms ({", ".join(built)}), got "{architecture}"'
+        t.problems.add(t.path + ("architecture",), reason)
+        return ""
+    return architecture
 
 
 _STAGE = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*\S+\s+AS\s+(\S+)\s*$", re.IGNORECASE | re.MULTILINE)

@@ -56,8 +56,8 @@ from tests.e2e.support import (
     rolling_out,
 )
 from tests.helpers import eventually
-from tests.helpers.azure import AKS_SCOPE, ARM_SCOPE
-from tests.helpers.histories import heartbeated_run_id
+from tests.helpers.azure import AKS_SCOPE, ARM_SCOPE, Clients
+from tests.helpers.histories import heartbeated_run_ids
 
 AZURE_ENV_PREFIXES = ("AZURE_", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "ACR_", "AKS_")
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
@@ -82,10 +82,15 @@ class AksApp(E2eApp):
         command: Sequence[str] = (),
         replicas: int = 1,
         rollout: Mapping[str, Any] | None = None,
+        platforms: Sequence[str] = (),
     ) -> Path:
         assert self.arm is not None
         base = super().config(version, command=command, replicas=replicas, rollout=rollout)
         data = tomllib.loads(base.read_text())
+        if platforms:  # built FROM the multi-platform base index in the registry
+            app = data["apps"][self.name]
+            app["platforms"] = list(platforms)
+            app["build_args"] = {**app.get("build_args", {}), "BASE_IMAGE": f"{REGISTRY}/pipeline-base:bookworm"}
         data["target"] = "aks"
         data["azure"].update(
             subscription_id=self.arm.subscription_id, resource_group=self.arm.resource_group, endpoint=self.arm.endpoint
@@ -93,7 +98,7 @@ class AksApp(E2eApp):
         data["acr"].update(name=self.arm.registry_name, login_server=self.arm.login_server, image_pull_secret="acr-pull")
         data["aks"].update(cluster_name=self.arm.cluster_name)
         data["kubernetes"].update(kubeconfig="")  # the AKS API supplies it
-        path = base.with_name(base.stem + "-aks.toml")
+        path = base.with_name(base.stem + ("-multi" if platforms else "") + "-aks.toml")
         path.write_text(to_toml(data))
         return path
 
@@ -212,39 +217,59 @@ def _kubeconfig_token(path: Path) -> str:
     return str(yaml.safe_load(path.read_text())["users"][0]["user"]["token"])
 
 
-async def test_killed_worker_resumes_the_same_acr_run(
-    aks_app: AksApp, v1: Deployed, client: Client, arm_module: Imitation, timings: dict[str, float]
+@pytest.mark.parametrize(
+    ("version", "platforms"), [("v2", ()), ("v3", ("linux/amd64", "linux/arm64"))], ids=["one-platform", "two-platforms"]
+)
+async def test_killed_worker_resumes_the_same_acr_runs(
+    aks_app: AksApp,
+    v1: Deployed,
+    client: Client,
+    arm_module: Imitation,
+    timings: dict[str, float],
+    version: str,
+    platforms: tuple[str, ...],
 ) -> None:
+    """SIGKILL of the worker while its ACR run (one per platform) is going: the new worker resumes each run."""
+    runs = max(1, len(platforms))
     scheduled = arm_module.count("Registries_ScheduleRun")
     arm_module.inject(kind="runDelay", seconds=8)
     args = ("deploy", "--follow")
     started = time.monotonic()
-    process = await aks_app.start(*args, config=aks_app.config("v2"))
+    process = await aks_app.start(*args, config=aks_app.config(version, platforms=platforms))
     handle = client.get_workflow_handle(aks_app.workflow_id)
     try:
         run_ids: list[str] = []
 
-        async def run_id_heartbeated() -> None:
+        async def run_ids_heartbeated() -> None:
             description = await handle.describe()
             assert description.run_id != v1.run.run_id
-            run_id = heartbeated_run_id(description)
-            assert run_id, "no ACR run id heartbeated yet"
-            run_ids.append(run_id)
+            ids = heartbeated_run_ids(description)
+            assert len(ids) == runs, f"ACR run ids heartbeated so far: {ids}"
+            run_ids[:] = ids
 
-        await eventually(run_id_heartbeated, timeout=60, interval=0.3, what="the build activity heartbeating its run id")
+        await eventually(run_ids_heartbeated, timeout=60, interval=0.3, what="the build activities heartbeating their runs")
         old = aks_app.workers[-1]
         old.send_signal(signal.SIGKILL)
         old.wait(timeout=10)
         killed_at = time.monotonic()
-        assert arm_module.count("Registries_ScheduleRun") == scheduled + 1
+        assert arm_module.count("Registries_ScheduleRun") == scheduled + runs
         await wait_polling(client, aks_app, aks_app.start_worker())
     finally:
-        deploy = await aks_app.finish(process, args, started=started, timeout=200)
-    timings["aks: worker SIGKILLed during the ACR run -> verified"] = time.monotonic() - killed_at
-    v2 = deployed(deploy, aks_app)
-    assert v2.image != v1.image
-    assert arm_module.count("Registries_ScheduleRun") == scheduled + 1, "the retried build scheduled another ACR run"
-    assert f"resuming ACR run {run_ids[-1]} of a previous attempt" in aks_app.worker_log_text()
+        deploy = await aks_app.finish(process, args, started=started, timeout=300)
+    timings[f"aks: worker SIGKILLed during {runs} ACR run(s) -> verified"] = time.monotonic() - killed_at
+    new = deployed(deploy, aks_app)
+    assert new.image != v1.image
+    assert arm_module.count("Registries_ScheduleRun") == scheduled + runs, "a retried build scheduled another ACR run"
+    for run_id in run_ids:
+        assert f"resuming ACR run {run_id} of a previous attempt" in aks_app.worker_log_text()
+    if platforms:  # one index of both, deployed by its digest
+        assert "an index of linux/amd64, linux/arm64" in deploy.stdout, deploy.output
+        runs_api = Clients(arm_module).acr.runs
+        built_for = {
+            str(runs_api.get(arm_module.resource_group, arm_module.registry_name, run_id).platform.architecture)
+            for run_id in run_ids
+        }
+        assert built_for == {"amd64", "arm64"}, built_for  # the right platform in each run's request
     history = await handle.fetch_history()
     attempts = [
         e.activity_task_started_event_attributes.attempt

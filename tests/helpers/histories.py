@@ -25,16 +25,25 @@ def failed_workflow_tasks(history: WorkflowHistory) -> list[str]:
     ]
 
 
-def heartbeated_run_id(description: WorkflowExecutionDescription) -> str:
-    """The ACR run id the pending build activity last heartbeated ("" = none yet)."""
+BUILD_ACTIVITIES = ("build_image", "build_platform_image")
+
+
+def heartbeated_run_ids(description: WorkflowExecutionDescription) -> list[str]:
+    """The ACR run ids the pending build activities (one, or one per platform) last heartbeated."""
+    found = []
     for pending in description.raw_description.pending_activities:
-        if pending.activity_type.name != "build_image":
+        if pending.activity_type.name not in BUILD_ACTIVITIES:
             continue
         for payload in pending.heartbeat_details.payloads:
             details = json.loads(payload.data or b"null")
             if isinstance(details, dict) and details.get("run_id"):
-                return str(details["run_id"])
-    return ""
+                found.append(str(details["run_id"]))
+    return found
+
+
+def heartbeated_run_id(description: WorkflowExecutionDescription) -> str:
+    """The ACR run id a pending build activity last heartbeated ("" = none yet)."""
+    return next(iter(heartbeated_run_ids(description)), "")
 
 
 def started_identities(history: WorkflowHistory, activity_type: str) -> list[tuple[int, str]]:

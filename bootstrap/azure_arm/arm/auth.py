@@ -83,17 +83,18 @@ def _in_scope(scope: str, path: str) -> bool:
     return path == scope or path.startswith(scope + "/")
 
 
-def granted(seed: Seed, principal: str, path: str, action: str) -> bool:
+def granted(seed: Seed, principal: str, path: str, action: str, *, data: bool = False) -> bool:
     """Whether a role assignment of `principal` at `path` or above grants `action` (its role's actions minus
-    notActions, as builtin-roles.json lists them)."""
+    notActions, as builtin-roles.json lists them; with `data`, its dataActions minus notDataActions)."""
+    allowed, denied = ("dataActions", "notDataActions") if data else ("actions", "notActions")
     for assignment in seed.role_assignments:
         if assignment.principal_id.lower() != principal.lower() or not _in_scope(assignment.scope, path):
             continue
         role = ROLE_DEFINITIONS.get(assignment.role_definition_id.rsplit("/", 1)[-1].lower())
         if role is None:
             continue
-        if any(_action_matches(a, action) for a in role["actions"]) and not any(
-            _action_matches(n, action) for n in role["notActions"]
+        if any(_action_matches(a, action) for a in role.get(allowed, [])) and not any(
+            _action_matches(n, action) for n in role.get(denied, [])
         ):
             return True
     return False

@@ -1,4 +1,4 @@
-"""The node: a trivial scheduler and a kubelet whose pods are Docker containers on the host network.
+"""The node: a small scheduler (one node; nodeSelector and node affinity checked) and a kubelet whose pods are Docker containers on the host network.
 
 The kubelet shares the cluster's event loop. Docker calls run on its own
 thread pool (a slow `docker stop` must not starve the API server's threads),
@@ -31,6 +31,7 @@ from bootstrap.cluster.kubelet import node as nodeinfo, runtime
 from bootstrap.cluster.kubelet.logs import stream_logs
 from bootstrap.cluster.kubelet.podips import NETWORK as POD_NETWORK, PodIPAllocator
 from bootstrap.cluster.kubelet.podworker import PodWorker
+from bootstrap.cluster.kubelet.scheduling import unschedulable_reason
 from bootstrap.cluster.kubelet.volumes import ApiAccess, remove_pod_dir
 from bootstrap.cluster.resources import LEASES, NODES, PODS
 from bootstrap.cluster.store import Obj, Store, WatchEvent, now_rfc3339
@@ -306,7 +307,35 @@ class Kubelet:
 
     # ----- store events -----
 
+    def _unschedulable(self, pod: Obj, message: str) -> None:
+        """PodScheduled False (Unschedulable) and one FailedScheduling event, as kube-scheduler reports a pod that fits no node."""
+        status = dict(pod.get("status") or {})
+        current = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), None)
+        if current is not None and current.get("status") == "False" and current.get("message") == message:
+            return  # already said (this update's own watch event comes back here)
+        status.setdefault("phase", "Pending")
+        status["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"] + [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": message,
+                "lastProbeTime": None,
+                "lastTransitionTime": now_rfc3339(),
+            }
+        ]
+        pod["status"] = status
+        pod = self.store.update(PODS, pod, subresource="status")
+        self._events.record(pod, reason="FailedScheduling", message=message, component="default-scheduler", type=WARNING)
+
     def _on_event(self, event: WatchEvent) -> None:
+        if event.resource is NODES and event.type == "MODIFIED":
+            # Node labels may now fit a pending pod (kube-scheduler retries on node updates).
+            for pod in self.store.list(PODS, None):
+                if not pod["spec"].get("nodeName") and not pod["metadata"].get("deletionTimestamp"):
+                    meta = pod["metadata"]
+                    asyncio.get_running_loop().call_soon(self._bind, meta["namespace"], meta["name"], meta["uid"])
+            return
         if event.resource is not PODS:
             return
         if event.type == "DELETED":
@@ -348,7 +377,7 @@ class Kubelet:
                     log.error("pod worker %s failed", uid, exc_info=task.exception())
 
     def _bind(self, namespace: str, name: str, uid: str) -> None:
-        """The scheduler: one node, so every unscheduled pod goes here."""
+        """The scheduler: one node, so every unscheduled pod that fits it (nodeSelector, node affinity) goes here."""
         pod = self.store.try_get(PODS, namespace, name)
         if (
             pod is None
@@ -356,6 +385,12 @@ class Kubelet:
             or pod["spec"].get("nodeName")
             or pod["metadata"].get("deletionTimestamp")
         ):
+            return
+        node = self.store.try_get(NODES, None, self.node_name)
+        node_labels = (node or {}).get("metadata", {}).get("labels") or nodeinfo.labels(self.node_name)
+        reason = unschedulable_reason(pod, node_labels, self.node_name)
+        if reason is not None:
+            self._unschedulable(pod, reason)
             return
         pod["spec"]["nodeName"] = self.node_name
         pod = self.store.update(PODS, pod)

@@ -50,6 +50,39 @@ def _source_blob(ctx: Context, registry: RegistrySeed, location: str) -> Path:
     return path
 
 
+# PlatformProperties of the 2025-03-01-preview spec (containerregistry_build.json; the SDK's OS, Architecture and
+# Variant enums): by lower-case value, ACR's spelling.
+_OS = {"linux": "Linux", "windows": "Windows"}
+_ARCHITECTURES = {"amd64": "amd64", "x86": "x86", "386": "386", "arm": "arm", "arm64": "arm64"}
+_VARIANTS = {"v6": "v6", "v7": "v7", "v8": "v8"}
+
+
+def _check_platform(platform: Any) -> dict[str, str]:
+    """The request's PlatformProperties checked against the spec's enums (400 InvalidParameter otherwise) and
+    spelled as ACR echoes them; `architecture` defaults to amd64. Windows is a valid ACR platform that the
+    imitation's Linux engine cannot build: refused too, saying so."""
+    if not isinstance(platform, dict) or not platform.get("os"):
+        raise ArmError(400, "InvalidParameter", "The parameter 'platform.os' of the DockerBuildRequest is required.")
+    checked: dict[str, str] = {}
+    for field, allowed in (("os", _OS), ("architecture", _ARCHITECTURES), ("variant", _VARIANTS)):
+        value = platform.get(field)
+        if value is None or value == "":
+            continue
+        if str(value).lower() not in allowed:
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                f"The value '{value}' of parameter 'platform.{field}' is not valid. "
+                f"Allowed values: {', '.join(allowed.values())}.",
+            )
+        checked[field] = allowed[str(value).lower()]
+    if checked["os"] == "Windows":
+        raise ArmError(400, "InvalidParameter", "platform.os 'Windows': the imitation's Docker engine builds Linux images only.")
+    return {"os": checked["os"], "architecture": checked.get("architecture", "amd64")} | (
+        {"variant": checked["variant"]} if "variant" in checked else {}
+    )
+
+
 def _check_build_request(body: dict[str, Any]) -> int:
     """What ACR refuses in a DockerBuildRequest (400 InvalidParameter); returns its timeout in seconds."""
     if body.get("type") != "DockerBuildRequest":
@@ -59,8 +92,7 @@ def _check_build_request(body: dict[str, Any]) -> int:
     for field in ("dockerFilePath", "platform"):
         if not body.get(field):
             raise ArmError(400, "InvalidParameter", f"The parameter '{field}' of the DockerBuildRequest is required.")
-    if not (body["platform"] or {}).get("os"):
-        raise ArmError(400, "InvalidParameter", "The parameter 'platform.os' of the DockerBuildRequest is required.")
+    body["platform"] = _check_platform(body["platform"])
     timeout = int(body.get("timeout") or 3600)
     if not 300 <= timeout <= 28800:
         raise ArmError(
@@ -83,8 +115,7 @@ def _run_resource(ctx: Context, registry: RegistrySeed, run_id: str, body: dict[
             "runType": "QuickBuild",
             "createTime": created,
             "outputImages": [],
-            "platform": {"os": body["platform"].get("os"), "architecture": body["platform"].get("architecture", "amd64")}
-            | ({"variant": body["platform"]["variant"]} if body["platform"].get("variant") else {}),
+            "platform": dict(body["platform"]),  # as _check_platform spelled it
             "agentConfiguration": body.get("agentConfiguration") or {"cpu": 2},
             "provisioningState": "Succeeded",
             "isArchiveEnabled": bool(body.get("isArchiveEnabled", False)),
