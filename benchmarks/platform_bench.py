@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What does a second platform cost? `python benchmarks/platform_bench.py [--runs N] [--change code|none]`.
+"""What does a second platform cost? `python benchmarks/platform_bench.py [--runs N] [--change code|deps|none]`.
 
 Issue 16: the wall time of the build activity (`pipeline.activities.build_image`,
 target local, run through temporalio's ActivityEnvironment as
@@ -17,7 +17,8 @@ reused from the registry): the source carries a unique build arg BENCH_RUN,
 and, with `--change code` (the default), the copy of the context it is built
 from differs by one line appended to sample_worker/__init__.py, which is what a
 real code change costs. What the Docker engine may take from its cache, and
-does (each build's steps are counted from the engine's own output):
+with `--change code` does (each build's steps are counted from the engine's
+own output, and the steps run again are printed):
 
 - the base image (already local; a multi-platform build pulls it for each
   platform, which checks the registry and re-points the local tag);
@@ -28,9 +29,13 @@ does (each build's steps are counted from the engine's own output):
   labels, and the push of its new layers; a two-platform build also pushes
   its OCI image index.
 
+With `--change deps` the appended line is a comment in
+sample_worker/requirements.txt: the `deps` stage's COPY and its `RUN python3
+-m venv … pip install` run again (under QEMU for arm64), then everything after
+`COPY --from=deps` in the sample-worker stage: what a dependency change costs.
 With `--change none` only the build arg differs (it is not consumed by the
-Dockerfile, so every engine step is cached): the floor of a rebuild, i.e. the
-build activity's own fixed costs (fetch the source, pull, label, push).
+Dockerfile, so every engine step is cached but the final LABEL): the floor of
+a rebuild, the build activity's own fixed costs (fetch the source, pull, push).
 
 The context is the repository root's, as .dockerignore lets it through
 (`context_files`), copied once to a temporary directory so that the
@@ -73,7 +78,8 @@ BASE_IMAGE = f"{REGISTRY}/pipeline-base:bookworm"
 TARGET = "sample-worker"
 ONE = ("linux/amd64",)
 TWO = ("linux/amd64", "linux/arm64")
-CHANGED_FILE = "sample_worker/__init__.py"
+# The file each run changes (a line appended), by --change: "code" a module of the worker, "deps" its requirements.
+CHANGED = {"code": "sample_worker/__init__.py", "deps": "sample_worker/requirements.txt"}
 
 
 def log(message: str) -> None:
@@ -91,9 +97,14 @@ class Steps:
     steps: list[str] = field(default_factory=list)
     cached: set[int] = field(default_factory=set)
 
+    def counted(self) -> list[int]:
+        """The steps the cache can answer: not FROM, nor an ARG before the first FROM (those never say "Using cache")."""
+        first_from = next((i for i, s in enumerate(self.steps) if s.upper().startswith("FROM")), 0)
+        return [i for i, s in enumerate(self.steps) if i >= first_from and not s.upper().startswith("FROM")]
+
     def rebuilt(self) -> list[str]:
-        """The steps run again (FROM steps excluded: they never say "Using cache")."""
-        return [s for i, s in enumerate(self.steps) if i not in self.cached and not s.upper().startswith("FROM")]
+        """The steps run again."""
+        return [self.steps[i] for i in self.counted() if i not in self.cached]
 
 
 BUILDS: list[Steps] = []
@@ -135,7 +146,7 @@ class Bench:
         self.repository = f"{REGISTRY}/{self.app}"
         self.directory = Path(tempfile.mkdtemp(prefix=f"{self.app}-"))
         self.context = self.directory / "context"
-        self.original = (REPO_ROOT / CHANGED_FILE).read_bytes()
+        self.changed = CHANGED.get(change, "")
 
     def copy_context(self) -> int:
         files = context_files(REPO_ROOT, dockerfile="Dockerfile")
@@ -146,9 +157,10 @@ class Bench:
         return len(files)
 
     def request(self, platforms: tuple[str, ...], run_id: str) -> BuildImageInput:
-        """A new source: BENCH_RUN=<run_id>, and (change "code") a changed line of sample_worker/__init__.py."""
-        if self.change == "code":
-            (self.context / CHANGED_FILE).write_bytes(self.original + f"# platform_bench run {run_id}\n".encode())
+        """A new source: BENCH_RUN=<run_id>, and (change "code" or "deps") a comment line appended to CHANGED's file."""
+        if self.changed:
+            original = (REPO_ROOT / self.changed).read_bytes()
+            (self.context / self.changed).write_bytes(original + f"# platform_bench run {run_id}\n".encode())
         spec = BuildSpec(
             dockerfile="Dockerfile",
             target=TARGET,
@@ -180,7 +192,7 @@ class Bench:
             log(f"cleanup: no Docker engine ({exc}); local tags of {self.repository} left")
             return
         removed = 0
-        with client:
+        try:
             for image in client.images.list(name=self.repository):
                 for tag in image.tags:
                     if tag.startswith(f"{self.repository}:"):
@@ -189,6 +201,8 @@ class Bench:
                             removed += 1
                         except docker.errors.DockerException as exc:
                             log(f"cleanup: could not remove {tag}: {exc}")
+        finally:
+            client.close()
         log(f"cleanup: removed {removed} local tags of {self.repository} (its images in the registry stay)")
 
 
@@ -197,7 +211,7 @@ def describe(m: Measurement) -> str:
     platforms = "+".join(p.split("/")[1] for p in (ONE if m.kind == "one" else TWO))
     parts = []
     for s in m.steps:
-        counted = [i for i, text in enumerate(s.steps) if not text.upper().startswith("FROM")]
+        counted = s.counted()
         arch = s.platform.split("/")[-1]
         parts.append(f"{arch}: {len([i for i in counted if i in s.cached])}/{len(counted)} steps cached")
     return f"{platforms}: {m.seconds:.2f} s ({'; '.join(parts)}; {m.built.repository}:{m.built.tag})"
@@ -208,9 +222,10 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="timed builds of each kind (default 3)")
     parser.add_argument(
         "--change",
-        choices=("code", "none"),
+        choices=("code", "deps", "none"),
         default="code",
-        help="code: each run changes a line of sample_worker/ (a real code change); none: only a build arg (default code)",
+        help="what each run changes besides a build arg: code (default), a line of sample_worker/__init__.py; "
+        "deps, a line of sample_worker/requirements.txt (the pip install runs again); none, nothing",
     )
     args = parser.parse_args()
     bench = Bench(args.runs, args.change)
@@ -220,10 +235,10 @@ def main() -> int:
         print(f"build activity, target local, {TARGET} from the repository root's context, BASE_IMAGE={BASE_IMAGE}")
         print(
             "each run a new source: unique BENCH_RUN build arg"
-            + (f", plus one line appended to {CHANGED_FILE} (a code change)" if args.change == "code" else " only")
+            + (f", plus a comment line appended to {CHANGED[args.change]}" if args.change in CHANGED else " only")
         )
         for kind in ("one", "two"):
-            log(f"warm-up: {kind} platform(s), untimed")
+            log(f"warm-up: {'one platform' if kind == 'one' else 'two platforms'}, untimed")
             print(f"warm-up (untimed) {describe(bench.build(kind))}", flush=True)
         measured: dict[str, list[Measurement]] = {"one": [], "two": []}
         for run in range(1, args.runs + 1):

@@ -16,7 +16,11 @@ Public surface (everything else is private):
 - the REST API: discovery, OpenAPI v2/v3, namespaces, configmaps, secrets,
   serviceaccounts (+token: TokenRequest, signed RS256 tokens with the
   issuer `https://127.0.0.1:<port>`, tokens.py), services, events, pods (+log, +status), deployments and
-  replicasets (+status, +scale), roles, rolebindings; get, list (label/field
+  replicasets (+status, +scale), roles, rolebindings, clusterroles,
+  clusterrolebindings, poddisruptionbudgets, horizontalpodautoscalers (v2),
+  selfsubjectaccessreviews, selfsubjectreviews; a default ServiceAccount per
+  namespace (controllers/serviceaccounts.py); RBAC for ServiceAccount tokens
+  (rbac.py); get, list (label/field
   selectors), watch (bookmarks, 410 Gone), create, update, delete (propagation,
   grace periods), deletecollection, JSON/merge/strategic merge patch,
   server-side apply with managedFields, `dryRun=All`, `fieldValidation`.
@@ -35,12 +39,15 @@ Pods get `hostPath`, `emptyDir`, `configMap`, `secret`, `downwardAPI` and
 kubelet-managed /etc/hosts), and readiness gates: Ready is ContainersReady and every
 `spec.readinessGates` condition True, conditions another client writes through
 pods/status are kept, and the kubelet re-evaluates Ready as soon as they change
-(kubelet/podworker.py). What it does not do: protobuf or CBOR request bodies (so kubectl's typed
-generators such as `kubectl create configmap` are refused with 415: use
-manifests), authorization (RBAC objects are stored, not enforced: a pod's
-mounted token is the cluster's one bearer token), admission
-webhooks, CRDs, aggregated discovery, list pagination (`limit` is ignored and
-everything is returned), multiple nodes, scheduling, Service networking
-(pods use host networking with one loopback IP each), and watch history across
+(kubelet/podworker.py). Request bodies may be JSON, YAML or protobuf (protobuf.py,
+from Kubernetes' own field table protos.json: kubectl's typed generators such as
+`kubectl create configmap` work); answers are JSON. ServiceAccount tokens from
+TokenRequest are authenticated and authorized by RBAC (rbac.py); the admin token
+has every right. The one-node scheduler honours nodeSelector and required node
+affinity (kubelet/scheduling.py). What it does not do: CBOR bodies or protobuf
+answers, RBAC for the pods' own mounted token (still the cluster's admin bearer
+token), admission webhooks, CRDs, aggregated discovery, multiple nodes, taints
+and resource-based scheduling, Service networking (pods use host networking with
+one loopback IP each), and watch history across
 a restart (clients re-list after the 410 they get).
 """

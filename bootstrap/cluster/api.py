@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import hmac
 import json
 import logging
 import time
@@ -28,7 +27,20 @@ from typing import Any, Protocol, cast
 import yaml
 from aiohttp import web
 
-from bootstrap.cluster import apply as ssa, discovery, errors, openapi, paging, patch, registry, schema, tables, tokens
+from bootstrap.cluster import (
+    apply as ssa,
+    discovery,
+    errors,
+    openapi,
+    paging,
+    patch,
+    protobuf,
+    rbac,
+    registry,
+    schema,
+    tables,
+    tokens,
+)
 from bootstrap.cluster.defaults import apply_defaults
 from bootstrap.cluster.resources import JOBS, NAMESPACES, PODS, ResourceType, lookup
 from bootstrap.cluster.selectors import Matcher, SelectorError, parse_field_selector, parse_label_selector
@@ -43,6 +55,13 @@ _PUBLIC = frozenset({"/healthz", "/livez", "/readyz"})
 # Served to anyone, as AKS's OIDC issuer serves them (kube: the system:service-account-issuer-discovery binding).
 _OIDC_PUBLIC = frozenset({tokens.DISCOVERY_PATH, tokens.JWKS_PATH})
 _JSON = "application/json"
+_REVIEWS = frozenset(
+    {
+        ("authorization.k8s.io", "v1", "selfsubjectaccessreviews"),
+        ("authorization.k8s.io", "v1", "selfsubjectrulesreviews"),
+        ("authentication.k8s.io", "v1", "selfsubjectreviews"),
+    }
+)
 
 
 class LogSource(Protocol):
@@ -150,10 +169,18 @@ class Api:
     ) -> web.StreamResponse:
         if request.path not in _PUBLIC and not (request.path in _OIDC_PUBLIC and self.issuer is not None):
             # kube-apiserver's bearer authenticator: the scheme is case-insensitive
-            # (load_incluster_config() sends "bearer <token>").
+            # (load_incluster_config() sends "bearer <token>"); the admin token or a ServiceAccount JWT (rbac.py).
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token.encode()):
+            user = None
+            if scheme.lower() == "bearer":
+                user = rbac.authenticate(given.strip(), admin_token=self.token, store=self.store, issuer=self.issuer)
+            if user is None:
                 return _status_response(errors.ApiError(401, "Unauthorized", "Unauthorized"))
+            request["user"] = user
+            attrs = rbac.attributes(user, request.method, request.path, request.query)
+            allowed, reason = rbac.authorize(self.store, attrs)
+            if not allowed:
+                return _status_response(rbac.forbidden(attrs, reason))
         try:
             return await handler(request)
         except errors.ApiError as err:
@@ -214,18 +241,24 @@ class Api:
         if self.issuer is None:
             raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
         assert target.name is not None and target.namespace is not None
-        content_type = request.headers.get("Content-Type", _JSON).split(";")[0].strip()
-        if "protobuf" in content_type:
-            try:
-                body: Any = tokens.decode_protobuf_token_request(await request.read())
-            except (ValueError, IndexError) as exc:
-                raise errors.bad_request(f"the body of the request was in an unknown format: {exc}") from None
-        else:
-            body = await self._body(request)
+        body = await self._body(request)  # JSON, YAML or protobuf, as every create
         created = tokens.create_token_request(self.store, self.issuer, target.namespace, target.name, body)
         if self._dry_run(request):
             created["status"] = {"token": "", "expirationTimestamp": None}
         return _json_response(created, 201)
+
+    async def self_subject_review(self, request: web.Request, plural: str) -> web.Response:
+        """POST selfsubjectaccessreviews / selfsubjectreviews: answered from the caller's identity, never stored."""
+        if request.method != "POST":
+            raise errors.ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        user: rbac.User = request["user"]
+        if plural == "selfsubjectreviews":
+            return _json_response(rbac.self_subject_review(user), 201)
+        rules = plural == "selfsubjectrulesreviews"
+        body = await self._body(request)  # JSON, YAML or protobuf (kubectl auth can-i [--list] sends protobuf)
+        if rules:
+            return _json_response(rbac.self_subject_rules_review(self.store, user, body), 201)
+        return _json_response(rbac.self_subject_access_review(self.store, user, body), 201)
 
     # ----- resources -----
 
@@ -247,6 +280,8 @@ class Api:
             if found is None:
                 raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
             return _json_response(found)
+        if len(parts) == 4 and parts[0] == "apis" and (parts[1], parts[2], parts[3]) in _REVIEWS:
+            return await self.self_subject_review(request, parts[3])
         target = parse_target(request.path)
         if target is None:
             raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -440,13 +475,13 @@ class Api:
         if not raw.strip():
             raise errors.bad_request("the request body is empty")
         content_type = request.headers.get("Content-Type", _JSON).split(";")[0].strip()
+        if content_type == protobuf.CONTENT_TYPE:  # kubectl's typed clients (`kubectl create configmap`, ...)
+            try:
+                return protobuf.decode(raw)
+            except (protobuf.DecodeError, UnicodeDecodeError) as exc:
+                raise errors.bad_request(f"the body of the request was in an unknown format: {exc}") from None
         if "protobuf" in content_type:
-            raise errors.ApiError(
-                415,
-                "UnsupportedMediaType",
-                "this cluster accepts JSON and YAML bodies, not protobuf: create from a manifest "
-                "(kubectl create -f / kubectl apply) instead of a kubectl create generator",
-            )
+            raise errors.ApiError(415, "UnsupportedMediaType", f"the body's media type {content_type!r} is not supported")
         try:
             if "yaml" in content_type:
                 return yaml.safe_load(raw)
@@ -515,6 +550,8 @@ class Api:
         apply_defaults(res, obj)
         if old is not None:
             registry.prepare_for_update(res, obj, old)
+        else:
+            registry.admit(res, obj, self.store)  # mutating admission (ServiceAccount), before validation
         validate(res, obj, old)
         if old is None:
             registry.prepare_for_create(res, obj, self.store)

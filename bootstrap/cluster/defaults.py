@@ -12,7 +12,16 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from bootstrap.cluster.resources import DEPLOYMENTS, JOBS, PODS, REPLICASETS, SECRETS, SERVICES, ResourceType
+from bootstrap.cluster.resources import (
+    DEPLOYMENTS,
+    HORIZONTALPODAUTOSCALERS,
+    JOBS,
+    PODS,
+    REPLICASETS,
+    SECRETS,
+    SERVICES,
+    ResourceType,
+)
 
 Obj = dict[str, Any]
 
@@ -103,6 +112,16 @@ def apply_defaults(res: ResourceType, obj: Obj) -> None:
                 port.setdefault("protocol", "TCP")
                 if "port" in port:
                     port.setdefault("targetPort", port["port"])
+    elif res is HORIZONTALPODAUTOSCALERS and isinstance(spec, dict):
+        # autoscaling/v2 SetDefaults_HorizontalPodAutoscaler (behavior is defaulted only when given: not done here)
+        spec.setdefault("minReplicas", 1)
+        if not spec.get("metrics"):
+            spec["metrics"] = [
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}},
+                }
+            ]
     elif res is SECRETS:
         obj.setdefault("type", "Opaque")
         string_data = obj.pop("stringData", None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bootstrap.cluster.resources import ALL, ResourceType, groups
+from bootstrap.cluster.resources import ALL, CREATE_ONLY, ResourceType, groups
 
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 KUBE_VERSION = {
@@ -73,7 +73,7 @@ def _subresource(res: ResourceType, sub: str) -> dict[str, Any]:
 
 def resource_list(group: str, version: str) -> dict[str, Any] | None:
     """The APIResourceList of one group version (`group=""` is the core group), or None if unknown."""
-    selected = [r for r in ALL if r.group == group and r.version == version]
+    selected = [r for r in ALL + CREATE_ONLY if r.group == group and r.version == version]
     if not selected:
         return None
     resources: list[dict[str, Any]] = []
@@ -85,11 +85,13 @@ def resource_list(group: str, version: str) -> dict[str, Any] | None:
             "kind": res.kind,
             "verbs": VERBS if res.plural != "namespaces" else [v for v in VERBS if v != "deletecollection"],
         }
+        if res in CREATE_ONLY:
+            entry["verbs"] = ["create"]
         if res.short_names:
             entry["shortNames"] = list(res.short_names)
         if res.group == "apps":
             entry["categories"] = ["all"]
-        elif res.plural in ("pods", "services", "jobs"):
+        elif res.plural in ("pods", "services", "jobs", "horizontalpodautoscalers"):
             entry["categories"] = ["all"]
         resources.append(entry)
         for sub in res.subresources:

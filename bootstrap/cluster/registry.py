@@ -6,6 +6,9 @@
 - Services get a ClusterIP from the service CIDR 10.96.0.0/12 (10.96.0.1 belongs to the
   `kubernetes` service), unless headless (`clusterIP: None`) or ExternalName, and an update
   carries the allocated IPs forward; the primary ClusterIP may not change once set.
+- Pods go through the ServiceAccount admission plugin (`admit`): no `serviceAccountName` means `default`
+  (and the deprecated `serviceAccount` mirrors it, as the v1 conversion does); an account that does not
+  exist refuses the create with 403, as kube-apiserver's plugin does.
 - DELETE answers with the deleted object for the kinds whose registry sets
   `ReturnDeletedObject` (pods, services, service accounts); the others answer a `Status`.
 """
@@ -19,7 +22,18 @@ from typing import Any
 
 from bootstrap.cluster import errors
 from bootstrap.cluster.kubelet.runtime import qos_class
-from bootstrap.cluster.resources import DEPLOYMENTS, JOBS, PODS, REPLICASETS, SERVICEACCOUNTS, SERVICES, ResourceType
+from bootstrap.cluster.resources import (
+    DEPLOYMENTS,
+    HORIZONTALPODAUTOSCALERS,
+    JOBS,
+    NAMESPACES,
+    PODDISRUPTIONBUDGETS,
+    PODS,
+    REPLICASETS,
+    SERVICEACCOUNTS,
+    SERVICES,
+    ResourceType,
+)
 from bootstrap.cluster.store import Store
 
 Obj = dict[str, Any]
@@ -145,6 +159,31 @@ def _job_create(obj: Obj) -> None:
     spec["selector"] = selector
 
 
+def admit(res: ResourceType, obj: Obj, store: Store | None) -> None:
+    """Mutating admission on create (before validation): the ServiceAccount plugin for pods.
+
+    `store=None`: the defaulting only (the workload controllers' pods: a controller run on a bare store in
+    tests has no serviceaccounts controller, so the existence check is the API's alone)."""
+    spec = obj.get("spec")
+    if res is not PODS or not isinstance(spec, dict):
+        return
+    account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+    spec["serviceAccountName"] = spec["serviceAccount"] = account
+    meta = obj.get("metadata") or {}
+    namespace = str(meta.get("namespace") or "default")
+    if store is None or store.try_get(NAMESPACES, None, namespace) is None:
+        return  # the store answers 404 for the namespace, as the NamespaceLifecycle plugin (first) does
+    if store.try_get(SERVICEACCOUNTS, namespace, account) is None:
+        name = meta.get("name") or meta.get("generateName") or "Unknown"  # admission.NewForbidden's name
+        raise errors.ApiError(
+            403,
+            "Forbidden",
+            f'pods "{name}" is forbidden: error looking up service account {namespace}/{account}: '
+            f'serviceaccount "{account}" not found',
+            details={"name": name, "kind": "pods"},
+        )
+
+
 def prepare_for_create(res: ResourceType, obj: Obj, store: Store) -> None:
     """After defaulting and validation of a create: reset status, allocate what the registry allocates."""
     if res is PODS and isinstance(obj.get("spec"), dict):
@@ -159,9 +198,18 @@ def prepare_for_create(res: ResourceType, obj: Obj, store: Store) -> None:
     elif res is JOBS:
         obj["status"] = {}
         _job_create(obj)
+    elif res is PODDISRUPTIONBUDGETS:
+        obj["status"] = {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}
+    elif res is HORIZONTALPODAUTOSCALERS:
+        obj["status"] = {"desiredReplicas": 0}
 
 
 def prepare_for_update(res: ResourceType, obj: Obj, old: Obj) -> None:
     """Before validation of an update: carry allocated values forward, refuse changing immutable ones."""
     if res is SERVICES:
         _service_update(obj, old)
+    elif res is PODS and isinstance(obj.get("spec"), dict):
+        old_spec = old.get("spec") or {}
+        for key in ("serviceAccountName", "serviceAccount"):  # set by admission: an update leaving them out keeps them
+            if not obj["spec"].get(key) and old_spec.get(key):
+                obj["spec"][key] = old_spec[key]

@@ -52,6 +52,28 @@ JOBS = ResourceType("batch", "v1", "Job", "jobs", True, has_status=True, subreso
 LEASES = ResourceType("coordination.k8s.io", "v1", "Lease", "leases", True)
 ROLES = ResourceType("rbac.authorization.k8s.io", "v1", "Role", "roles", True)
 ROLEBINDINGS = ResourceType("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", True)
+CLUSTERROLES = ResourceType("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False)
+CLUSTERROLEBINDINGS = ResourceType("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", False)
+PODDISRUPTIONBUDGETS = ResourceType(
+    "policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, ("pdb",), has_status=True, subresources=("status",)
+)
+HORIZONTALPODAUTOSCALERS = ResourceType(
+    "autoscaling",
+    "v2",
+    "HorizontalPodAutoscaler",
+    "horizontalpodautoscalers",
+    True,
+    ("hpa",),
+    has_status=True,
+    subresources=("status",),
+)
+# Create-only, never stored (rbac.py): discovery lists them, the API answers their POSTs itself.
+SELFSUBJECTACCESSREVIEWS = ResourceType(
+    "authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", False
+)
+SELFSUBJECTRULESREVIEWS = ResourceType("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", False)
+SELFSUBJECTREVIEWS = ResourceType("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", False)
+CREATE_ONLY: tuple[ResourceType, ...] = (SELFSUBJECTACCESSREVIEWS, SELFSUBJECTRULESREVIEWS, SELFSUBJECTREVIEWS)
 
 ALL: tuple[ResourceType, ...] = (
     NAMESPACES,
@@ -67,7 +89,11 @@ ALL: tuple[ResourceType, ...] = (
     JOBS,
     ROLES,
     ROLEBINDINGS,
+    CLUSTERROLES,
+    CLUSTERROLEBINDINGS,
     LEASES,
+    PODDISRUPTIONBUDGETS,
+    HORIZONTALPODAUTOSCALERS,
 )
 
 BY_KEY = {r.key: r for r in ALL}
@@ -90,7 +116,7 @@ def by_kind(api_version: str, kind: str) -> ResourceType | None:
 def groups() -> dict[str, list[ResourceType]]:
     """Named API groups (not the core group) with their resources, in discovery order."""
     result: dict[str, list[ResourceType]] = {}
-    for r in ALL:
+    for r in ALL + CREATE_ONLY:
         if r.group:
             result.setdefault(r.group, []).append(r)
     return result

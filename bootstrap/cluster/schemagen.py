@@ -39,7 +39,15 @@ _META = {
     "MicroTime",
     "Time",
 }
-_PKG = {"": "core", "apps": "apps", "batch": "batch", "rbac.authorization.k8s.io": "rbac", "coordination.k8s.io": "coordination"}
+_PKG = {
+    "": "core",
+    "apps": "apps",
+    "batch": "batch",
+    "rbac.authorization.k8s.io": "rbac",
+    "coordination.k8s.io": "coordination",
+    "policy": "policy",
+    "autoscaling": "autoscaling",
+}
 _ROOT_CLASS = {"Event": "CoreV1Event"}
 _PRIMITIVES: dict[str, dict[str, Any]] = {
     "str": {"type": "string"},
@@ -63,7 +71,8 @@ def _definition_name(class_name: str, group: str) -> str:
     bare = _bare(class_name)
     if bare in _META:
         return f"io.k8s.apimachinery.pkg.apis.meta.v1.{bare}"
-    return f"io.k8s.api.{_PKG[group]}.v1.{bare}"
+    version = re.match(r"^V(\d+)(?!alpha|beta)[A-Z]", class_name)  # autoscaling/v2's V2...; alpha/beta kept as v1
+    return f"io.k8s.api.{_PKG[group]}.v{version.group(1) if version else '1'}.{bare}"
 
 
 def generate() -> dict[str, Any]:
@@ -114,7 +123,7 @@ def generate() -> dict[str, Any]:
 
     roots: dict[str, str] = {}
     for res in ALL:
-        class_name = _ROOT_CLASS.get(res.kind, f"V1{res.kind}")
+        class_name = _ROOT_CLASS.get(res.kind, f"{res.version.upper()}{res.kind}")
         name = visit(class_name, res.group)
         definitions[name]["x-kubernetes-group-version-kind"] = [{"group": res.group, "version": res.version, "kind": res.kind}]
         roots[_root_key(res)] = name

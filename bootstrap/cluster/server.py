@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bootstrap.cluster import pki
+from bootstrap.cluster import pki, rbac
 from bootstrap.cluster.api import LogSource, make_app
 from bootstrap.cluster.store import Store
 from bootstrap.cluster.tokens import TokenIssuer
@@ -61,6 +61,7 @@ def _workloads(
             GarbageCollector,
             JobController,
             ReplicaSetController,
+            ServiceAccountsController,
         )
         from bootstrap.cluster.events import EventRecorder
 
@@ -70,6 +71,7 @@ def _workloads(
             ReplicaSetController(store, events=events).run(),
             JobController(store, events=events).run(),
             GarbageCollector(store).run(),
+            ServiceAccountsController(store).run(),  # subscribes now: before the API serves a request
         ]
     except ImportError as exc:
         if not no_workloads:
@@ -118,6 +120,7 @@ async def serve(state_dir: Path, *, port: int = 6443, host: str = "127.0.0.1") -
     state_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - startup, before serving
     os.chmod(state_dir, 0o700)
     store = Store(state_dir / "objects")
+    rbac.ensure_bootstrap_policy(store)
     credentials = pki.ensure_credentials(state_dir)
     server_url = f"https://{host}:{port}"  # also the ServiceAccount token issuer (--service-account-issuer)
     issuer = TokenIssuer.from_file(server_url, pki.ensure_service_account_key(state_dir))

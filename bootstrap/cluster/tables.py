@@ -334,6 +334,71 @@ _PRINTERS: dict[str, tuple[list[Column], Callable[[Obj], list[Any]]]] = {
     ),
 }
 _DEFAULT: tuple[list[Column], Callable[[Obj], list[Any]]] = ([("Age", "string", 0)], lambda o: [_created(o)])
+_PRINTERS["ClusterRoleBinding"] = _PRINTERS["RoleBinding"]
+_PRINTERS["Role"] = _PRINTERS["ClusterRole"] = (  # printRole: the creation time itself, not an age
+    [("Created At", "date", 0)],
+    lambda o: [o["metadata"].get("creationTimestamp", "")],
+)
+_PRINTERS["ServiceAccount"] = (
+    [("Secrets", "integer", 0), ("Age", "string", 0)],
+    lambda o: [len(o.get("secrets") or []), _created(o)],
+)
+_PRINTERS["PodDisruptionBudget"] = (
+    [
+        ("Min Available", "string", 0),
+        ("Max Unavailable", "string", 0),
+        ("Allowed Disruptions", "integer", 0),
+        ("Age", "string", 0),
+    ],
+    lambda o: [
+        str((o.get("spec") or {}).get("minAvailable", "N/A")),
+        str((o.get("spec") or {}).get("maxUnavailable", "N/A")),
+        int((o.get("status") or {}).get("disruptionsAllowed") or 0),
+        _created(o),
+    ],
+)
+
+
+def _hpa_targets(hpa: Obj) -> str:
+    """printHorizontalPodAutoscaler's formatHPAMetrics for the metrics kinds a local HPA has (no metrics server)."""
+    parts = []
+    for metric in (hpa.get("spec") or {}).get("metrics") or []:
+        kind = str(metric.get("type") or "")
+        source = metric.get(kind[:1].lower() + kind[1:]) or {}  # Resource: resource, ContainerResource: containerResource
+        target = source.get("target") or {}
+        name = source.get("name") or (source.get("metric") or {}).get("name") or "<unknown>"
+        if target.get("averageUtilization") is not None:
+            parts.append(f"{name}: <unknown>/{target['averageUtilization']}%")
+        else:
+            parts.append(f"<unknown>/{target.get('averageValue') or target.get('value') or '<unknown>'}")
+    return ", ".join(parts) if parts else "<none>"
+
+
+def _hpa(hpa: Obj) -> list[Any]:
+    spec = hpa.get("spec") or {}
+    ref = spec.get("scaleTargetRef") or {}
+    min_replicas = spec.get("minReplicas")
+    return [
+        f"{ref.get('kind', '')}/{ref.get('name', '')}",
+        _hpa_targets(hpa),
+        "<unset>" if min_replicas is None else str(min_replicas),
+        int(spec.get("maxReplicas") or 0),
+        int((hpa.get("status") or {}).get("currentReplicas") or 0),
+        _created(hpa),
+    ]
+
+
+_PRINTERS["HorizontalPodAutoscaler"] = (
+    [
+        ("Reference", "string", 0),
+        ("Targets", "string", 0),
+        ("MinPods", "string", 0),
+        ("MaxPods", "integer", 0),
+        ("Replicas", "integer", 0),
+        ("Age", "string", 0),
+    ],
+    _hpa,
+)
 
 
 _NAME_LAST = frozenset({"Event"})  # kube prints events without a leading NAME (it is a wide column)

@@ -11,8 +11,8 @@
   422 Invalid, as ValidateTokenRequest), the ServiceAccount lookup (404), an optional bound Pod or Secret,
   and the claims of pkg/serviceaccount/claims.go: iss, sub, aud (a list), exp, iat, nbf, jti and
   `kubernetes.io` {namespace, serviceaccount, pod|secret, node}.
-- kubectl (`kubectl create token`) posts the TokenRequest as protobuf: `decode_protobuf_token_request`
-  reads the few fields a TokenRequest has.
+- kubectl (`kubectl create token`) posts the TokenRequest as protobuf: the API decodes it (protobuf.py) like
+  any other protobuf body before `create_token_request` sees it.
 """
 
 from __future__ import annotations
@@ -145,8 +145,8 @@ class TokenIssuer:
 
 
 def service_account(store: Store, namespace: str, name: str) -> Obj:
-    """The ServiceAccount (404 if missing), except "default", made on first use here: every real namespace has one
-    (kube's serviceaccounts controller creates it with the namespace; this cluster has no such controller)."""
+    """The ServiceAccount (404 if missing). "default" is made here if it is missing (a store without the
+    serviceaccounts controller, controllers/serviceaccounts.py, which otherwise creates it with the namespace)."""
     found = store.try_get(SERVICEACCOUNTS, namespace, name)
     if found is not None:
         return found
@@ -249,73 +249,3 @@ def create_token_request(store: Store, issuer: TokenIssuer, namespace: str, name
         "spec": {"audiences": audiences, "expirationSeconds": expiration, "boundObjectRef": ref or None},
         "status": {"token": token, "expirationTimestamp": _rfc3339(now + expiration)},
     }
-
-
-# ----- kubectl's protobuf body -----
-
-PROTOBUF_MAGIC = b"k8s\x00"
-
-
-def _fields(data: bytes) -> list[tuple[int, int | bytes]]:
-    """The (field number, value) pairs of one protobuf message: varints as int, length-delimited as bytes."""
-    out: list[tuple[int, int | bytes]] = []
-    i = 0
-
-    def varint() -> int:
-        nonlocal i
-        shift = result = 0
-        while True:
-            b = data[i]
-            i += 1
-            result |= (b & 0x7F) << shift
-            if not b & 0x80:
-                return result
-            shift += 7
-
-    while i < len(data):
-        key = varint()
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            out.append((number, varint()))
-        elif wire == 2:
-            length = varint()
-            out.append((number, data[i : i + length]))
-            i += length
-        elif wire == 1:
-            i += 8
-        elif wire == 5:
-            i += 4
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-    return out
-
-
-def decode_protobuf_token_request(raw: bytes) -> Obj:
-    """The k8s protobuf envelope (runtime.Unknown) of an authentication.k8s.io/v1 TokenRequest, as JSON-shaped data."""
-    if not raw.startswith(PROTOBUF_MAGIC):
-        raise ValueError("not a Kubernetes protobuf message")
-    envelope = dict(_fields(raw[len(PROTOBUF_MAGIC) :]))
-    type_meta = {n: v for n, v in _fields(envelope.get(1, b""))}  # type: ignore[arg-type]
-    obj: Obj = {
-        "apiVersion": bytes(type_meta.get(1, b"")).decode(),  # type: ignore[arg-type]
-        "kind": bytes(type_meta.get(2, b"")).decode(),  # type: ignore[arg-type]
-        "metadata": {},
-        "spec": {},
-    }
-    for number, value in _fields(envelope.get(2, b"")):  # type: ignore[arg-type]
-        if number == 1 and isinstance(value, bytes):  # ObjectMeta: name=1, namespace=3
-            for n, v in _fields(value):
-                if n in (1, 3) and isinstance(v, bytes):
-                    obj["metadata"]["name" if n == 1 else "namespace"] = v.decode()
-        elif number == 2 and isinstance(value, bytes):  # TokenRequestSpec
-            for n, v in _fields(value):
-                if n == 1 and isinstance(v, bytes):
-                    obj["spec"].setdefault("audiences", []).append(v.decode())
-                elif n == 4 and isinstance(v, int):
-                    obj["spec"]["expirationSeconds"] = v
-                elif n == 3 and isinstance(v, bytes):  # BoundObjectReference: kind, apiVersion, name, uid
-                    names = {1: "kind", 2: "apiVersion", 3: "name", 4: "uid"}
-                    obj["spec"]["boundObjectRef"] = {
-                        names[k]: w.decode() for k, w in _fields(v) if k in names and isinstance(w, bytes)
-                    }
-    return obj

@@ -15,10 +15,14 @@ from typing import Any
 
 from bootstrap.cluster import errors
 from bootstrap.cluster.resources import (
+    CLUSTERROLEBINDINGS,
+    CLUSTERROLES,
     CONFIGMAPS,
     DEPLOYMENTS,
+    HORIZONTALPODAUTOSCALERS,
     JOBS,
     NAMESPACES,
+    PODDISRUPTIONBUDGETS,
     PODS,
     REPLICASETS,
     ROLEBINDINGS,
@@ -71,7 +75,7 @@ def _dns_subdomain(value: str) -> str | None:
 
 
 def _name(res: ResourceType, name: str) -> str | None:
-    if res in (ROLES, ROLEBINDINGS):
+    if res in (ROLES, ROLEBINDINGS, CLUSTERROLES, CLUSTERROLEBINDINGS):
         if name in (".", "..") or "/" in name or "%" in name:
             return "may not contain '/' or '%' and may not be '.' or '..'"
         return None
@@ -282,6 +286,114 @@ def _job(spec: Obj, old_spec: Obj | None, causes: Causes) -> None:
             causes.append(("spec.completions", f"Invalid value: {spec.get('completions')!r}: field is immutable"))
 
 
+_PERCENT = re.compile(r"^[0-9]+%$")
+_PERCENT_MSG = "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')"
+
+
+def _go_int_or_string(value: Any) -> str:
+    """How kube's field errors print a *intstr.IntOrString (`%#v` of the struct)."""
+    if isinstance(value, str):
+        return f'intstr.IntOrString{{Type:1, IntVal:0, StrVal:"{value}"}}'
+    return f'intstr.IntOrString{{Type:0, IntVal:{value}, StrVal:""}}'
+
+
+def _positive_int_or_percent(value: Any, path: str, causes: Causes) -> None:
+    """ValidatePositiveIntOrPercent and IsNotMoreThan100Percent."""
+    if isinstance(value, str):
+        if not _PERCENT.match(value):
+            causes.append((path, f'Invalid value: "{value}": {_PERCENT_MSG}'))
+        elif int(value[:-1]) > 100:
+            causes.append((path, f'Invalid value: "{value}": must not be greater than 100%'))
+    elif isinstance(value, int) and not isinstance(value, bool) and value < 0:
+        causes.append((path, f"Invalid value: {value}: must be greater than or equal to 0"))
+
+
+def _pdb(spec: Obj, causes: Causes) -> None:
+    """ValidatePodDisruptionBudgetSpec (policy/v1)."""
+    min_available, max_unavailable = spec.get("minAvailable"), spec.get("maxUnavailable")
+    if min_available is not None and max_unavailable is not None:
+        causes.append(
+            (
+                "spec.minAvailable",
+                f"Invalid value: {_go_int_or_string(min_available)}: minAvailable and maxUnavailable cannot be both set",
+            )
+        )
+    if min_available is not None:
+        _positive_int_or_percent(min_available, "spec.minAvailable", causes)
+    if max_unavailable is not None:
+        _positive_int_or_percent(max_unavailable, "spec.maxUnavailable", causes)
+    policy = spec.get("unhealthyPodEvictionPolicy")
+    if policy is not None and policy not in ("IfHealthyBudget", "AlwaysAllow"):
+        causes.append(
+            (
+                "spec.unhealthyPodEvictionPolicy",
+                f'Unsupported value: "{policy}": supported values: "AlwaysAllow", "IfHealthyBudget"',
+            )
+        )
+
+
+def _hpa(spec: Obj, causes: Causes) -> None:
+    """ValidateHorizontalPodAutoscalerSpec (autoscaling/v2; HPAScaleToZero off)."""
+    min_replicas, max_replicas = spec.get("minReplicas"), spec.get("maxReplicas")
+    if isinstance(min_replicas, int) and min_replicas < 1:
+        causes.append(("spec.minReplicas", f"Invalid value: {min_replicas}: must be greater than or equal to 1"))
+    if not isinstance(max_replicas, int) or max_replicas < 1:
+        causes.append(("spec.maxReplicas", f"Invalid value: {max_replicas or 0}: must be greater than 0"))
+    elif isinstance(min_replicas, int) and min_replicas > max_replicas:
+        causes.append(("spec.maxReplicas", f"Invalid value: {max_replicas}: must be greater than or equal to `minReplicas`"))
+    ref = spec.get("scaleTargetRef")
+    ref = ref if isinstance(ref, dict) else {}
+    for key in ("kind", "name"):
+        value = ref.get(key)
+        if not value:
+            causes.append((f"spec.scaleTargetRef.{key}", "Required value"))
+        elif "/" in str(value) or "%" in str(value) or str(value) in (".", ".."):
+            causes.append((f"spec.scaleTargetRef.{key}", f"Invalid value: \"{value}\": may not contain '/' or '%'"))
+    for i, metric in enumerate(spec.get("metrics") or []):
+        kind = metric.get("type") if isinstance(metric, dict) else None
+        allowed = ("ContainerResource", "External", "Object", "Pods", "Resource")
+        if not kind:
+            causes.append((f"spec.metrics[{i}].type", "Required value: must specify a metric source type"))
+        elif kind not in allowed:
+            causes.append(
+                (
+                    f"spec.metrics[{i}].type",
+                    f'Unsupported value: "{kind}": supported values: ' + ", ".join(f'"{a}"' for a in allowed),
+                )
+            )
+
+
+def _go_strings(values: Any) -> str:
+    return "[]string{" + ", ".join(f'"{v}"' for v in values or []) + "}"
+
+
+def _policy_rule(rule: Obj, path: str, namespaced: bool, causes: Causes) -> None:
+    """rbac's ValidatePolicyRule."""
+    if not rule.get("verbs"):
+        causes.append((f"{path}.verbs", "Required value: verbs must contain at least one value"))
+    urls = rule.get("nonResourceURLs")
+    if urls:
+        if namespaced:
+            causes.append(
+                (
+                    f"{path}.nonResourceURLs",
+                    f"Invalid value: {_go_strings(urls)}: namespaced rules cannot apply to non-resource URLs",
+                )
+            )
+        if rule.get("apiGroups") or rule.get("resources") or rule.get("resourceNames"):
+            causes.append(
+                (
+                    f"{path}.nonResourceURLs",
+                    f"Invalid value: {_go_strings(urls)}: rules cannot apply to both regular resources and non-resource URLs",
+                )
+            )
+        return
+    if not rule.get("apiGroups"):
+        causes.append((f"{path}.apiGroups", "Required value: resource rules must supply at least one api group"))
+    if not rule.get("resources"):
+        causes.append((f"{path}.resources", "Required value: resource rules must supply at least one resource"))
+
+
 def validate(res: ResourceType, obj: Obj, old: Obj | None = None) -> None:
     """Raise 422 Invalid listing every problem of `obj` (`old` is the stored object on update)."""
     causes: Causes = []
@@ -330,7 +442,16 @@ def validate(res: ResourceType, obj: Obj, old: Obj | None = None) -> None:
                         base64.b64decode(str(value), validate=True)
                     except (binascii.Error, ValueError):
                         causes.append((f"data[{key}]", "Invalid value: <secret contents redacted>: illegal base64 data"))
-    elif res is ROLEBINDINGS:
+    elif res is PODDISRUPTIONBUDGETS:
+        _pdb(spec if isinstance(spec, dict) else {}, causes)
+    elif res is HORIZONTALPODAUTOSCALERS:
+        _hpa(spec if isinstance(spec, dict) else {}, causes)
+    elif res in (ROLES, CLUSTERROLES):
+        rules = obj.get("rules")
+        for i, rule in enumerate(rules if isinstance(rules, list) else []):
+            if isinstance(rule, dict):
+                _policy_rule(rule, f"rules[{i}]", res is ROLES, causes)
+    elif res in (ROLEBINDINGS, CLUSTERROLEBINDINGS):
         role_ref = obj.get("roleRef")
         if not isinstance(role_ref, dict) or not role_ref.get("name") or not role_ref.get("kind"):
             causes.append(("roleRef", "Required value"))

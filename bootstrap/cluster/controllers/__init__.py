@@ -8,5 +8,6 @@ from bootstrap.cluster.controllers.deployment import DeploymentController
 from bootstrap.cluster.controllers.gc import GarbageCollector
 from bootstrap.cluster.controllers.job import JobController
 from bootstrap.cluster.controllers.replicaset import ReplicaSetController
+from bootstrap.cluster.controllers.serviceaccounts import ServiceAccountsController
 
-__all__ = ["DeploymentController", "GarbageCollector", "JobController", "ReplicaSetController"]
+__all__ = ["DeploymentController", "GarbageCollector", "JobController", "ReplicaSetController", "ServiceAccountsController"]

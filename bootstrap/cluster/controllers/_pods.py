@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import random
 
+from bootstrap.cluster import registry
 from bootstrap.cluster.controllers._util import owner_reference
 from bootstrap.cluster.errors import ApiError
 from bootstrap.cluster.events import WARNING, EventRecorder
@@ -28,7 +30,7 @@ def create_pod(store: Store, events: EventRecorder, owner: Obj, *, component: st
             "namespace": owner["metadata"]["namespace"],
             "ownerReferences": [owner_reference(owner)],
         },
-        "spec": template.get("spec") or {},
+        "spec": copy.deepcopy(template.get("spec") or {}),
     }
     if tmeta.get("annotations"):
         pod["metadata"]["annotations"] = dict(tmeta["annotations"])
@@ -36,6 +38,7 @@ def create_pod(store: Store, events: EventRecorder, owner: Obj, *, component: st
         pod["metadata"]["name"] = f"{name}-{random_suffix()}"
         if generate_name:
             pod["metadata"]["generateName"] = f"{name}-"
+        registry.admit(PODS, pod, None)  # the ServiceAccount admission's defaulting
         try:
             created = store.create(PODS, pod)
         except ApiError as err:
