@@ -23,7 +23,7 @@ module would send would not be refused or change it:
 | AcrPull | a role assignment of AcrPull to the kubelet identity's objectId at the registry's scope, under our name or any other (ARM's 409 RoleAssignmentExists) | the kubelet pulls the images ACR Tasks pushed |
 | managed identity `[azure].identity` | it exists (user-assigned) | the pipeline worker's pods are this identity (workload identity) |
 | its federated credential `<namespace>-<pipeline app>` | issuer = the cluster's OIDC issuer URL, subject `system:serviceaccount:<namespace>:<pipeline app>`, audiences `[api://AzureADTokenExchange]` | Entra ID exchanges the pods' projected ServiceAccount token for the identity's token |
-| the identity's roles | Container Registry Tasks Contributor on the registry, Azure Kubernetes Service Cluster User Role on the cluster (either under any name) | the in-cluster worker uploads nothing but schedules and follows ACR runs, and fetches the cluster's user kubeconfig |
+| the identity's roles | Container Registry Tasks Contributor and AcrPush on the registry, Azure Kubernetes Service Cluster User Role on the cluster (each under any name) | the in-cluster worker uploads nothing but schedules and follows ACR runs, pushes a multi-platform build's image index, and fetches the cluster's user kubeconfig |
 
 Role ids are Microsoft's built-in ones (the same GUID in every tenant), copied
 from Microsoft's built-in role documentation; tests compare them with that
@@ -76,6 +76,8 @@ ACR_PULL_ROLE = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 """The built-in AcrPull role definition (the same GUID in every tenant)."""
 ACR_TASKS_CONTRIBUTOR_ROLE = "fb382eab-e894-4461-af04-94435c366c3f"
 """Container Registry Tasks Contributor: listBuildSourceUploadUrl, scheduleRun, runs read/write/listLogSasUrl/cancel."""
+ACR_PUSH_ROLE = "8311e382-0749-4cb8-b61a-304f252e45ec"
+"""AcrPush: registries pull/read and push/write (the image index of a multi-platform build goes through the data plane)."""
 AKS_CLUSTER_USER_ROLE = "4abbcc35-e782-43d8-92c5-2d3f1bd2253f"
 """Azure Kubernetes Service Cluster User Role: managedClusters read and listClusterUserCredential."""
 TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
@@ -478,9 +480,11 @@ def ensure_federated_credential(client: ManagedServiceIdentityClient, *, plan: P
 def ensure_identity_roles(
     client: AuthorizationManagementClient, *, plan: Plan, identity: IdentityInfo, registry: RegistryInfo, cluster: ClusterInfo
 ) -> list[Outcome]:
-    """What the in-cluster pipeline worker does as itself: ACR Tasks on the registry, user credentials of the cluster."""
+    """What the in-cluster pipeline worker does as itself: ACR Tasks and pushes (image indexes) on the registry,
+    user credentials of the cluster."""
     grants = (
         (ACR_TASKS_CONTRIBUTOR_ROLE, "Container Registry Tasks Contributor", registry.id, plan.registry_name),
+        (ACR_PUSH_ROLE, "AcrPush", registry.id, plan.registry_name),
         (AKS_CLUSTER_USER_ROLE, "Azure Kubernetes Service Cluster User Role", cluster.id, plan.cluster_name),
     )
     return [

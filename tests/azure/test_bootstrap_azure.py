@@ -54,8 +54,8 @@ PUTS = (
     "FederatedIdentityCredentials_CreateOrUpdate",
     "RoleAssignments_Create",
 )
-# From nothing: one PUT of each, but three role assignments (AcrPull for the kubelet, two roles for the identity).
-FROM_NOTHING = {**dict.fromkeys(PUTS, 1), "RoleAssignments_Create": 3}
+# From nothing: one PUT of each, but four role assignments (AcrPull for the kubelet, three roles for the identity).
+FROM_NOTHING = {**dict.fromkeys(PUTS, 1), "RoleAssignments_Create": 4}
 KINDS = (
     "resource group",
     "registry",
@@ -64,6 +64,7 @@ KINDS = (
     "federated identity credential",
     "AcrPull role assignment",
     "Container Registry Tasks Contributor role assignment",
+    "AcrPush role assignment",
     "Azure Kubernetes Service Cluster User Role role assignment",
 )
 LOCATION = "westeurope"

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.unit
     [
         ("ACR_PULL_ROLE", "AcrPull"),
         ("ACR_TASKS_CONTRIBUTOR_ROLE", "Container Registry Tasks Contributor"),
+        ("ACR_PUSH_ROLE", "AcrPush"),
         ("AKS_CLUSTER_USER_ROLE", "Azure Kubernetes Service Cluster User Role"),
     ],
 )

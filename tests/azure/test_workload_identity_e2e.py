@@ -96,6 +96,7 @@ async def test_aks_from_nothing_the_in_cluster_worker_builds_and_deploys_as_its_
         "managed identity temporal-pipeline: created",
         f"federated identity credential {names.namespace}-{names.pipeline_app} of temporal-pipeline: created",
         f"Container Registry Tasks Contributor role assignment for temporal-pipeline on {names.registry}: created",
+        f"AcrPush role assignment for temporal-pipeline on {names.registry}: created",
         f"Azure Kubernetes Service Cluster User Role role assignment for temporal-pipeline on {names.cluster}: created",
     ):
         assert line in run.stdout, run.output
