@@ -161,6 +161,18 @@ class Registry(_ProcessService):
         return _http_ok(self.where())
 
 
+# Worker Versioning on the local stack: a drained version is reported after 5 s instead of the
+# server's default 5 min grace period (plus its refresh interval), so a versioned rollout's whole
+# sunset fits in a test. Production servers keep their defaults; the pipeline reads the status,
+# whatever the interval.
+VERSIONING_DYNAMIC_CONFIG = [
+    "--dynamic-config-value",
+    'matching.wv.VersionDrainageStatusVisibilityGracePeriod="5s"',
+    "--dynamic-config-value",
+    'matching.wv.VersionDrainageStatusRefreshInterval="2s"',
+]
+
+
 class TemporalDevServer(_ProcessService):
     """`temporal server start-dev` with the Web UI, a database file, and the pipeline's search attributes."""
 
@@ -190,6 +202,7 @@ class TemporalDevServer(_ProcessService):
             "--log-level",
             "warn",
             *dev_server_flags(),
+            *VERSIONING_DYNAMIC_CONFIG,
         ]
 
     def where(self) -> str:

@@ -246,7 +246,7 @@ def wait_for_rollout(request: RolloutInput) -> RolloutResult:
             outcome = kube.wait_for_rollout(
                 kc,
                 namespace=request.namespace,
-                name=request.app,
+                name=request.deployment or request.app,
                 generation=request.generation,
                 timeout=float(request.timeout_seconds),
                 on_progress=lambda p: activity.heartbeat(asdict(p)),
@@ -297,6 +297,8 @@ async def verify_polling(request: VerifyInput) -> VerifyResult:
     except PipelineError as exc:
         raise _application_error(exc) from exc
     selector = {"app.kubernetes.io/name": request.app}
+    if request.version_label:
+        selector[render.VERSION_LABEL] = request.version_label
     deadline = time.monotonic() + request.timeout_seconds
     kc = await asyncio.to_thread(_kube, request.cluster)
     try:

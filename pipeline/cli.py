@@ -154,6 +154,14 @@ def app_add_command(
     type=click.Path(path_type=Path),
     help="Build this deploy from DIR instead of the app's build_context (its Dockerfile at the same relative path).",
 )
+@click.option(
+    "--skip-gate",
+    "skip_gates",
+    multiple=True,
+    metavar="NAME",
+    help="Do not run this gate of the app (repeatable); needs --reason. Recorded in the history with who skipped it.",
+)
+@click.option("--reason", default="", help="Why the gates named by --skip-gate are skipped.")
 @click.pass_context
 def deploy(
     ctx: click.Context,
@@ -165,6 +173,8 @@ def deploy(
     detach: bool,
     dry_run: bool,
     context: Path | None,
+    skip_gates: tuple[str, ...],
+    reason: str,
 ) -> None:
     """Deploy an app: build, push, apply, roll out, verify polling; roll back on failure.
 
@@ -182,6 +192,7 @@ def deploy(
     if context is not None and image:
         raise PipelineError("--context and --image exclude each other: --image names an image that is not built")
     request = commands.prepare(config, app_name, image=image or "", tag=tag or "", no_build=no_build, context=context)
+    request = commands.skipping(request, skip_gates, reason)
     if dry_run:
         commands.dry_run(config, request)
         return
@@ -234,6 +245,51 @@ def rollback(ctx: click.Context, app: str, reason: str, to: str, follow: bool, d
 
 
 @cli.command()
+@click.argument("app")
+@click.option("--full", is_flag=True, help="Skip the remaining ramp steps: make the new version current now.")
+@click.pass_context
+def promote(ctx: click.Context, app: str, full: bool) -> None:
+    """Ramp APP's new version to its next step now (a versioned app's running deployment)."""
+    from pipeline import commands
+
+    config = load(ctx)
+    ctx.exit(commands.version_verb(config, config.app(app).name, "promote", full=full))
+
+
+@cli.command()
+@click.argument("app")
+@click.pass_context
+def pause(ctx: click.Context, app: str) -> None:
+    """Hold APP's ramp at its current step until `pipeline resume` (or promote, or rollback)."""
+    from pipeline import commands
+
+    config = load(ctx)
+    ctx.exit(commands.version_verb(config, config.app(app).name, "pause"))
+
+
+@cli.command()
+@click.argument("app")
+@click.pass_context
+def resume(ctx: click.Context, app: str) -> None:
+    """Go on with APP's paused ramp."""
+    from pipeline import commands
+
+    config = load(ctx)
+    ctx.exit(commands.version_verb(config, config.app(app).name, "resume"))
+
+
+@cli.command()
+@click.argument("app", required=False)
+@click.pass_context
+def versions(ctx: click.Context, app: str | None) -> None:
+    """A versioned app's versions: build, status (current, ramping %, draining, drained), pinned workflows, pods."""
+    from pipeline import commands
+
+    config = load(ctx)
+    ctx.exit(commands.versions(config, config.app(app).name))
+
+
+@cli.command()
 @click.argument("app", required=False)
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000), help="At most this many.")
 @click.pass_context
@@ -277,14 +333,32 @@ def render_command(ctx: click.Context, app_name: str | None, image: str | None) 
     help="First ensure the resource group, ACR registry and AKS cluster (OIDC issuer, workload identity, "
     'AcrPull for its kubelet identity) exist; needs target = "aks".',
 )
+@click.option(
+    "--no-role-assignments",
+    is_flag=True,
+    help="With --azure: create everything but role assignments (for an identity that may create resources but not "
+    "assign roles, e.g. Contributor); the missing ones are printed and written to --role-assignments-file as "
+    "`az role assignment create` commands for an administrator.",
+)
+@click.option(
+    "--role-assignments-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Where --no-role-assignments writes the commands [default: azure-role-assignments.sh beside the config].",
+)
 @click.pass_context
-def bootstrap_command(ctx: click.Context, azure: bool) -> None:
+def bootstrap_command(ctx: click.Context, azure: bool, no_role_assignments: bool, role_assignments_file: Path | None) -> None:
     """Deploy the pipeline's own worker into the cluster (the first time with a temporary local worker).
 
     Already deployed and polling [pipeline].task_queue: says so and changes nothing.
     With --azure, the Azure resources are ensured first, one line each
     ("created" or "exists"); an existing one with incompatible settings is
     reported and left alone (exit 2), a failed Azure operation exits 1.
+    Before creating anything it asks Azure what the caller may do and whether
+    the registry name is free; a missing action or a taken name creates
+    nothing (exit 2). With --no-role-assignments, role assignments still
+    missing are printed as `az role assignment create` commands and written
+    to a file (exit 2); once an administrator made them, run it again.
     Exit codes as `deploy`: 0 verified, 1 failed, 3 rolled back, 2 bad input.
     """
     import logging
@@ -298,13 +372,32 @@ def bootstrap_command(ctx: click.Context, azure: bool) -> None:
                 f'{config.source}: `pipeline bootstrap --azure` needs target = "aks" (it is "{config.target}"); '
                 "set it and the [azure], [acr] and [aks] settings, or run `pipeline bootstrap` without --azure"
             )
-        from pipeline.azure import provision
+        from pipeline.azure import base_image, provision, role_grants
 
         try:
-            provision.provision(provision.plan_for(config), say=click.echo)
+            outcomes = provision.provision(provision.plan_for(config), say=click.echo, assign_roles=not no_role_assignments)
+            base_image.publish_for(config, say=click.echo)  # host-only base images where ACR Tasks runs can pull them
         except provision.AzureOperationFailed as error:
             click.echo(error.message, err=True)
             raise click.exceptions.Exit(1) from None
+        if pending := provision.pending_grants(outcomes):  # --no-role-assignments: left to an administrator
+            path = role_assignments_file or config.path.parent / "azure-role-assignments.sh"
+            path.write_text(role_grants.script(pending))
+            click.echo(
+                f"{len(pending)} role assignment(s) are missing; an administrator (Owner, User Access Administrator "
+                "or Role Based Access Control Administrator) must make them:",
+                err=True,
+            )
+            for grant in pending:
+                click.echo(grant.command(), err=True)
+            click.echo(
+                f"written to {path}; once they exist, run `pipeline bootstrap --azure --no-role-assignments` again "
+                "(`pipeline doctor` shows them)",
+                err=True,
+            )
+            raise click.exceptions.Exit(EXIT_PIPELINE_ERROR)
+    elif no_role_assignments or role_assignments_file:
+        raise PipelineError("--no-role-assignments and --role-assignments-file go with --azure")
     # Warnings only: the temporary worker's INFO lines would drown the deployment's progress.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     raise click.exceptions.Exit(commands.run(selfdeploy.bootstrap(config, say=click.echo)))

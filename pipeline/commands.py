@@ -134,6 +134,24 @@ def ship(
     return source.ship(request, directory, max_mb=config.pipeline.max_source_mb, say=say)
 
 
+def skipping(request: DeployRequest, names: Sequence[str], reason: str) -> DeployRequest:
+    """`--skip-gate NAME ... --reason TEXT`: each name one of the app's gates; a reason is required."""
+    from pipeline.models import SkippedGate
+
+    if not names:
+        if reason:
+            raise BadRequest("--reason: only with --skip-gate (it says why a gate is skipped)")
+        return request
+    known = [g.name for g in request.app.gates]
+    for name in names:
+        if name not in known:
+            listed = ", ".join(known) or "none"
+            raise BadRequest(f"--skip-gate {name}: {request.app.name} has no such gate (its gates: {listed})")
+    if not reason.strip():
+        raise BadRequest("--skip-gate needs --reason TEXT: who skipped which gate, and why, is recorded in the history")
+    return replace(request, skip_gates=tuple(SkippedGate(n, reason.strip(), who()) for n in dict.fromkeys(names)))
+
+
 def deploy(config: PipelineConfig, request: DeployRequest, *, follow: bool, detach: bool) -> int:
     return run(_deploy(config, request, follow=follow, detach=detach))
 
@@ -181,7 +199,14 @@ def report(result: DeploymentResult, url: str, *, config: PipelineConfig | None 
             click.echo(line, err=True)
     else:
         click.echo(f"Deployment failed: {result.reason}", err=True)
+    if config is not None and result.app in config.apps and config.apps[result.app].rollout.strategy == "versioned":
+        from pipeline.versioning import web_ui_url
+
+        deployment = f"{config.kubernetes.namespace}/{result.app}"
+        click.echo(f"Worker Deployment: {web_ui_url(config.temporal.ui_url, config.temporal.namespace, deployment)}")
     click.echo(f"Web UI: {url}")
+    if result.outcome == "failed" and "AcrTasksNotAllowed:" in result.reason:
+        return 2  # the subscription refuses ACR Tasks: nothing will work until that changes (README, Azure)
     codes = {"succeeded": 0, "rolled_back": EXIT_ROLLED_BACK, "canceled": EXIT_CANCELED}
     return codes.get(result.outcome, EXIT_TERMINATED if result.outcome in ("terminated", "timed_out") else EXIT_FAILED)
 
@@ -334,3 +359,91 @@ def worker(config: PipelineConfig) -> None:
     # The readiness gate's namespace: in a pod its own (where its Role lets it patch pods), else the config's.
     namespace = os.environ.get("POD_NAMESPACE") or config.kubernetes.namespace
     run(run_worker(temporal_target(config), task_queue=config.pipeline.task_queue, gate=(cluster_ref(config), namespace)))
+
+
+# ----- versioned apps: operator verbs and the versions table -----
+
+
+def version_verb(config: PipelineConfig, app: str, verb: str, *, full: bool = False) -> int:
+    return run(_version_verb(config, app, verb, full=full))
+
+
+async def _version_verb(config: PipelineConfig, app: str, verb: str, *, full: bool) -> int:
+    """`pipeline promote|pause|resume APP`: the running deployment's update; its new state, or why not."""
+    from temporalio.client import WorkflowUpdateFailedError
+
+    from pipeline.contract import PAUSE_UPDATE, PROMOTE_UPDATE, RESUME_UPDATE
+    from pipeline.errors import VersionRefused
+    from pipeline.models import DeploymentStatus
+
+    spec = config.app(app)
+    if spec.rollout.strategy != "versioned":
+        raise VersionRefused(
+            f'{verb}: {app} is not a versioned app ([apps.{app}.rollout].strategy is "{spec.rollout.strategy}"); '
+            "its deployments roll out in place"
+        )
+    client = await temporal_connect(temporal_target(config))
+    handle = await deployments.running(client, environment=config.target, app=app)
+    if handle is None:
+        raise VersionRefused(
+            f"{verb}: no deployment of {app} to {config.target} is running; `pipeline versions {app}` shows its versions"
+        )
+    name = {"promote": PROMOTE_UPDATE, "pause": PAUSE_UPDATE, "resume": RESUME_UPDATE}[verb]
+    args = [full] if verb == "promote" else []
+    try:
+        st: DeploymentStatus = await handle.execute_update(name, args=args, result_type=DeploymentStatus)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        raise VersionRefused(f"{verb} of {app} refused: {getattr(cause, 'message', None) or cause}") from exc
+    except RPCError as exc:
+        raise VersionRefused(f"{verb} of {app} refused: {exc.message}") from exc
+    state = "paused" if st.paused else ("promoting" if verb == "promote" else "ramping")
+    click.echo(
+        f"{app}: {verb} accepted; step {st.step!r}, new version at {st.ramp_percentage:g}% ({state}); workflow {handle.id}"
+    )
+    return 0
+
+
+def versions(config: PipelineConfig, app: str) -> int:
+    return run(_versions(config, app))
+
+
+async def _versions(config: PipelineConfig, app: str) -> int:
+    """`pipeline versions APP`: every version, from Temporal and the cluster, one line each."""
+    import datetime as dt
+
+    from pipeline.models import VersionsInput
+    from pipeline.version_activities import survey
+    from pipeline.versioning import web_ui_url
+
+    request = deploy_request(config, app, requested_by=who())
+    if not request.app.rollout.versioned:
+        raise BadRequest(
+            f'versions: {app} is not a versioned app ([apps.{app}.rollout].strategy is "{request.app.rollout.strategy}")'
+        )
+    report = await survey(
+        VersionsInput(app=request.app, environment=config.target, temporal=request.temporal, cluster=request.cluster)
+    )
+    routing = report.routing
+    click.echo(
+        f"Worker Deployment {report.deployment_name}: current {routing.current or 'unversioned'}"
+        + (f", ramping {routing.ramping} at {routing.percentage:g}%" if routing.ramping else "")
+        + ("" if report.routing_completed else " (propagating)")
+        + f"; manager {report.manager or '-'}"
+    )
+    click.echo(f"{'BUILD':<14} {'STATUS':<10} {'RAMP':>5} {'PINNED':>6} {'PODS':>5}  {'CREATED (UTC)':<19}  DEPLOYMENT / IMAGE")
+    for row in report.versions:
+        status = row.status or "unknown"
+        if row.deploying:
+            status += "*"
+        created = dt.datetime.fromtimestamp(row.created_at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if row.created_at else "-"
+        pods = f"{row.ready_replicas}/{row.replicas}" if row.deployment else "-"
+        ramp = f"{row.ramp_percentage:g}%" if row.status == "ramping" else ("100%" if row.status == "current" else "-")
+        click.echo(
+            f"{row.build_id.replace('sha256:', '')[:12]:<14} {status:<10} {ramp:>5} {row.open_pinned:>6} {pods:>5}  {created:<19}  "
+            f"{row.deployment or '(deleted)'} {row.image}"
+        )
+    if any(r.deploying for r in report.versions):
+        click.echo("* being rolled out by the running deployment")
+    click.echo(f"Web UI: {web_ui_url(config.temporal.ui_url, config.temporal.namespace, report.deployment_name)}")
+    return 0

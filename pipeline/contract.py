@@ -18,6 +18,11 @@ STATUS_QUERY = "status"
 # update (the caller gets an answer: accepted and what will be restored, or why not).
 ROLLBACK_SIGNAL = "rollback"
 ROLLBACK_UPDATE = "rollback"
+# Operator verbs of a versioned deployment (`pipeline promote|pause|resume APP`): updates that
+# answer with the deployment's status, or refuse with the reason.
+PROMOTE_UPDATE = "promote"
+PAUSE_UPDATE = "pause"
+RESUME_UPDATE = "resume"
 # What a canceled deployment restored (a canceled workflow has no result): in its memo.
 OUTCOME_MEMO = "outcome"
 

@@ -48,12 +48,13 @@ TEMPORAL = "temporal"
 NAMESPACE = "namespace"
 API_KEY = "tls/api key"
 REGISTRY = "registry"
+AZURE_ROLES = "azure roles"
 CLUSTER = "cluster"
 PIPELINE_WORKER = "pipeline worker"
 PODS = "pods"
 POLLERS = "pollers"
 BACKLOG = "backlog"
-NAMES = (CONFIG, TEMPORAL, NAMESPACE, API_KEY, REGISTRY, CLUSTER, PIPELINE_WORKER, PODS, POLLERS, BACKLOG)
+NAMES = (CONFIG, TEMPORAL, NAMESPACE, API_KEY, REGISTRY, AZURE_ROLES, CLUSTER, PIPELINE_WORKER, PODS, POLLERS, BACKLOG)
 
 CONNECT_TIMEOUT = 5.0  # seconds to reach Temporal
 RPC_TIMEOUT = timedelta(seconds=5)  # each Temporal call
@@ -366,6 +367,24 @@ def _registry_answer(url: str) -> tuple[int, str]:
 
 
 # ----- 6. the cluster, and the pipeline's verbs in it -----
+
+
+async def check_azure_roles(state: _State) -> Check:
+    """target aks: the role assignments `pipeline bootstrap --azure` makes (pipeline/azure/role_status.py)."""
+    if state.config.target != "aks":
+        return Check(AZURE_ROLES, OK, f"target {state.config.target}: no Azure role assignments needed")
+    from pipeline.azure import role_status  # only target aks needs the Azure SDKs
+
+    present, missing = await asyncio.to_thread(role_status.status, state.config)
+    if not missing:
+        return Check(AZURE_ROLES, OK, f"{len(present)} role assignments exist: " + "; ".join(g.line() for g in present))
+    return Check(
+        AZURE_ROLES,
+        FAIL,
+        f"{len(missing)} of {len(present) + len(missing)} role assignments missing: " + "; ".join(g.line() for g in missing),
+        fix="an administrator (Owner, User Access Administrator or Role Based Access Control Administrator) runs: "
+        + " && ".join(g.command() for g in missing),
+    )
 
 
 async def check_cluster(state: _State) -> Check:
@@ -787,6 +806,7 @@ _STEPS: tuple[tuple[str, Step], ...] = (
     (NAMESPACE, check_namespace),
     (API_KEY, check_api_key),
     (REGISTRY, check_registry),
+    (AZURE_ROLES, check_azure_roles),
     (CLUSTER, check_cluster),
     (PIPELINE_WORKER, check_pipeline_worker),
     (PODS, check_pods),

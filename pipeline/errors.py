@@ -24,6 +24,11 @@ this tree with one mapping each (`pipeline/kube/errors.py`, `pipeline/azure/erro
     ├── RenderError                     the render input cannot make valid manifests
     │   └── ImageNotPinned              the image is referenced by tag, not by digest
     ├── VerificationFailed              the new pods did not all poll with the new build in time
+    ├── GateFailed                      a gate could not reach a verdict (a gate that decides "no" is a GateResult)
+    ├── VersioningError                 a Worker Deployment call failed or its routing did not propagate (retryable)
+    │   ├── VersionNotRegistered        the new version's pods poll, but the version is not on every queue
+    │   ├── RoutingChangedElsewhere     another identity changed (or manages) the routing: reported, never overwritten
+    │   └── VersionRefused              an operator verb (promote, pause, resume, rollback --to) cannot apply now
     ├── KubeError                       a Kubernetes API call failed (`.status`, `.reason`)
     │   ├── KubeUnavailable             connection refused/reset, timeouts, 429, 5xx      (retryable)
     │   ├── KubeExpired                 410: a watch's resourceVersion is too old          (retryable)
@@ -158,6 +163,29 @@ class VerificationFailed(PipelineError):
 
 
 # ----- Kubernetes (translated in pipeline/kube/errors.py) -----
+
+
+class GateFailed(PipelineError):
+    """A gate could not reach its verdict (its Job gave none, or ran out of time)."""
+
+
+class VersioningError(PipelineError):
+    """A Worker Deployment call failed, or a routing change did not propagate in time."""
+
+    retryable = True
+    hint = "`pipeline versions APP` shows the Worker Deployment's routing and versions"
+
+
+class VersionNotRegistered(VersioningError):
+    retryable = False
+
+
+class RoutingChangedElsewhere(VersioningError):
+    retryable = False
+
+
+class VersionRefused(VersioningError):
+    retryable = False
 
 
 class KubeError(PipelineError):

@@ -21,6 +21,7 @@ from pipeline.models import (
     BuildSpec,
     ClusterRef,
     DeployRequest,
+    GateSpec,
     HostMount,
     ImagePullSecretRef,
     PipelineRole,
@@ -131,6 +132,13 @@ def app_spec(config: PipelineConfig, app: AppConfig) -> AppSpec:
             max_unavailable=app.rollout.max_unavailable,
             verification_timeout_seconds=app.rollout.verification_timeout_seconds,
             auto_rollback=app.rollout.auto_rollback,
+            strategy=app.rollout.strategy,
+            steps=app.rollout.steps,
+            step_pause_seconds=app.rollout.step_pause_seconds,
+            scaledown_delay_seconds=app.rollout.scaledown_delay_seconds,
+            delete_delay_seconds=app.rollout.delete_delay_seconds,
+            drained_replicas=app.rollout.drained_replicas,
+            retained_versions=app.rollout.retained_versions,
         ),
         health_port=app.health_port,
         termination_grace_period_seconds=app.termination_grace_period_seconds,
@@ -150,6 +158,23 @@ def app_spec(config: PipelineConfig, app: AppConfig) -> AppSpec:
         queue_types=tuple(app.queue_types),
         graceful_shutdown=app.graceful_shutdown,
         architecture=app.architecture,
+        gates=tuple(
+            GateSpec(
+                name=g.name,
+                kind=g.kind,
+                timeout_seconds=g.timeout_seconds,
+                closed_histories=g.closed_histories,
+                workflow_type=g.workflow_type,
+                input=g.input,
+                each_step=g.each_step,
+                soak_seconds=g.soak_seconds,
+                max_failed=g.max_failed,
+                max_failure_rate_delta=g.max_failure_rate_delta,
+                min_samples=g.min_samples,
+            )
+            for g in app.gates
+        ),
+        replay_modules=tuple(app.replay_modules),
     )
 
 

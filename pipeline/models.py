@@ -51,6 +51,44 @@ class RolloutSpec:
     max_unavailable: int | str
     verification_timeout_seconds: int
     auto_rollback: bool
+    # Defaults keep histories from before versioned rollouts readable (they are all rolling).
+    strategy: str = "rolling"
+    steps: tuple[int, ...] = ()
+    step_pause_seconds: int = 30
+    scaledown_delay_seconds: int = 3600
+    delete_delay_seconds: int = 86400
+    drained_replicas: int = 0
+    retained_versions: int = 5
+
+    @property
+    def versioned(self) -> bool:
+        return self.strategy == "versioned"
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """One gate of an app (config `[[apps.X.gates]]`): "replay", "workflow" or "analysis"."""
+
+    name: str
+    kind: str
+    timeout_seconds: int = 120
+    closed_histories: int = 0
+    workflow_type: str = ""
+    input: str = ""  # JSON text
+    each_step: bool = False
+    soak_seconds: int = 30
+    max_failed: int = 0
+    max_failure_rate_delta: float = 0.1
+    min_samples: int = 10
+
+
+@dataclass(frozen=True)
+class SkippedGate:
+    """`pipeline deploy --skip-gate NAME --reason TEXT`: recorded in the history with who asked."""
+
+    name: str
+    reason: str
+    requested_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -165,6 +203,8 @@ class AppSpec:
     queue_types: tuple[str, ...] = ("workflow", "activity")  # what the readiness gate and the verifier wait for
     graceful_shutdown: bool = False  # stops polling on SIGTERM: its old pods drain rather than serve while they stop
     architecture: str = ""  # "" = any node; else the pods' nodeSelector kubernetes.io/arch
+    gates: tuple[GateSpec, ...] = ()  # what a deployment must pass (pipeline/gates.py)
+    replay_modules: tuple[str, ...] = ()  # the candidate image's modules with the workflow definitions
 
 
 @dataclass(frozen=True)
@@ -213,6 +253,7 @@ class DeployRequest:
     # revision from the app's history ("previous" = the one before the current), no build.
     restore: str = ""
     reason: str = ""  # why, for a restore
+    skip_gates: tuple[SkippedGate, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -346,6 +387,7 @@ class RolloutInput:
     unready_seconds: int = 0
     # Where to ask, for a pod that never polls, where else Temporal has seen its worker (None: not asked).
     temporal: TemporalTarget | None = None
+    deployment: str = ""  # the Deployment's name when it is not the app's (a versioned app's `<app>-<short build>`)
 
 
 @dataclass(frozen=True)
@@ -371,6 +413,8 @@ class VerifyInput:
     timeout_seconds: int
     queue_types: tuple[str, ...] = ("workflow", "activity")
     graceful_shutdown: bool = True  # False: an old pod serves until it is gone, whatever Temporal last saw of it
+    # A versioned app: only this version's pods (render.VERSION_LABEL); other versions' pods keep running by design.
+    version_label: str = ""
 
 
 @dataclass(frozen=True)
@@ -406,6 +450,10 @@ class DeploymentStatus:
     rollback_reason: str = ""
     steps: list[str] = field(default_factory=list)  # every step started so far, in order
     restored_image: str = ""  # once rolled back (or canceled): what runs again
+    # strategy "versioned": the Worker Deployment's routing as last set, and whether the ramp is paused
+    ramp_percentage: float = 0.0
+    paused: bool = False
+    current_build: str = ""
     platforms: list[PlatformImage] = field(default_factory=list)  # `image` is an index of these (multi-platform)
 
 
@@ -424,3 +472,211 @@ class DeploymentResult:
     pollers: list[Poller] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)
     platforms: list[PlatformImage] = field(default_factory=list)  # `image` is an index of these (multi-platform)
+
+
+# ----- versioned rollouts (strategy "versioned": pipeline/versioning.py, pipeline/version_activities.py) -----
+
+
+@dataclass(frozen=True)
+class RoutingView:
+    """A Worker Deployment's routing as the workflow records it: current build ("" = unversioned workers),
+    ramping build and its percentage."""
+
+    current: str = ""
+    ramping: str = ""
+    percentage: float = 0.0
+
+
+@dataclass(frozen=True)
+class VersionCheckInput:
+    """Wait until the version is registered on every queue type of the app's task queue."""
+
+    temporal: TemporalTarget
+    deployment_name: str  # the Worker Deployment, `<k8s namespace>/<app>`
+    build_id: str
+    task_queue: str
+    queue_types: tuple[str, ...]
+    timeout_seconds: int
+
+
+@dataclass(frozen=True)
+class RoutingInput:
+    """Make `build_id` ramping at `percentage`, or current (`percentage` None); "" with 0 = stop ramping."""
+
+    temporal: TemporalTarget
+    deployment_name: str
+    build_id: str
+    percentage: float | None
+    expected: RoutingView | None  # what the pipeline last saw or set; None = read it now (first change)
+    timeout_seconds: int = 60
+
+
+@dataclass(frozen=True)
+class RoutingResult:
+    routing: RoutingView
+    propagation_seconds: float  # from the request until routing_config_update_state COMPLETED
+    manager: str = ""
+    before: RoutingView | None = None  # the live routing the change was made over
+
+
+@dataclass(frozen=True)
+class VersionsInput:
+    app: AppSpec
+    environment: str
+    temporal: TemporalTarget
+    cluster: ClusterRef
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    """One version of a versioned app, from Temporal (status, routing, pinned workflows) and Kubernetes (pods)."""
+
+    build_id: str
+    deployment: str = ""  # its Kubernetes Deployment ("" = gone)
+    image: str = ""
+    status: str = ""  # current | ramping | draining | drained | inactive | "" (not known to Temporal)
+    ramp_percentage: float = 0.0
+    drainage_since: float = 0.0  # Unix seconds it became draining/drained (0 = never)
+    created_at: float = 0.0
+    open_pinned: int = 0
+    replicas: int = 0
+    ready_replicas: int = 0
+    deploying: bool = False  # the app's running deployment is rolling this build out
+
+
+@dataclass(frozen=True)
+class VersionsReport:
+    deployment_name: str
+    routing: RoutingView
+    manager: str
+    versions: list[VersionRow]
+    surveyed_at: float  # Unix seconds
+    routing_completed: bool = True
+
+
+@dataclass(frozen=True)
+class RetireAction:
+    """One step of a version's sunset: "scale" to `replicas`, or "delete" its Deployment, ConfigMap and Version."""
+
+    action: str
+    build_id: str
+    deployment: str
+    replicas: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RetireInput:
+    app: AppSpec
+    temporal: TemporalTarget
+    cluster: ClusterRef
+    action: RetireAction
+
+
+@dataclass(frozen=True)
+class KeeperInput:
+    """The per-app workflow that owns the sunset of a versioned app's older versions (pipeline/keeper.py)."""
+
+    app: AppSpec
+    environment: str
+    temporal: TemporalTarget
+    cluster: ClusterRef
+    rounds: int = 0  # carried across continue-as-new
+
+
+@dataclass(frozen=True)
+class VersionReadyInput:
+    """Is this retained version serving as it is (pods ready, registered on every queue type)?"""
+
+    app: AppSpec
+    temporal: TemporalTarget
+    cluster: ClusterRef
+    build_id: str
+    image: str
+
+
+@dataclass(frozen=True)
+class VersionReady:
+    ready: bool
+    detail: str
+    ready_replicas: int = 0
+
+
+# ----- gates (pipeline/gates.py) -----
+
+
+@dataclass(frozen=True)
+class ReplayTarget:
+    workflow_id: str
+    run_id: str
+    workflow_type: str = ""
+
+
+@dataclass(frozen=True)
+class ReplayTargetsInput:
+    temporal: TemporalTarget
+    task_queue: str
+    closed_histories: int
+    exclude_pinned: bool  # a versioned app: PINNED workflows stay on their version and are not replayed
+    limit: int = 1000
+
+
+@dataclass(frozen=True)
+class ReplayJobInput:
+    """Replay `targets` against the candidate image: a one-off Job running the delivered replay runner."""
+
+    app: AppSpec
+    temporal: TemporalTarget
+    cluster: ClusterRef
+    image: str
+    build_id: str
+    gate: GateSpec
+    targets: tuple[ReplayTarget, ...]
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    verdict: str  # ok | nondeterministic | failed | unknown_type | skipped
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """What a gate found: `ok`, a one-line summary, and per-workflow results for a replay gate."""
+
+    gate: str
+    kind: str
+    ok: bool
+    summary: str
+    results: tuple[ReplayResult, ...] = ()
+
+
+@dataclass(frozen=True)
+class GateWorkflowInput:
+    temporal: TemporalTarget
+    app: str
+    task_queue: str
+    gate: GateSpec
+    workflow_id: str
+    pinned_deployment: str = ""  # a versioned app: pin the gate workflow to this version
+    pinned_build: str = ""
+    ramp_percent: float = -1.0  # at a ramp step: its percentage, in the gate workflow's memo ("ramp_percent")
+
+
+@dataclass(frozen=True)
+class AnalysisInput:
+    """Compare the new version's closed workflows with the baseline's over a window (visibility counts)."""
+
+    temporal: TemporalTarget
+    task_queue: str
+    gate: GateSpec
+    window_start: str  # RFC 3339: count workflows closed since then
+    soak_seconds: int = 0  # wait this long first (rolling: the soak window after every pod is new)
+    deployment_name: str = ""  # versioned: the Worker Deployment, and the two builds compared
+    new_build: str = ""
+    baseline_build: str = ""  # "" = unversioned workers
+    baseline_start: str = ""  # rolling: the baseline window is [baseline_start, window_start) ... before the deployment
+    baseline_end: str = ""

@@ -13,6 +13,9 @@ The objects come in apply order:
     ConfigMap <app>-temporal      non-secret Temporal settings, read with envFrom
     Deployment <app>              the worker (see `deployment`)
 
+A versioned app (`[apps.X.rollout].strategy = "versioned"`) gets one Deployment and
+ConfigMap per build instead: `<app>-<short build id>` (see `as_version`).
+
 An app with `role = "pipeline"` (the pipeline's own worker, `with_pipeline_role`)
 also gets a Role and RoleBinding `<app>` right after its ServiceAccount (whose
 token it mounts), with exactly PIPELINE_RULES; its volumes come from the data
@@ -78,6 +81,11 @@ CONFIG_HASH_ANNOTATION = "pipeline.temporal.io/config-hash"
 # On the Deployment (not its pod template: listing them restarts no pod): the platforms the image is built for.
 PLATFORMS_ANNOTATION = "pipeline.temporal.io/platforms"
 ARCH_NODE_LABEL = "kubernetes.io/arch"
+# Versioned apps (pipeline/versioning.py): the short build id in each version's selector and labels,
+# the Worker Deployment the version belongs to, and the variable that tells the worker to opt in.
+VERSION_LABEL = "pipeline.temporal.io/version"
+WORKER_DEPLOYMENT_ANNOTATION = "pipeline.temporal.io/worker-deployment"
+VERSIONING_ENV = "TEMPORAL_USE_WORKER_VERSIONING"
 CONTAINER_NAME = "worker"
 HEALTH_PORT_NAME = "health"
 RUN_AS_ID = 10001
@@ -139,7 +147,62 @@ def render_manifests(spec: RenderInput) -> Manifests:
     ]
     if app.pipeline_role is not None:
         objects = with_pipeline_role(objects, app=app, role=app.pipeline_role, labels=labels)
+    if app.rollout.versioned:
+        objects = as_version(objects, app=app, build_id=spec.build_id)
     return Manifests(objects=objects)
+
+
+# ----- versioned apps: one Deployment per build -----
+
+
+def version_suffix(build_id: str) -> str:
+    """The short build id in a versioned Deployment's name: 10 hex digits of the digest (or the label-safe id)."""
+    text = build_id.split(":", 1)[1] if build_id.startswith("sha256:") else build_id
+    return label_value(text.lower())[:10].strip("-_.") or "0"
+
+
+def version_name(app: AppSpec, build_id: str) -> str:
+    """`<app>-<short build id>`: the Deployment (and its ConfigMap's prefix) of one version of a versioned app."""
+    return f"{app.name}-{version_suffix(build_id)}"
+
+
+def as_version(objects: list[Obj], *, app: AppSpec, build_id: str) -> list[Obj]:
+    """The objects of one Worker Deployment Version (strategy "versioned").
+
+    The Deployment is `<app>-<short build id>` with the short build id in its selector, so the
+    versions' ReplicaSets never adopt each other's pods; its ConfigMap is its own
+    (`<app>-<short>-temporal`, with TEMPORAL_USE_WORKER_VERSIONING=true), so nothing a later
+    version applies reaches an older version's pods: a version's pod template is never patched.
+    The Namespace and ServiceAccount are shared by every version of the app.
+    """
+    name = version_name(app, build_id)
+    cm_name = f"{name}-temporal"
+    out: list[Obj] = []
+    for original in objects:
+        obj = copy.deepcopy(original)
+        if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == config_map_name(app):
+            obj["metadata"]["name"] = cm_name
+            obj["data"] = {**obj["data"], VERSIONING_ENV: "true"}
+        elif obj["kind"] == "Deployment":
+            obj["metadata"]["name"] = name
+            obj["metadata"]["labels"][VERSION_LABEL] = version_suffix(build_id)
+            obj["metadata"].setdefault("annotations", {}).update(
+                {BUILD_ID_ANNOTATION: build_id, WORKER_DEPLOYMENT_ANNOTATION: deployment_name(app)}
+            )
+            spec = obj["spec"]
+            spec["selector"]["matchLabels"][VERSION_LABEL] = version_suffix(build_id)
+            template = spec["template"]
+            template["metadata"]["labels"][VERSION_LABEL] = version_suffix(build_id)
+            template["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] = _digest(obj_data(out, cm_name))
+            for c in template["spec"]["containers"]:
+                c["envFrom"] = [{"configMapRef": {"name": cm_name}}]
+        out.append(obj)
+    return out
+
+
+def obj_data(objects: list[Obj], config_map: str) -> dict[str, str]:
+    """The data of the ConfigMap named `config_map` among `objects` ({} when absent)."""
+    return next((dict(o["data"]) for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == config_map), {})
 
 
 def app_labels(app: AppSpec, *, build_id: str) -> dict[str, str]:
@@ -361,16 +424,22 @@ def container_env(*, app: AppSpec, build_id: str, temporal: TemporalTarget) -> l
 #   wait_for_rollout: list + watch deployments and pods, list replicasets;
 #   verify_polling: list pods;
 #   the readiness gate (pipeline/readiness.py, in the worker process): list + watch pods, patch pods/status;
-#   wait_for_rollout's diagnosis of a failing probe: list events (the pod's Unhealthy ones).
+#   wait_for_rollout's diagnosis of a failing probe: list events (the pod's Unhealthy ones);
+#   versioned apps (pipeline/version_activities.py): list deployments (survey), get + patch
+#   deployments/scale and delete deployments and configmaps (a version's sunset);
+#   the replay gate (pipeline/gates.py): apply, get and delete its Job and ConfigMap, list the Job's
+#   pods (the verdict is their termination message: no pods/log).
 PIPELINE_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("", "namespaces", ("patch",)),
     ("", "serviceaccounts", ("create", "patch")),
-    ("", "configmaps", ("create", "get", "patch")),
+    ("", "configmaps", ("create", "delete", "get", "patch")),
     ("", "pods", ("list", "watch")),
     ("", "pods/status", ("patch",)),
     ("", "events", ("list",)),
-    ("apps", "deployments", ("create", "list", "patch", "watch")),
+    ("apps", "deployments", ("create", "delete", "get", "list", "patch", "watch")),
+    ("apps", "deployments/scale", ("patch",)),
     ("apps", "replicasets", ("list",)),
+    ("batch", "jobs", ("create", "delete", "get", "patch")),
     ("rbac.authorization.k8s.io", "roles", ("create", "patch")),
     ("rbac.authorization.k8s.io", "rolebindings", ("create", "patch")),
 )

@@ -23,6 +23,7 @@ from typing import Any
 
 from pipeline import kube
 from pipeline.models import Manifests, PlatformImage, Revision
+from pipeline.render import VERSION_LABEL
 
 CONFIGMAP_SUFFIX = "-pipeline-revision"
 HISTORY_LIMIT = 10
@@ -127,8 +128,14 @@ def _containers(deployment: Mapping[str, Any] | None) -> list[Mapping[str, Any]]
 
 
 def _recorded_deployment(app: str, revision: Revision) -> Mapping[str, Any] | None:
+    """The revision's Deployment: `<app>`, or a versioned app's `<app>-<short build>` (render.as_version)."""
     return next(
-        (o for o in revision.manifests.objects if o.get("kind") == "Deployment" and o.get("metadata", {}).get("name") == app),
+        (
+            o
+            for o in revision.manifests.objects
+            if o.get("kind") == "Deployment"
+            and (o.get("metadata", {}).get("name") == app or VERSION_LABEL in (o.get("metadata", {}).get("labels") or {}))
+        ),
         None,
     )
 
@@ -173,5 +180,8 @@ def drift(app: str, deployment: Mapping[str, Any] | None, log: RevisionLog) -> s
 
 
 def check_drift(kc: kube.KubeClient, *, app: str, namespace: str) -> str:
-    """drift() against the live cluster."""
-    return drift(app, kube.get_deployment(kc, namespace=namespace, name=app), read(kc, app=app, namespace=namespace))
+    """drift() against the live cluster (a versioned app: the recorded version's own Deployment)."""
+    log = read(kc, app=app, namespace=namespace)
+    recorded = _recorded_deployment(app, log.current) if log.current else None
+    name = str(recorded.get("metadata", {}).get("name") or app) if recorded else app
+    return drift(app, kube.get_deployment(kc, namespace=namespace, name=name), log)

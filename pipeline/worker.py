@@ -28,7 +28,8 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from pipeline import activities, clusters
+from pipeline import activities, clusters, gates, version_activities
+from pipeline.keeper import VersionKeeperWorkflow
 from pipeline.models import ClusterRef, TemporalTarget
 from pipeline.readiness import PollingGate
 from pipeline.temporal_client import connect
@@ -50,8 +51,8 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[DeploymentWorkflow],
-        activities=activities.ALL,
+        workflows=[DeploymentWorkflow, VersionKeeperWorkflow],
+        activities=[*activities.ALL, *version_activities.ALL, *gates.ALL],
         activity_executor=executor,
         max_concurrent_activities=max_activities,
         identity=identity(),

@@ -28,7 +28,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import NoReturn, TypeVar
 
 from temporalio import workflow
@@ -37,9 +38,12 @@ from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
-    from pipeline import activities, revisions, search_attributes
+    from pipeline import activities, gates, render, revisions, search_attributes, version_activities
     from pipeline.contract import (
         OUTCOME_MEMO,
+        PAUSE_UPDATE,
+        PROMOTE_UPDATE,
+        RESUME_UPDATE,
         ROLLBACK_SIGNAL,
         ROLLBACK_UPDATE,
         STATUS_QUERY,
@@ -50,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from pipeline.errors import non_retryable_types
     from pipeline.models import (
+        AnalysisInput,
         ApplyInput,
         ApplyResult,
         BuildImageInput,
@@ -58,6 +63,10 @@ with workflow.unsafe.imports_passed_through():
         DeploymentResult,
         DeploymentStatus,
         DeployRequest,
+        GateResult,
+        GateSpec,
+        GateWorkflowInput,
+        KeeperInput,
         Manifests,
         PlatformImage,
         PushIndexInput,
@@ -65,11 +74,22 @@ with workflow.unsafe.imports_passed_through():
         ReadRevisionResult,
         RecordRevisionInput,
         RenderInput,
+        ReplayJobInput,
+        ReplayTarget,
+        ReplayTargetsInput,
+        RetireAction,
+        RetireInput,
         Revision,
         RolloutInput,
         RolloutResult,
+        RoutingInput,
+        RoutingResult,
+        RoutingView,
         VerifyInput,
         VerifyResult,
+        VersionCheckInput,
+        VersionReady,
+        VersionReadyInput,
     )
     from pipeline.references import build_id_of
 
@@ -94,7 +114,14 @@ CANCEL_RESTORES = "cancel-restores-previous"
 # Released workflows built every image in one activity. Since this patch a build of more than one
 # platform on target aks runs one ACR build per platform in parallel, then pushes their image index.
 MULTI_PLATFORM_BUILDS = "multi-platform-builds"
+# Released versioned restores applied, rolled out and verified the retained version before moving routing;
+# since this patch a version whose pods still serve gets routing at once.
+RESTORE_SERVING_VERSION = "restore-serving-version"
 _NO_INPUT = RawValue(Payload())
+
+
+class _GateRefused(Exception):
+    """A gate said no (its GateResult is in the history): the deployment stops or rolls back."""
 
 
 class _Interrupted(Exception):
@@ -128,6 +155,13 @@ class DeploymentWorkflow:
         self._manifests: Manifests | None = None  # what this deployment applies (once it is known)
         self._apply_started = False
         self._platforms: tuple[PlatformImage, ...] = ()  # the image is an index of these (multi-platform builds)
+        # strategy "versioned" (pipeline/versioning.py): the routing as last set, the operator's verbs
+        self._routing: RoutingView | None = None
+        self._routing_before: RoutingView | None = None
+        self._ramping = False
+        self._made_current = False
+        self._paused = False
+        self._promote = ""  # "" | "step" | "full"
 
     @workflow.signal(
         name=ROLLBACK_SIGNAL,
@@ -175,6 +209,56 @@ class DeploymentWorkflow:
     def status(self) -> DeploymentStatus:
         return self._status
 
+    # ----- operator verbs of a versioned deployment -----
+
+    @workflow.update(name=PROMOTE_UPDATE, description="Ramp to the next step now (full: make the new version current now).")
+    async def promote(self, full: bool = False) -> DeploymentStatus:
+        self._promote = "full" if full else "step"
+        self._paused = False
+        self._status = replace(self._status, paused=False)
+        return self._status
+
+    @promote.validator
+    def _validate_promote(self, full: bool = False) -> None:
+        self._check_verb("promote")
+
+    @workflow.update(name=PAUSE_UPDATE, description="Hold the ramp at its current step until resume or promote.")
+    async def pause(self) -> DeploymentStatus:
+        self._paused = True
+        self._status = replace(self._status, paused=True)
+        return self._status
+
+    @pause.validator
+    def _validate_pause(self) -> None:
+        self._check_verb("pause")
+        if self._paused:
+            raise ValueError(f"the rollout of {self._request.app.name} is already paused")
+
+    @workflow.update(name=RESUME_UPDATE, description="Go on with the ramp after a pause.")
+    async def resume(self) -> DeploymentStatus:
+        self._paused = False
+        self._status = replace(self._status, paused=False)
+        return self._status
+
+    @resume.validator
+    def _validate_resume(self) -> None:
+        self._check_verb("resume")
+        if not self._paused:
+            raise ValueError(f"the rollout of {self._request.app.name} is not paused")
+
+    def _check_verb(self, verb: str) -> None:
+        app = self._request.app
+        if not app.rollout.versioned:
+            raise ValueError(
+                f'{verb} needs a versioned app; {app.name} rolls out in place (rollout.strategy = "{app.rollout.strategy}")'
+            )
+        if self._finished:
+            raise ValueError(f"the deployment of {app.name} has already ended ({self._status.step})")
+        if self._rollback is not None or self._rolling_back or self._cancel_requested:
+            raise ValueError(f"the deployment of {app.name} is rolling back")
+        if self._made_current:
+            raise ValueError(f"the new version of {app.name} is already current; nothing to {verb}")
+
     @workflow.run
     async def run(self, request: DeployRequest) -> DeploymentResult:
         result = await self._deploy(request)
@@ -219,7 +303,10 @@ class DeploymentWorkflow:
                 self._status = replace(self._status, image=image, platforms=list(self._platforms))
                 workflow.upsert_search_attributes([search_attributes.DEPLOYMENT_IMAGE.value_set(image)])
                 manifests = await self._step("render", lambda: self._render(request, image, build_id))
+                await self._gates(request, "replay", image, build_id)  # before anything is applied
             self._manifests = manifests
+            if app.rollout.versioned:
+                return await self._deploy_version(request, previous, image, build_id, manifests, restored_from)
             applied = await self._step("apply", lambda: self._apply(request, manifests))
             rollout = await self._step("rollout", lambda: self._wait_rollout(request, applied.deployment_generation))
             self._status = replace(
@@ -231,6 +318,13 @@ class DeploymentWorkflow:
             )
             window = ROLLBACK_VERIFY_SECONDS if restored_from else 0  # the version being replaced must be gone too
             verified = await self._step("verify", lambda: self._verify(request, build_id, rollout, at_least=window))
+            if not restored_from:
+                await self._gates(request, "workflow", image, build_id)  # every pod is new: before it is recorded
+                await self._gates(request, "analysis", image, build_id, window_start=_rfc3339(workflow.now()))
+        except _GateRefused as refused:
+            if app.rollout.auto_rollback and self._apply_started:
+                return await self._roll_back(request, previous, image, str(refused))
+            return self._finish("failed", image, str(refused), previous)
         except _Interrupted:
             return await self._roll_back(request, previous, image, self._interruption())
         except ActivityError as err:
@@ -240,14 +334,7 @@ class DeploymentWorkflow:
             if app.rollout.auto_rollback and self._status.step in ("apply", "rollout", "verify"):
                 return await self._roll_back(request, previous, image, reason)
             return self._finish("failed", image, reason, previous)
-        revision = Revision(
-            image=image,
-            build_id=build_id,
-            manifests=manifests,
-            deployed_at=workflow.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
-            workflow_id=workflow.info().workflow_id,
-            platforms=self._platforms,
-        )
+        revision = self._revision(image, build_id, manifests)
         await self._step("record", lambda: self._record(request, revision), interruptible=False)
         if self._rollback is not None or self._cancel_requested:  # it came while the verified revision was being recorded
             return await self._roll_back(request, previous, image, self._interruption())
@@ -260,10 +347,386 @@ class DeploymentWorkflow:
             return self._finish("rolled_back", image, reason, previous, restored=image, pollers=verified)
         return self._finish("succeeded", image, "", previous, pollers=verified)
 
+    def _revision(self, image: str, build_id: str, manifests: Manifests) -> Revision:
+        """What this deployment records once verified."""
+        return Revision(
+            image=image,
+            build_id=build_id,
+            manifests=manifests,
+            deployed_at=workflow.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            workflow_id=workflow.info().workflow_id,
+            platforms=self._platforms,
+        )
+
     def _interruption(self) -> str:
         if self._cancel_requested:
             return f"canceled: {workflow.cancellation_reason() or 'a cancellation was requested'}"
         return f"rollback requested: {self._rollback.reason if self._rollback else ''}".rstrip(": ")
+
+    # ----- strategy "versioned": one Deployment per build, traffic moved by Temporal's routing -----
+
+    async def _deploy_version(
+        self,
+        request: DeployRequest,
+        previous: Revision | None,
+        image: str,
+        build_id: str,
+        manifests: Manifests,
+        restored_from: Revision | None,
+    ) -> DeploymentResult:
+        """apply the version's Deployment ─▶ rollout ─▶ verify its pods poll ─▶ registered on every queue
+        ─▶ ramp through the steps ─▶ current ─▶ record ─▶ hand the older versions to the keeper.
+
+        Older versions' Deployments are never touched here; a rollback moves routing back
+        (instant: their pods still run) and leaves the sunset to the keeper (pipeline/keeper.py).
+        """
+        app = request.app
+        name, label = render.version_name(app, build_id), render.version_suffix(build_id)
+        steps = [] if restored_from else list(app.rollout.steps)
+        verified: VerifyResult | None = None
+        try:
+            # A retained version whose pods still serve takes traffic at once (routing only); else it is
+            # applied (scaled back up), rolled out and verified first, as a new version is.
+            serving = restored_from is not None and workflow.patched(RESTORE_SERVING_VERSION)
+            if serving:
+                serving = (
+                    await self._step("check the version's pods", lambda: self._version_ready(request, build_id, image))
+                ).ready
+            if not serving:
+                applied = await self._step("apply", lambda: self._apply(request, manifests))
+                rollout = await self._step(
+                    "rollout", lambda: self._wait_rollout(request, applied.deployment_generation, deployment=name)
+                )
+                self._status = replace(
+                    self._status,
+                    replicas=rollout.replicas,
+                    updated_replicas=rollout.replicas,
+                    ready_replicas=rollout.ready_replicas,
+                )
+                verified = await self._step("verify", lambda: self._verify(request, build_id, rollout, version_label=label))
+                await self._step("register", lambda: self._wait_registered(request, build_id))
+            if not restored_from:
+                await self._gates(request, "workflow", image, build_id, pinned=True, label="before any traffic")
+            index = 0
+            while index < len(steps) and self._promote != "full":
+                await self._hold()
+                if self._promote == "full":
+                    break
+                percent = steps[index]
+                await self._route(request, f"ramp {percent}%", build_id, float(percent))
+                await self._gates(
+                    request,
+                    "workflow",
+                    image,
+                    build_id,
+                    pinned=True,
+                    label=f"at {percent}%",
+                    each_step=True,
+                    percent=float(percent),
+                )
+                self._promote = "" if self._promote == "step" else self._promote
+                step_started = _rfc3339(workflow.now())
+                await self._hold(pause_seconds=app.rollout.step_pause_seconds)
+                await self._gates(
+                    request, "analysis", image, build_id, label=f"at {percent}%", window_start=step_started, pinned=True
+                )
+                index += 1
+            await self._hold()
+            await self._route(request, "make current", build_id, None)
+            self._made_current = True
+        except _GateRefused as refused:
+            if app.rollout.auto_rollback or self._routing is None:
+                return await self._route_back(request, previous, image, build_id, name, str(refused))
+            return self._finish("failed", image, f"{refused} (auto_rollback = false: left as it is)", previous)
+        except _Interrupted:
+            return await self._route_back(request, previous, image, build_id, name, self._interruption())
+        except ActivityError as err:
+            reason = f"{self._status.step} failed: {_cause(err)}"
+            if app.rollout.auto_rollback or self._routing is None:
+                return await self._route_back(request, previous, image, build_id, name, reason)
+            return self._finish("failed", image, reason, previous)
+        revision = self._revision(image, build_id, manifests)
+        await self._step("record", lambda: self._record(request, revision), interruptible=False)
+        if self._rollback is not None or self._cancel_requested:
+            return await self._route_back(request, previous, image, build_id, name, self._interruption())
+        await self._step("hand older versions to the keeper", lambda: self._ensure_keeper(request), interruptible=False)
+        if verified is not None:
+            self._status = replace(self._status, pollers=sorted({p.identity for p in verified.pollers}))
+        if restored_from:
+            reason = (
+                f"rollback to version {_short(build_id)} requested{' by ' + request.requested_by if request.requested_by else ''}"
+            )
+            if request.reason:
+                reason += f": {request.reason}"
+            return self._finish("rolled_back", image, reason, previous, restored=image, pollers=verified)
+        return self._finish("succeeded", image, "", previous, pollers=verified)
+
+    async def _hold(self, *, pause_seconds: int = 0) -> None:
+        """Wait out a step's pause (cut short by promote), then any operator pause; raise _Interrupted on rollback."""
+        if pause_seconds > 0 and not self._promote:
+            await self._wait_for(lambda: bool(self._promote) or self._interrupted(), timeout=pause_seconds)
+        await self._wait_for(lambda: not self._paused or bool(self._promote) or self._interrupted())
+        if self._interrupted():
+            raise _Interrupted()
+
+    async def _wait_for(self, condition: Callable[[], bool], *, timeout: int | None = None) -> None:
+        try:
+            await workflow.wait_condition(
+                condition, timeout=timedelta(seconds=timeout) if timeout else None, timeout_summary="ramp step pause"
+            )
+        except TimeoutError:
+            pass
+        except asyncio.CancelledError:
+            if not self._hear_cancel():
+                raise
+        if self._interrupted():
+            raise _Interrupted()
+
+    async def _route(self, request: DeployRequest, step: str, build_id: str, percentage: float | None) -> RoutingResult:
+        result = await self._step(step, lambda: self._set_routing(request, build_id, percentage, self._routing))
+        if self._routing_before is None:
+            self._routing_before = result.before
+        self._routing = result.routing
+        self._ramping = bool(result.routing.ramping)
+        self._status = replace(
+            self._status,
+            ramp_percentage=100.0 if percentage is None else result.routing.percentage,
+            current_build=result.routing.current,
+            detail=f"routing propagated in {result.propagation_seconds:.2f}s",
+        )
+        return result
+
+    async def _route_back(
+        self, request: DeployRequest, previous: Revision | None, image: str, build_id: str, name: str, reason: str
+    ) -> DeploymentResult:
+        """Routing as it was before this deployment (instant: the older version's pods still run); a version that
+        never got traffic is scaled to zero; the rest of the sunset is the keeper's."""
+        self._rolling_back = True
+        before = self._routing_before
+        restored = previous.image if previous else ""
+        try:
+            if self._routing is not None and before is not None:
+                if self._made_current or self._routing.current == build_id:
+                    await self._step(
+                        "rollback: make previous current",
+                        lambda: self._set_routing(request, before.current, None, self._routing),
+                        interruptible=False,
+                    )
+                elif self._routing.ramping == build_id:
+                    await self._step(
+                        "rollback: stop ramping", lambda: self._set_routing(request, "", 0.0, self._routing), interruptible=False
+                    )
+                self._status = replace(self._status, ramp_percentage=0.0, current_build=before.current)
+            elif self._apply_started:  # no traffic ever reached it: nothing can be pinned to it
+                await self._step(
+                    "rollback: scale the new version to 0",
+                    lambda: self._retire(request, RetireAction("scale", build_id, name, 0, "rolled back before any traffic")),
+                    interruptible=False,
+                )
+            if self._apply_started:
+                await self._step("hand older versions to the keeper", lambda: self._ensure_keeper(request), interruptible=False)
+        except ActivityError as err:
+            cause = _cause(err)
+            if cause.startswith("RoutingChangedElsewhere") and "RoutingChangedElsewhere" in reason:
+                cause = "the same refusal"  # said once is enough
+            return self._finish("failed", image, f"{reason}; rollback failed at {self._status.step}: {cause}", previous)
+        if previous is None and not self._apply_started:
+            return self._finish("failed", image, f"{reason}; nothing was applied: the cluster is unchanged", None)
+        return self._finish("rolled_back", image, reason, previous, restored=restored)
+
+    def _version_ready(self, r: DeployRequest, build_id: str, image: str) -> Awaitable[VersionReady]:
+        return workflow.execute_activity(
+            version_activities.version_ready,
+            VersionReadyInput(app=r.app, temporal=r.temporal, cluster=r.cluster, build_id=build_id, image=image),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RETRY,
+            summary=f"Check whether version {_short(build_id)} still serves (then only routing moves)",
+        )
+
+    def _wait_registered(self, r: DeployRequest, build_id: str) -> Awaitable[None]:
+        return workflow.execute_activity(
+            version_activities.wait_version_registered,
+            VersionCheckInput(
+                temporal=r.temporal,
+                deployment_name=render.deployment_name(r.app),
+                build_id=build_id,
+                task_queue=r.app.task_queue,
+                queue_types=tuple(r.app.queue_types),
+                timeout_seconds=r.app.rollout.verification_timeout_seconds,
+            ),
+            start_to_close_timeout=timedelta(seconds=r.app.rollout.verification_timeout_seconds + 30),
+            heartbeat_timeout=timedelta(seconds=20),
+            retry_policy=RETRY,
+            summary=f"Check version {_short(build_id)} is registered on {r.app.task_queue!r} ({', '.join(r.app.queue_types)})",
+        )
+
+    def _set_routing(
+        self, r: DeployRequest, build_id: str, percentage: float | None, expected: RoutingView | None
+    ) -> Awaitable[RoutingResult]:
+        deployment = render.deployment_name(r.app)
+        if percentage is None:
+            summary = f"Make {'version ' + _short(build_id) if build_id else 'unversioned workers'} current in {deployment}"
+        elif build_id:
+            summary = f"Ramp version {_short(build_id)} to {percentage:g}% of new workflows in {deployment}"
+        else:
+            summary = f"Stop ramping in {deployment} (the current version keeps all new workflows)"
+        return workflow.execute_activity(
+            version_activities.set_version_routing,
+            RoutingInput(
+                temporal=r.temporal, deployment_name=deployment, build_id=build_id, percentage=percentage, expected=expected
+            ),
+            start_to_close_timeout=timedelta(seconds=90),
+            heartbeat_timeout=timedelta(seconds=20),
+            retry_policy=RETRY,
+            summary=summary,
+        )
+
+    def _retire(self, r: DeployRequest, action: RetireAction) -> Awaitable[None]:
+        return workflow.execute_activity(
+            version_activities.retire_version,
+            RetireInput(app=r.app, temporal=r.temporal, cluster=r.cluster, action=action),
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=RETRY,
+            summary=f"Scale version {_short(action.build_id)} to {action.replicas}: {action.reason}",
+        )
+
+    def _ensure_keeper(self, r: DeployRequest) -> Awaitable[str]:
+        return workflow.execute_activity(
+            version_activities.ensure_keeper,
+            KeeperInput(app=r.app, environment=r.environment, temporal=r.temporal, cluster=r.cluster),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RETRY,
+            summary=f"Start (or wake) the keeper of {r.app.name}'s older versions",
+        )
+
+    # ----- gates (pipeline/gates.py) -----
+
+    async def _gates(
+        self,
+        request: DeployRequest,
+        kind: str,
+        image: str,
+        build_id: str,
+        *,
+        pinned: bool = False,
+        label: str = "",
+        each_step: bool = False,
+        percent: float = -1.0,
+        window_start: str = "",
+    ) -> None:
+        """Run the app's gates of `kind` (each a step); raise _GateRefused with the first refusal's summary."""
+        skipped = {s.name: s for s in request.skip_gates}
+        for gate in request.app.gates:
+            if gate.kind != kind or (each_step and not gate.each_step):
+                continue
+            if gate.name in skipped:
+                if not each_step:
+                    s = skipped[gate.name]
+                    self._steps.append(f"gate {gate.name}: skipped by {s.requested_by or 'someone'}: {s.reason}")
+                    self._status = replace(self._status, steps=list(self._steps))
+                continue
+            step = f"gate {gate.name}" + (f" ({label})" if label else "")
+            result = await self._step(
+                step,
+                partial(
+                    self._gate,
+                    request,
+                    gate,
+                    image,
+                    build_id,
+                    pinned=pinned,
+                    label=label,
+                    percent=percent,
+                    window_start=window_start,
+                ),
+            )
+            self._status = replace(self._status, detail=result.summary)
+            if not result.ok:
+                raise _GateRefused(f"gate {gate.name} refused {_short(build_id)}: {result.summary}")
+
+    async def _gate(
+        self,
+        r: DeployRequest,
+        gate: GateSpec,
+        image: str,
+        build_id: str,
+        *,
+        pinned: bool,
+        label: str,
+        percent: float,
+        window_start: str,
+    ) -> GateResult:
+        if gate.kind == "analysis":
+            started = workflow.info().start_time
+            baseline = max(600, gate.soak_seconds)
+            return await workflow.execute_activity(
+                gates.run_analysis_gate,
+                AnalysisInput(
+                    temporal=r.temporal,
+                    task_queue=r.app.task_queue,
+                    gate=gate,
+                    window_start=window_start,
+                    soak_seconds=0 if pinned else gate.soak_seconds,
+                    deployment_name=render.deployment_name(r.app) if pinned else "",
+                    new_build=build_id if pinned else "",
+                    baseline_build=(self._routing.current if self._routing else "") if pinned else "",
+                    baseline_start=_rfc3339(started - timedelta(seconds=baseline)),
+                    baseline_end=_rfc3339(started),
+                ),
+                start_to_close_timeout=timedelta(seconds=gate.soak_seconds + 120),
+                heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=RETRY,
+                summary=f"Gate {gate.name}: failures of {_short(build_id)} vs the baseline"
+                + (f" {label}" if label else f" after a {gate.soak_seconds}s soak"),
+            )
+        if gate.kind == "replay":
+            targets = await workflow.execute_activity(
+                gates.collect_replay_targets,
+                ReplayTargetsInput(
+                    temporal=r.temporal,
+                    task_queue=r.app.task_queue,
+                    closed_histories=gate.closed_histories,
+                    exclude_pinned=r.app.rollout.versioned,
+                ),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=RETRY,
+                summary=f"Gate {gate.name}: find the workflows the new code would run on {r.app.task_queue!r}",
+            )
+            return await workflow.execute_activity(
+                gates.run_replay_gate,
+                ReplayJobInput(
+                    app=r.app,
+                    temporal=r.temporal,
+                    cluster=r.cluster,
+                    image=image,
+                    build_id=build_id,
+                    gate=gate,
+                    targets=tuple(ReplayTarget(t.workflow_id, t.run_id, t.workflow_type) for t in targets),
+                ),
+                start_to_close_timeout=timedelta(seconds=gate.timeout_seconds + 120),
+                heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=replace(RETRY, maximum_attempts=2),
+                summary=f"Gate {gate.name}: replay {len(targets)} workflows against {_short(build_id)} in a Job of the new image",
+            )
+        workflow_id = f"gate-{r.app.name}-{gate.name}-{_short(build_id)}" + (
+            f"-{label.replace('at ', '').replace('%', 'pct').replace(' ', '-')}" if label else ""
+        )
+        return await workflow.execute_activity(
+            gates.run_gate_workflow,
+            GateWorkflowInput(
+                temporal=r.temporal,
+                app=r.app.name,
+                task_queue=r.app.task_queue,
+                gate=gate,
+                workflow_id=f"{workflow_id}-{workflow.info().run_id[:8]}",
+                pinned_deployment=render.deployment_name(r.app) if pinned else "",
+                pinned_build=build_id if pinned else "",
+                ramp_percent=percent,
+            ),
+            start_to_close_timeout=timedelta(seconds=gate.timeout_seconds + 30),
+            retry_policy=RETRY,
+            summary=f"Gate {gate.name}: {gate.workflow_type} must succeed on {_short(build_id)}" + (f" {label}" if label else ""),
+        )
 
     # ----- rollback -----
 
@@ -491,7 +954,7 @@ class DeploymentWorkflow:
             summary=f"Server-side apply to {r.app.namespace}: {kinds}",
         )
 
-    def _wait_rollout(self, r: DeployRequest, generation: int) -> Awaitable[RolloutResult]:
+    def _wait_rollout(self, r: DeployRequest, generation: int, *, deployment: str = "") -> Awaitable[RolloutResult]:
         timeout = r.app.rollout.progress_deadline_seconds + 60
         return workflow.execute_activity(
             activities.wait_for_rollout,
@@ -503,14 +966,17 @@ class DeploymentWorkflow:
                 timeout_seconds=timeout,
                 unready_seconds=r.app.rollout.verification_timeout_seconds,
                 temporal=r.temporal,
+                deployment=deployment,
             ),
             start_to_close_timeout=timedelta(seconds=timeout + 30),
             heartbeat_timeout=timedelta(seconds=20),
             retry_policy=RETRY,
-            summary=f"Wait for rollout of {r.app.name} ({r.app.replicas} replicas, generation {generation})",
+            summary=f"Wait for rollout of {deployment or r.app.name} ({r.app.replicas} replicas, generation {generation})",
         )
 
-    def _verify(self, r: DeployRequest, build_id: str, rollout: RolloutResult, *, at_least: int = 0) -> Awaitable[VerifyResult]:
+    def _verify(
+        self, r: DeployRequest, build_id: str, rollout: RolloutResult, *, at_least: int = 0, version_label: str = ""
+    ) -> Awaitable[VerifyResult]:
         timeout = max(r.app.rollout.verification_timeout_seconds, at_least)
         return workflow.execute_activity(
             activities.verify_polling,
@@ -525,6 +991,7 @@ class DeploymentWorkflow:
                 timeout_seconds=timeout,
                 queue_types=tuple(r.app.queue_types),
                 graceful_shutdown=r.app.graceful_shutdown,
+                version_label=version_label,
             ),
             start_to_close_timeout=timedelta(seconds=timeout + 30),
             heartbeat_timeout=timedelta(seconds=20),
@@ -570,6 +1037,10 @@ class DeploymentWorkflow:
             steps=list(self._steps),
             platforms=list(self._platforms),
         )
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _short(build_id: str) -> str:

@@ -1,4 +1,4 @@
-"""Activities of the order flow: the side-effecting steps, each small and retry-safe.
+"""Activities of the sample's workflows: the side-effecting steps, each small and retry-safe.
 
 They are deliberately fake (no real inventory or payment system) so the
 sample worker has no dependencies beyond temporalio; what matters for the
@@ -10,6 +10,7 @@ input that no retry can fix.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass
 
@@ -18,6 +19,8 @@ from temporalio.exceptions import ApplicationError
 
 # Named in the workflow's RetryPolicy so a bad order fails at once instead of retrying.
 INVALID_ORDER = "InvalidOrder"
+# A build whose payments always fail (what an analysis gate must catch): SAMPLE_BROKEN_PAYMENTS=true.
+BROKEN_PAYMENTS_ENV = "SAMPLE_BROKEN_PAYMENTS"
 # How often the slow activity heartbeats; the workflow's heartbeat_timeout is well above it.
 HEARTBEAT_INTERVAL_SECONDS = 0.5
 
@@ -74,6 +77,8 @@ async def reserve_inventory(req: ReserveInput) -> Reservation:
 @activity.defn
 async def charge_payment(req: ChargeInput) -> Payment:
     """Charge, optionally taking `delay_seconds` while heartbeating (the "slow" step)."""
+    if os.environ.get(BROKEN_PAYMENTS_ENV) == "true":  # a broken build, for the analysis gate's demonstration
+        raise ApplicationError(f"payment service rejected order {req.order_id}", type=INVALID_ORDER, non_retryable=True)
     started = time.monotonic()
     while (elapsed := time.monotonic() - started) < req.delay_seconds:
         activity.heartbeat(elapsed)
@@ -85,6 +90,23 @@ async def charge_payment(req: ChargeInput) -> Payment:
     waited = round(time.monotonic() - started, 3)
     activity.logger.info("Charged %d cents for order %s after %.1fs", req.amount_cents, req.order_id, waited)
     return Payment(payment_id=f"pay-{req.order_id}", waited_seconds=waited)
+
+
+@dataclass
+class ApprovalInput:
+    workflow_id: str
+
+
+@dataclass
+class Approval:
+    approval_id: str
+
+
+@activity.defn
+async def record_approval(req: ApprovalInput) -> Approval:
+    """The pinned workflow's one step after its signal: runs on the same build as the workflow."""
+    activity.logger.info("Recorded approval of %s", req.workflow_id)
+    return Approval(approval_id=f"appr-{req.workflow_id}")
 
 
 @activity.defn

@@ -8,27 +8,46 @@ exits 2, so ``kubectl logs`` of a crash-looping pod says what to fix.
 
 Contract (an empty value counts as unset):
 
-==========================  ===============  ====================================
-variable                    default          meaning
-==========================  ===============  ====================================
-TEMPORAL_ADDRESS            127.0.0.1:7233   frontend host:port
-TEMPORAL_NAMESPACE          default          Temporal namespace
-TEMPORAL_TASK_QUEUE         sample-worker    task queue to poll
-TEMPORAL_TLS                auto             true/false; auto = on when an API
-                                             key or a TLS file is given
-TEMPORAL_TLS_CA_FILE        (none)           server CA bundle (PEM)
-TEMPORAL_TLS_CERT_FILE      (none)           client certificate (mTLS), with
-TEMPORAL_TLS_KEY_FILE       (none)           its private key; set both or none
-TEMPORAL_API_KEY            (none)           API key value (Temporal Cloud);
-                                             never logged, never echoed
-POD_NAME                    hostname         part of the worker identity
-POD_NAMESPACE               (none)           shown by the health endpoints
-BUILD_ID                    dev              image tag or digest; identity
-HEALTH_HOST                 0.0.0.0          health server bind address
-HEALTH_PORT                 0 (none)         health server port; unset or 0: none
-SHUTDOWN_GRACE_SECONDS      25               time in-flight activities get
-                                             after SIGTERM
-==========================  ===============  ====================================
+==============================  ===============  ====================================
+variable                        default          meaning
+==============================  ===============  ====================================
+TEMPORAL_ADDRESS                127.0.0.1:7233   frontend host:port
+TEMPORAL_NAMESPACE              default          Temporal namespace
+TEMPORAL_TASK_QUEUE             sample-worker    task queue to poll
+TEMPORAL_TLS                    auto             true/false; auto = on when an API
+                                                 key or a TLS file is given
+TEMPORAL_TLS_CA_FILE            (none)           server CA bundle (PEM)
+TEMPORAL_TLS_CERT_FILE          (none)           client certificate (mTLS), with
+TEMPORAL_TLS_KEY_FILE           (none)           its private key; set both or none
+TEMPORAL_API_KEY                (none)           API key value (Temporal Cloud);
+                                                 never logged, never echoed
+POD_NAME                        hostname         part of the worker identity
+POD_NAMESPACE                   (none)           shown by the health endpoints
+BUILD_ID                        dev              image tag or digest; identity
+HEALTH_HOST                     0.0.0.0          health server bind address
+HEALTH_PORT                     0 (none)         health server port; unset or 0: none
+SHUTDOWN_GRACE_SECONDS          25               time in-flight activities get
+                                                 after SIGTERM
+TEMPORAL_WORKER_BUILD_ID        BUILD_ID         build id; wins over BUILD_ID when
+                                                 both are set (the pipeline sets
+                                                 the image digest, sha256:<hex>)
+TEMPORAL_DEPLOYMENT_NAME        (none)           Worker Deployment of this app, e.g.
+                                                 workers/sample-worker
+TEMPORAL_USE_WORKER_VERSIONING  false            true/false (also 1/0, yes/no):
+                                                 poll as version DEPLOYMENT_NAME +
+                                                 build id of that Worker Deployment
+==============================  ===============  ====================================
+
+Worker versioning (Temporal Worker Deployments): with
+TEMPORAL_USE_WORKER_VERSIONING=true the worker polls as the Worker Deployment
+Version (TEMPORAL_DEPLOYMENT_NAME, build id) and the server routes to it only
+what that version is entitled to (new workflows once it is the deployment's
+current version; pinned workflows that started on it). Both names are then
+required, and checked against the server's own rules
+(temporalio/temporal common/worker_versioning/worker_versioning.go,
+ValidateDeploymentVersionFields: a deployment name holds no '.' and no ':',
+neither value starts with '__'). Without it, or with false, the worker polls
+unversioned exactly as before and only reports its build id.
 """
 
 from __future__ import annotations
@@ -46,8 +65,12 @@ from temporalio.service import TLSConfig
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
-# Temporal rejects build ids longer than this.
+# Temporal rejects build ids longer than this; deployment names are held to the same bound.
 _MAX_BUILD_ID = 255
+# What the server refuses in a deployment name: the separators of its version strings
+# ("<name>.<build>", and ":" in its system workflow ids). "__" starts reserved names.
+_DEPLOYMENT_NAME_FORBIDDEN = (".", ":")
+_RESERVED_PREFIX = "__"
 
 
 class SettingsError(ValueError):
@@ -73,6 +96,9 @@ class Settings:
     health_host: str = "0.0.0.0"
     health_port: int = 0  # no health server unless a port is given
     shutdown_grace_seconds: float = 25.0
+    # Worker Deployment this app belongs to; used only when use_worker_versioning is on.
+    deployment_name: str | None = None
+    use_worker_versioning: bool = False
 
     @property
     def identity(self) -> str:
@@ -102,9 +128,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         reason = "TEMPORAL_API_KEY" if api_key else "TEMPORAL_TLS_* files"
         raise SettingsError(f"TEMPORAL_TLS=false conflicts with {reason}; unset TEMPORAL_TLS or set it to true")
 
-    build_id = env.get("BUILD_ID", "dev")
+    build_var = "TEMPORAL_WORKER_BUILD_ID" if "TEMPORAL_WORKER_BUILD_ID" in env else "BUILD_ID"
+    build_id = env.get(build_var, "dev")
     if len(build_id) > _MAX_BUILD_ID or any(c.isspace() for c in build_id):
-        raise SettingsError(f"BUILD_ID must be at most {_MAX_BUILD_ID} characters without spaces, got {build_id!r}")
+        raise SettingsError(f"{build_var} must be at most {_MAX_BUILD_ID} characters without spaces, got {build_id!r}")
+
+    versioning = _bool(env, "TEMPORAL_USE_WORKER_VERSIONING", default=False)
+    deployment_name = env.get("TEMPORAL_DEPLOYMENT_NAME")
+    if versioning:
+        _check_versioning(deployment_name, build_var if build_var in env else None, build_id)
 
     return Settings(
         temporal_address=_address(env, "TEMPORAL_ADDRESS", "127.0.0.1:7233"),
@@ -123,7 +155,28 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         # fixed default port would collide between pods sharing a host network.
         health_port=_port(env, "HEALTH_PORT", 0, allow_zero=True),
         shutdown_grace_seconds=_seconds(env, "SHUTDOWN_GRACE_SECONDS", 25.0),
+        deployment_name=deployment_name,
+        use_worker_versioning=versioning,
     )
+
+
+def _check_versioning(deployment_name: str | None, build_var: str | None, build_id: str) -> None:
+    """Versioning on: both halves of the Worker Deployment Version given, in a form the server accepts."""
+    if deployment_name is None:
+        raise SettingsError("TEMPORAL_USE_WORKER_VERSIONING=true needs TEMPORAL_DEPLOYMENT_NAME, which is not set")
+    if build_var is None:
+        raise SettingsError("TEMPORAL_USE_WORKER_VERSIONING=true needs TEMPORAL_WORKER_BUILD_ID (or BUILD_ID), neither is set")
+    if (
+        len(deployment_name) > _MAX_BUILD_ID
+        or any(c.isspace() or c in _DEPLOYMENT_NAME_FORBIDDEN for c in deployment_name)
+        or deployment_name.startswith(_RESERVED_PREFIX)
+    ):
+        raise SettingsError(
+            f"TEMPORAL_DEPLOYMENT_NAME must be at most {_MAX_BUILD_ID} characters without spaces, '.' or ':'"
+            f" and must not start with '__', got {deployment_name!r}"
+        )
+    if build_id.startswith(_RESERVED_PREFIX):
+        raise SettingsError(f"{build_var} must not start with '__' when worker versioning is on, got {build_id!r}")
 
 
 def load_or_exit(environ: Mapping[str, str] | None = None) -> Settings:

@@ -24,11 +24,13 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
-from sample_worker.activities import charge_payment, reserve_inventory, ship_order
+from sample_worker.activities import charge_payment, record_approval, reserve_inventory, ship_order
 from sample_worker.settings import Settings, connect, load_or_exit
-from sample_worker.workflows import OrderWorkflow
+from sample_worker.versioned import VERSIONED_WORKFLOWS
+from sample_worker.workflows import AutoUpgradeWorkflow, GateWorkflow, OrderWorkflow, PinnedWorkflow
 from worker_health import early_sigterm
 from worker_health.server import HealthServer, HealthState
 
@@ -38,23 +40,48 @@ _STARTED = "Starting worker... Awaiting tasks"
 
 
 def build_worker(client: Client, settings: Settings) -> Worker:
-    """The Worker with every workflow and activity of this app registered."""
+    """The Worker with every workflow and activity of this app registered, versioned if the settings say so.
+
+    Versioned (TEMPORAL_USE_WORKER_VERSIONING=true): the SDK's deployment_config
+    (temporalio/worker/_worker.py, WorkerDeploymentConfig; exclusive with
+    build_id and use_worker_versioning, so those stay unset). Every poll then
+    carries the version (deployment name, build id), the server registers it in
+    the Worker Deployment, and routes to it new workflows once it is current and
+    pinned workflows that started on it. Each workflow declares its behaviour
+    (sample_worker/versioned.py); PINNED is the default for one that does not,
+    since it never moves a running workflow onto code it did not start on.
+
+    Unversioned: build_id without use_worker_versioning does not opt into
+    versioning: it only reports worker_version_capabilities.build_id on every
+    poll, so DescribeTaskQueue shows which image each poller runs. It also skips
+    the SDK's default, which hashes every loaded module at start-up.
+    """
+    deployment = _deployment_config(settings)
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[OrderWorkflow],
-        activities=[reserve_inventory, charge_payment, ship_order],
+        # The same workflows either way; the versioned classes add each one's versioning behaviour.
+        workflows=[*VERSIONED_WORKFLOWS, GateWorkflow]
+        if deployment
+        else [OrderWorkflow, PinnedWorkflow, AutoUpgradeWorkflow, GateWorkflow],
+        activities=[reserve_inventory, charge_payment, ship_order, record_approval],
         identity=settings.identity,
-        # build_id without use_worker_versioning does not opt into versioning: it
-        # only reports worker_version_capabilities.build_id on every poll, so
-        # DescribeTaskQueue shows which image each poller runs. It also skips the
-        # SDK's default, which hashes every loaded module at start-up. The SDK
-        # docstring marks build_id deprecated in favour of deployment_config
-        # (Worker Deployments), but that *does* turn on versioning, which this
-        # pipeline does not use yet; revisit when it does.
-        build_id=settings.build_id,
+        build_id=None if deployment else settings.build_id,
         use_worker_versioning=False,
+        deployment_config=deployment,
         graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_seconds),
+    )
+
+
+def _deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
+    """The Worker Deployment Version this worker polls as, or None (unversioned)."""
+    if not settings.use_worker_versioning:
+        return None
+    assert settings.deployment_name is not None  # load_settings refuses versioning without it
+    return WorkerDeploymentConfig(
+        version=WorkerDeploymentVersion(deployment_name=settings.deployment_name, build_id=settings.build_id),
+        use_worker_versioning=True,
+        default_versioning_behavior=VersioningBehavior.PINNED,
     )
 
 
@@ -78,12 +105,13 @@ async def run(settings: Settings, stop: asyncio.Event) -> int:
 
 async def _serve(settings: Settings, state: HealthState, stop: asyncio.Event) -> int:
     logger.info(
-        "Connecting to %s (namespace %s, task queue %s, identity %s, tls %s)",
+        "Connecting to %s (namespace %s, task queue %s, identity %s, tls %s, versioning %s)",
         settings.temporal_address,
         settings.namespace,
         settings.task_queue,
         settings.identity,
         settings.tls,
+        f"{settings.deployment_name} build {settings.build_id}" if settings.use_worker_versioning else "off",
     )
     try:
         client = await _unless_stopped(connect(settings, identity=settings.identity), stop)

@@ -18,6 +18,7 @@ from pipeline.config import (
     ConfigError,
     PipelineConfig,
     cpu_millicores,
+    derived_registry_name,
     load_config,
     memory_bytes,
     parse_cpu,
@@ -69,7 +70,9 @@ def test_shipped_config_loads_with_documented_defaults() -> None:
     assert config.azure.subscription_id == ""
     assert (config.azure.resource_group, config.azure.location) == ("temporal-workers", "eastus")
     assert config.azure.endpoint == "https://management.azure.com"
-    assert (config.acr.name, config.acr.login_server) == ("temporalworkers", "temporalworkers.azurecr.io")
+    derived = derived_registry_name("", "temporal-workers")  # names are global: derived, not a fixed default
+    assert (config.acr.name, config.acr.login_server) == (derived, f"{derived}.azurecr.io")
+    assert config.acr.role_assignment_mode == "LegacyRegistryPermissions"
     assert (config.aks.cluster_name, config.aks.admin_credentials) == ("temporal-aks", False)
     assert config.kubernetes.namespace == "temporal-workers"
     assert (config.kubernetes.kubeconfig, config.kubernetes.context) == ("", "")
@@ -88,7 +91,8 @@ def test_shipped_config_loads_with_documented_defaults() -> None:
     assert app.resources.memory_request_bytes == 128 * 2**20
     assert app.resources.memory_limit_bytes == 256 * 2**20
     assert app.rollout == config.rollout
-    assert dataclasses.astuple(app.rollout) == (120, 1, 0, 60, True)
+    assert dataclasses.astuple(app.rollout)[:5] == (120, 1, 0, 60, True)
+    assert (app.rollout.strategy, app.rollout.steps, app.rollout.drained_replicas) == ("rolling", (), 0)
 
 
 def test_loaded_config_is_frozen() -> None:
@@ -168,9 +172,11 @@ BAD_VALUES = [
     ("azure", "resource_group", '"rg."', '[azure].resource_group: must be an Azure resource group name '
      '(1-90 letters, digits, "_", "-", ".", "(" or ")", not ending with "."), got "rg."'),
     ("acr", "name", '"my-acr"',
-     '[acr].name: must be 5-50 letters and digits (the Azure Container Registry naming rule), got "my-acr"'),
+     '[acr].name: must be 5-50 letters and digits (the Azure Container Registry naming rule), or "" for a name '
+     'derived from [azure].subscription_id and [azure].resource_group, got "my-acr"'),
     ("acr", "name", '"abc"',
-     '[acr].name: must be 5-50 letters and digits (the Azure Container Registry naming rule), got "abc"'),
+     '[acr].name: must be 5-50 letters and digits (the Azure Container Registry naming rule), or "" for a name '
+     'derived from [azure].subscription_id and [azure].resource_group, got "abc"'),
     ("acr", "login_server", '"https://x.azurecr.io"', '[acr].login_server: must be a registry host like '
      '"myregistry.azurecr.io" (no scheme), or "" for the default, got "https://x.azurecr.io"'),
     ("aks", "admin_credentials", '"false"', '[aks].admin_credentials: must be true or false, got "false"'),

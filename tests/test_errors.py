@@ -14,7 +14,7 @@ from pipeline.workflows import NON_RETRYABLE, RETRY
 pytestmark = pytest.mark.unit
 
 CLASSES = [c for _, c in inspect.getmembers(errors, inspect.isclass) if c.__module__ == errors.__name__]
-RETRYABLE = {"RegistryError", "KubeUnavailable", "KubeExpired", "AzureThrottled", "AzureUnavailable"}
+RETRYABLE = {"RegistryError", "KubeUnavailable", "KubeExpired", "AzureThrottled", "AzureUnavailable", "VersioningError"}
 
 
 def test_every_error_is_in_the_one_tree_and_named_in_its_docstring() -> None:

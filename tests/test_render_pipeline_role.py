@@ -49,11 +49,21 @@ CALLS = [
     ("set_pod_condition", "PATCH", "", "pods/status"),
     # the rollout wait's diagnosis of a failing probe
     ("pod_events", "GET list", "", "events"),
+    # versioned apps: the survey lists the versions' Deployments; a sunset scales or deletes one
+    ("list_objects", "GET list", "apps", "deployments"),
+    ("get_deployment", "GET", "apps", "deployments"),
+    ("scale_deployment", "PATCH", "apps", "deployments/scale"),
+    ("delete_object", "DELETE", "apps", "deployments"),
+    ("delete_object", "DELETE", "", "configmaps"),
+    # the replay gate: its ConfigMap and Job (apply, get, delete); the Job's pods (list_pods, above)
+    ("apply_one", "PATCH", "batch", "jobs"),
+    ("get_object", "GET", "batch", "jobs"),
+    ("delete_object", "DELETE", "batch", "jobs"),
 ]
 # An apply that creates the object needs `create` as well as `patch`; a Namespace is never created
 # by the in-cluster worker (a namespaced Role cannot grant that; bootstrap makes the namespace).
-CREATED_BY_APPLY = {"serviceaccounts", "configmaps", "deployments", "roles", "rolebindings"}
-VERB = {"PATCH": "patch", "GET": "get", "GET list": "list", "GET watch": "watch"}
+CREATED_BY_APPLY = {"serviceaccounts", "configmaps", "deployments", "roles", "rolebindings", "jobs"}
+VERB = {"PATCH": "patch", "GET": "get", "GET list": "list", "GET watch": "watch", "DELETE": "delete"}
 
 
 def needed() -> dict[tuple[str, str], set[str]]:

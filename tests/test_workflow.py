@@ -39,6 +39,7 @@ from temporalio.worker import Replayer, Worker
 
 from pipeline import contract, deployments, search_attributes
 from pipeline.contract import RollbackAnswer
+from pipeline.keeper import VersionKeeperWorkflow
 from pipeline.models import (
     AppliedObject,
     ApplyInput,
@@ -331,8 +332,9 @@ async def test_a_second_deployment_of_the_same_app_is_refused_while_one_runs(cli
 
 async def test_recorded_histories_still_replay() -> None:
     files = sorted(HISTORIES.glob("*.json"))
-    assert files, "tests/histories/ holds recorded DeploymentWorkflow histories"
-    replayer = Replayer(workflows=[DeploymentWorkflow])
+    assert files, "tests/histories/ holds recorded DeploymentWorkflow (and VersionKeeperWorkflow) histories"
+    assert any(p.name.startswith("versioned-keeper") for p in files) and any(p.name.startswith("versioned-v2") for p in files)
+    replayer = Replayer(workflows=[DeploymentWorkflow, VersionKeeperWorkflow])
     for path in files:
         history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))
         await replayer.replay_workflow(history)
@@ -344,6 +346,9 @@ def test_the_clients_contract_names_the_workflow_its_signal_and_its_query() -> N
     assert definition.name == contract.WORKFLOW_TYPE
     assert contract.ROLLBACK_SIGNAL in definition.signals
     assert contract.STATUS_QUERY in definition.queries
+    assert {contract.PROMOTE_UPDATE, contract.PAUSE_UPDATE, contract.RESUME_UPDATE, contract.ROLLBACK_UPDATE} <= set(
+        definition.updates
+    )
     assert RollbackRequest is contract.RollbackRequest
 
 

@@ -33,8 +33,11 @@ Decisions a client must know:
   cluster validating an Entra JWT (any principal with ARM access gets the same
   cluster token, and it does not expire on the cluster side).
 - **Identity.** Tokens are HS256 JWTs with `aud`, `exp`, `appid`, `oid`, `tid`.
-  The seed has a `pipeline` principal (full access) and a `no-access` one
-  (tokens, then 403 AuthorizationFailed). MSAL's instance discovery goes to
+  The seed has a `pipeline` principal (Owner on the subscription), a
+  `contributor` and a `reader` one (Contributor / Reader only; their client
+  environments are `DIR/env.contributor` and `DIR/env.reader`) and a
+  `no-access` one (tokens, then 403 AuthorizationFailed). Every ARM route
+  checks its action against the caller's role assignments (authorization.py). MSAL's instance discovery goes to
   login.microsoftonline.com for an unknown authority host: credentials need
   `disable_instance_discovery=True`.
 
@@ -42,7 +45,7 @@ Decisions a client must know:
 bootstrap --azure` creates them; created resources are saved to the seed).
 
 State in DIR: `seed.json` (0600), `ca.pem` (trust this), `env`/`env.json`
-(0600, what a client needs), `endpoint` (written last: the server is up),
+(0600, what a client needs; `env.contributor`, `env.reader` the same for those principals), `endpoint` (written last: the server is up),
 `runs/<registry>/<runId>.json`, `blobs/`.
 """
 

@@ -7,10 +7,10 @@
    -> `{"access_token": ...}` whose `access` claim lists what each scope was granted.
 
 The AAD token is checked as ARM checks it (signature, `exp`, audience, tenant). What the caller may do is what its
-role assignments on a registry behind that login server grant (pull: `registries/pull/read` or the data action
-`repositories/content/read`; push: `registries/push/write` or `repositories/content/write`; delete:
-`registries/artifacts/delete` or `repositories/content/delete`), a seeded client with access everything (`*`), as
-ARM treats it. A caller granted nothing gets no refresh token. Every refusal is 401 with the registry's error body
+role assignments on a registry behind that login server grant, by the registry's roleAssignmentMode: in
+LegacyRegistryPermissions the actions (pull: `registries/pull/read`; push: `registries/push/write`; delete:
+`registries/artifacts/delete`; an unrestricted `*` role, Owner, everything), in AbacRepositoryPermissions the data
+actions only (`repositories/content/read`, `/write`, `/delete`: the Container Registry Repository roles). A caller granted nothing gets no refresh token. Every refusal is 401 with the registry's error body
 `{"errors": [{"code": "UNAUTHORIZED", "message": ...}]}`.
 
 Both tokens are JWTs with ACR's claim sets (`iss` "Azure Container Registry", `aud` = the service, `grant_type`,
@@ -27,8 +27,8 @@ from typing import Any
 from aiohttp import web
 
 from bootstrap.azure_arm import identity
-from bootstrap.azure_arm.arm.auth import granted
 from bootstrap.azure_arm.arm.providers.registries import registry_id
+from bootstrap.azure_arm.authorization import assignments_over, granted, principal_of
 from bootstrap.azure_arm.state import RegistrySeed, Seed
 
 ISSUER = "Azure Container Registry"
@@ -53,21 +53,27 @@ def _registries(seed: Seed, service: str) -> list[RegistrySeed]:
 
 
 def _permissions(seed: Seed, claims: identity.TokenClaims, registries: list[RegistrySeed]) -> dict[str, list[str]]:
-    """The refresh token's `permissions`: `*` for a seeded client with access, else the registry actions and data
-    actions the caller's role assignments grant on one of `registries` (or above)."""
-    client = seed.client(claims.client_id)
-    if client is not None and client.has_access:
-        return {"actions": ["*"], "notActions": []}
-    managed = seed.identity_by_client_id(claims.client_id) if client is None else None
-    principal = managed.principal_id if managed else client.object_id if client else claims.object_id
+    """The refresh token's `permissions`: what the caller's role assignments on one of `registries` (or above) grant.
+
+    In LegacyRegistryPermissions mode only `actions` count (AcrPull, AcrPush, AcrDelete, Reader, Contributor; an
+    unrestricted `*` role such as Owner is `*`); in AbacRepositoryPermissions mode only `dataActions` do (the
+    Container Registry Repository Reader/Writer/Contributor roles): "Legacy ACR roles such as AcrPull, AcrPush, and
+    AcrDelete are not honored in ABAC-enabled registries" (ACR's ABAC documentation), and Owner/Contributor/Reader,
+    which carry no dataActions, give no data-plane access there either."""
+    principal = principal_of(seed, claims)
     actions: list[str] = []
     data_actions: list[str] = []
-    for action, data_action in DOCKER_ACTIONS.values():
-        for registry in registries:
-            scope = registry_id(seed, registry)
-            if action not in actions and granted(seed, principal, scope, action):
+    for registry in registries:
+        scope = registry_id(seed, registry)
+        abac = registry.role_assignment_mode == "AbacRepositoryPermissions"
+        if not abac and any(
+            r.get("actions") == ["*"] and not r.get("notActions") for _, r in assignments_over(seed, principal, scope)
+        ):
+            return {"actions": ["*"], "notActions": []}
+        for action, data_action in DOCKER_ACTIONS.values():
+            if not abac and action not in actions and granted(seed, principal, scope, action):
                 actions.append(action)
-            if data_action not in data_actions and granted(seed, principal, scope, data_action, data=True):
+            if abac and data_action not in data_actions and granted(seed, principal, scope, data_action, data=True):
                 data_actions.append(data_action)
     return {"actions": actions, "notActions": []} | ({"dataActions": data_actions} if data_actions else {})
 

@@ -8,6 +8,15 @@ permission letter (`c`/`w` to PUT, `r` to GET). Errors are Storage's XML with
 `x-ms-error-code`. `PUT` needs `x-ms-blob-type: BlockBlob`; `GET` honours
 `Range`/`x-ms-range` (206 with `Content-Range`, 416 past the end), so a client
 can follow a run log while the run writes it.
+
+Metadata: a blob's user metadata (a `<blob>.meta.json` file next to it, written by
+builds.py) comes back as `x-ms-meta-<name>` headers on Get Blob and on Get Blob
+Properties (`HEAD`, with the blob's `Content-Length`), as Azure Storage returns it.
+A run log carries `Complete: <status>` once the run's agent has written all of it:
+`az acr` reads the log until that mark (azure-cli
+src/azure-cli/azure/cli/command_modules/acr/_stream_utils.py, `_blob_is_not_complete`,
+which asks `get_blob_properties` between reads). The metadata is read before the
+bytes, so an answer that carries the mark carries the whole log.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import datetime
 import email.utils
 import hashlib
 import hmac
+import json
 import re
 import urllib.parse
 import uuid
@@ -106,6 +116,24 @@ def blob_file(state_dir: Path, blob_path: str) -> Path:
     return path
 
 
+def _meta_file(path: Path) -> Path:
+    return path.with_name(path.name + ".meta.json")
+
+
+def set_metadata(path: Path, metadata: dict[str, str]) -> None:
+    """Set the blob's user metadata (Set Blob Metadata): replaced whole, written atomically."""
+    tmp = path.with_name(path.name + ".meta.tmp")
+    tmp.write_text(json.dumps(metadata))
+    tmp.replace(_meta_file(path))
+
+
+def metadata(path: Path) -> dict[str, str]:
+    try:
+        return {str(k): str(v) for k, v in json.loads(_meta_file(path).read_text()).items()}
+    except (OSError, ValueError):
+        return {}
+
+
 def _headers(path: Path) -> dict[str, str]:
     stat = path.stat()
     return {
@@ -151,8 +179,10 @@ async def handle_get(request: web.Request) -> web.StreamResponse:
     path = blob_file(app["state_dir"], request.match_info["path"])
     if not path.is_file():
         return _storage_error(404, "BlobNotFound", "The specified blob does not exist.")
+    meta = metadata(path)  # before the bytes: a mark read here means the bytes below are all of the log
     data = path.read_bytes()
     headers = _headers(path)
+    headers.update({f"x-ms-meta-{k}": v for k, v in meta.items()})
     headers["x-ms-blob-type"] = "AppendBlob" if "/logs/" in request.path else "BlockBlob"
     content_type = "text/plain; charset=utf-8" if path.suffix == ".log" else "application/octet-stream"
     range_header = request.headers.get("x-ms-range") or request.headers.get("Range")

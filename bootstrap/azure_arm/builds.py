@@ -2,8 +2,29 @@
 
 Each run executes in its own thread with its own Docker API client, so
 Runs_Get sees it move Queued -> Running -> Succeeded/Failed/Canceled/Timeout
-while the log blob grows line by line. Cancel and timeout close that client,
+while the log blob grows. Cancel and timeout close that client,
 which drops the build's connection and makes the engine abort the build.
+
+The log, as an ACR agent uploads it: lines are buffered and appended to the log
+blob every `LOG_FLUSH_SECONDS` while the run goes on; when the run ends its status
+turns terminal first, and `COMPLETE_DELAY_SECONDS` later (a `logCompleteDelay`
+fault sets another delay) the rest of the log, ending with the `Run ID: ...` line,
+is appended and the blob's metadata gets `Complete` = the final status, the mark
+`az acr` reads the log until (blobs.py). A client that reads the log once when
+Runs_Get says terminal misses the last lines, as it would on Azure. The mark's
+values are `Succeeded`, `Failed`, `Canceled`, `TimedOut` and `InternalError`
+(the run statuses Succeeded/Failed/Canceled/Timeout/Error): az compares the lower-cased
+value with `internalerror`, `failed`, `timedout` and `canceled`.
+
+Isolation, as on Azure's agents (which see only the uploaded context and the registries
+they can pull from): before the build, every `FROM` of the Dockerfile (global `ARG`s and
+build arguments substituted) must be a stage defined above it, `scratch`, an image of the
+run's own registry (`<loginServer>/...`, which must exist there), or a public image that has
+a stand-in here (`PUBLIC_STAND_INS`: Docker Hub names served from locally made images, since
+no public registry is reachable). Anything else, e.g. an image only the host's Docker holds,
+fails the run at that step with the line Docker prints for a pull of a repository it cannot
+see: `pull access denied for <repository>, repository does not exist or may require 'docker
+login': denied: requested access to the resource is denied` (moby distribution/errors.go).
 """
 
 from __future__ import annotations
@@ -16,7 +37,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +45,21 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from bootstrap.azure_arm import blobs
 from bootstrap.azure_arm.faults import Faults
 from bootstrap.azure_arm.state import RunStore
 
 log = logging.getLogger(__name__)
+
+LOG_FLUSH_SECONDS = 0.5
+COMPLETE_DELAY_SECONDS = 1.0
+_COMPLETE_MARK = {
+    "Succeeded": "Succeeded",
+    "Failed": "Failed",
+    "Canceled": "Canceled",
+    "Timeout": "TimedOut",
+    "Error": "InternalError",
+}
 
 
 def now_iso() -> str:
@@ -51,12 +83,22 @@ class _Run:
     cancel: threading.Event
     timeout: float
     timed_out: bool = False  # set by the watchdog before it cancels the run
+    buffered: list[str] = field(default_factory=list)  # written, not yet appended to the blob
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def write(self, line: str, *, stamp: bool = True) -> None:
-        """Append a line to the run's log (with ACR's time stamp unless `stamp=False`)."""
+        """Add a line to the run's log (with ACR's time stamp unless `stamp=False`); the blob gets it at the next flush."""
         prefix = datetime.datetime.now(datetime.UTC).strftime("%Y/%m/%d %H:%M:%S ") if stamp else ""
-        with self.log_path.open("a", encoding="utf-8") as f:
-            f.write(prefix + line.rstrip("\n") + "\n")
+        with self.lock:
+            self.buffered.append(prefix + line.rstrip("\n") + "\n")
+
+    def flush(self) -> None:
+        """Append the buffered lines to the log blob."""
+        with self.lock:
+            text, self.buffered = "".join(self.buffered), []
+            if text:
+                with self.log_path.open("a", encoding="utf-8") as f:
+                    f.write(text)
 
     def check(self) -> None:
         """Stop here (`_Stopped`) if the run was canceled or timed out."""
@@ -106,7 +148,7 @@ class RunExecutor:
         try:
             status, error, output_images = self._execute(run)
         finally:
-            watchdog_stop.set()
+            watchdog_stop.set()  # also stops the log's flushes: what is still buffered waits for the mark
             self._release((registry, run_id))
         self._finish(run, status, error, output_images, elapsed=int(time.monotonic() - started))
 
@@ -123,14 +165,19 @@ class RunExecutor:
         return _Run(registry, run_id, private, log_path, self._cancel[(registry, run_id)], timeout)
 
     def _start_watchdog(self, run: _Run, *, deadline: float) -> threading.Event:
-        """A thread that cancels the run once `deadline` passes (marking it timed out); set the event to stop it."""
+        """A thread that flushes the run's log and cancels the run once `deadline` passes (marking it timed out); set
+        the event to stop it."""
         stop = threading.Event()
 
         def watchdog() -> None:
-            while not stop.wait(0.2):
+            flushed = time.monotonic()
+            while not stop.wait(0.1):
                 if time.monotonic() > deadline and not run.cancel.is_set():
                     run.timed_out = True
                     self.cancel(run.registry, run.run_id)
+                if time.monotonic() - flushed >= LOG_FLUSH_SECONDS and not stop.is_set():
+                    run.flush()
+                    flushed = time.monotonic()
 
         threading.Thread(target=watchdog, name=f"acr-run-{run.run_id}-watchdog", daemon=True).start()
         return stop
@@ -180,11 +227,12 @@ class RunExecutor:
             client.close()
 
     def _finish(self, run: _Run, status: str, error: str, output_images: list[dict[str, str]], *, elapsed: int) -> None:
-        """The log's last line and the run's final state."""
+        """The run's final state, then (a moment later) the log's last lines and its `Complete` mark."""
         if status == "Succeeded":
             run.write(f"Run ID: {run.run_id} was successful after {elapsed}s", stamp=False)
         else:
             run.write(f"Run ID: {run.run_id} failed after {elapsed}s. Error: {error}", stamp=False)
+        delay = self._faults.take("logCompleteDelay")
         finish = now_iso()
         self._store.update(
             run.registry,
@@ -196,6 +244,9 @@ class RunExecutor:
             runErrorMessage=error or None,
         )
         log.info("run %s/%s ended %s", run.registry, run.run_id, status)
+        time.sleep(float(delay["seconds"]) if delay else COMPLETE_DELAY_SECONDS)
+        run.flush()
+        blobs.set_metadata(run.log_path, {"Complete": _COMPLETE_MARK.get(status, status)})
 
     # -- the build and the push --------------------------------------------
 
@@ -222,6 +273,10 @@ class RunExecutor:
         outputs: list[dict[str, str]] = []
         if request.get("isPushEnabled", True) and tags:
             run.write("Executing step ID: push. Timeout(sec): 3600, Working directory: '', Network: ''")
+            if denied := str(run.private.get("pushDenied") or ""):  # the registry refuses this run (ABAC mode)
+                run.write(f"Pushing image: {tags[0]}, attempt 1")
+                run.write(denied, stamp=False)
+                raise RuntimeError(f"failed to push image {tags[0]}: {denied}")
             outputs = [_push(client, run, tag, login_server) for tag in tags]
         run.write(f"Step ID: build marked as successful (elapsed time in seconds: {time.monotonic() - started:.6f})")
         for out in outputs:
@@ -285,7 +340,7 @@ def _restore_native_bases(client: docker.APIClient, bases: set[str], platform: s
     if platform.startswith(native):
         return
     for base in bases:
-        if base.lower() == "scratch" or "@" in base:  # a digest (pinned, see _pinned_context) moves no tag
+        if base.lower() == "scratch" or "@" in base:  # a digest (pinned, see _isolated_context) moves no tag
             continue
         try:
             image = client.inspect_image(base)
@@ -329,16 +384,101 @@ def _platform_digest(login_server: str, image: str, platform: str) -> str | None
     return None
 
 
-def _pinned_context(run: _Run, source: Path, request: dict[str, Any], platform: str) -> bytes | None:
-    """The archive with each FROM image of the run's registry that is a multi-platform index pinned to `platform`'s
-    manifest digest (None if nothing was pinned).
+# Public images a run may name: Docker Hub's names (the short form, `docker.io/...` and `docker.io/library/...` too),
+# each served here from a locally made stand-in per platform (bootstrap's debootstrapped Debian bookworm + python3,
+# README "base-image"), since no public registry is reachable from this machine. A name in this list that the
+# host's Docker holds itself (pulled from Docker Hub) is used as it is.
+PUBLIC_STAND_INS: dict[str, dict[str, str]] = {
+    name: {"linux/amd64": "pipeline-base:bookworm", "linux/arm64": "pipeline-base:bookworm-arm64"}
+    for name in (
+        "python:3.11-slim-bookworm",
+        "python:3.11-slim",
+        "python:3.11-bookworm",
+        "debian:bookworm",
+        "debian:bookworm-slim",
+    )
+}
+_MANIFEST_TYPES = (
+    "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, "
+    "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+)
 
-    The engine (Docker 20.10's classic builder) resolves a FROM tag it has locally to that local image whatever the
+
+class BaseRefused(Exception):
+    """A FROM image the run's agent could not pull: the message is the engine's line for it."""
+
+
+def docker_hub_name(image: str) -> str | None:
+    """`python:3.11-slim` for `python:3.11-slim`, `docker.io/python:...`, `docker.io/library/python:...`;
+    None for an image of another registry (a first path part with a `.` or `:`, or `localhost`)."""
+    first, _, rest = image.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        if first not in ("docker.io", "index.docker.io", "registry-1.docker.io"):
+            return None
+        image = rest
+    image = image.removeprefix("library/")
+    return image if ":" in image.rsplit("/", 1)[-1] or "@" in image else f"{image}:latest"
+
+
+def _in_registry(login_server: str, image: str) -> bool:
+    """Whether the run's own registry holds `image` (`<loginServer>/repo:tag` or `@digest`; anonymous HTTP, as the
+    imitation's registries are)."""
+    name = image.removeprefix(login_server + "/")
+    repository, reference = (
+        name.split("@", 1) if "@" in name else (name.rpartition(":")[::2] if ":" in name else (name, "latest"))
+    )
+    try:
+        response = requests.get(
+            f"http://{login_server}/v2/{repository}/manifests/{reference}", headers={"Accept": _MANIFEST_TYPES}, timeout=30
+        )
+    except requests.exceptions.RequestException:
+        return False
+    return response.status_code == 200
+
+
+def _resolve_base(run: _Run, client: docker.APIClient, image: str, stages: set[str], platform: str) -> str | None:
+    """What the engine builds `FROM image` from: None to leave it, a replacement, or `BaseRefused` with Docker's line."""
+    login_server: str = run.private["loginServer"]
+    if image.lower() in stages or image.lower() == "scratch":
+        return None
+    if image.startswith(login_server + "/"):
+        if not _in_registry(login_server, image):
+            reference = image if "@" in image or ":" in image.rsplit("/", 1)[-1] else f"{image}:latest"
+            raise BaseRefused(f"manifest for {reference} not found: manifest unknown: manifest unknown")
+        return _platform_digest(login_server, image, platform)
+    public = docker_hub_name(image)
+    if public is not None and public in PUBLIC_STAND_INS:
+        try:
+            held = client.inspect_image(public)
+            if any(
+                d.split("@")[0] in (public.split(":")[0], "docker.io/library/" + public.split(":")[0])
+                for d in held.get("RepoDigests") or []
+            ):
+                return None  # the host's Docker pulled the public image itself
+        except docker.errors.ImageNotFound:
+            pass
+        stand_in = PUBLIC_STAND_INS[public].get(platform)
+        if stand_in is None:
+            raise BaseRefused(f"no matching manifest for {platform} in the manifest list entries")
+        return stand_in
+    repository = image.split("@", 1)[0]
+    repository = repository.rpartition(":")[0] if ":" in repository.rsplit("/", 1)[-1] else repository
+    raise BaseRefused(
+        f"pull access denied for {repository}, repository does not exist or may require 'docker login': "
+        "denied: requested access to the resource is denied"
+    )
+
+
+def _isolated_context(run: _Run, client: docker.APIClient, source: Path, request: dict[str, Any], platform: str) -> bytes | None:
+    """The archive with each FROM resolved as an ACR agent would see it (None if nothing changed); `BaseRefused` for
+    a FROM it could not pull.
+
+    Images of the run's registry that are multi-platform indexes are pinned to `platform`'s manifest digest: the
+    engine (Docker 20.10's classic builder) resolves a FROM tag it has locally to that local image whatever the
     requested platform, and its image store keeps one platform per tag, so `FROM base:tag` for linux/arm64 would
     silently start from the amd64 image (and an amd64 build from arm64 once anything pulled the tag for arm64). A
-    digest names one platform's image, and pulling it moves no tag.
+    digest names one platform's image, and pulling it moves no tag. Public names become their stand-ins.
     """
-    login_server: str = run.private["loginServer"]
     dockerfile = str(request["dockerFilePath"]).removeprefix("./")
     build_args = {a["name"]: str(a.get("value", "")) for a in request.get("arguments") or []}
     with tarfile.open(source, mode="r:gz") as tar:
@@ -349,31 +489,35 @@ def _pinned_context(run: _Run, source: Path, request: dict[str, Any], platform: 
             return None
         lines = extracted.read().decode().splitlines(keepends=True)
         args: dict[str, str] = {}
-        pinned = False
+        stages: set[str] = set()
+        changed = False
         for number, line in enumerate(lines):
             if (arg := _GLOBAL_ARG.match(line)) and not any(_FROM_LINE.match(earlier) for earlier in lines[:number]):
                 args[arg.group(1)] = build_args.get(arg.group(1), arg.group(2) or "")
             if not (match := _FROM_LINE.match(line)):
                 continue
             image = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args.get(m.group(1) or m.group(2), ""), match.group(3))
-            if digest := _platform_digest(login_server, image, platform):
-                run.write(f"Resolved base image {image} for {platform}: {digest}")
-                lines[number] = f"{match.group(1)}{match.group(2)}{digest}{match.group(4)}" + (
-                    "\n" if line.endswith("\n") else ""
-                )
-                pinned = True
-        if not pinned:
+            resolved = _resolve_base(run, client, image, stages, platform)
+            if stage := re.match(r"\s+AS\s+(\S+)", match.group(4), re.IGNORECASE):
+                stages.add(stage.group(1).lower())
+            if resolved is None:
+                continue
+            if "@sha256:" in resolved:
+                run.write(f"Resolved base image {image} for {platform}: {resolved}")
+            lines[number] = f"{match.group(1)}{match.group(2)}{resolved}{match.group(4)}" + ("\n" if line.endswith("\n") else "")
+            changed = True
+        if not changed:
             return None
         data = "".join(lines).encode()
         out = io.BytesIO()
-        with tarfile.open(fileobj=out, mode="w:gz") as pinned_tar:
+        with tarfile.open(fileobj=out, mode="w:gz") as rewritten:
             for entry in members:
                 if entry is member:
                     copy = tarfile.TarInfo(entry.name)
                     copy.size, copy.mode, copy.mtime = len(data), entry.mode, entry.mtime
-                    pinned_tar.addfile(copy, io.BytesIO(data))
+                    rewritten.addfile(copy, io.BytesIO(data))
                 else:
-                    pinned_tar.addfile(entry, tar.extractfile(entry) if entry.isfile() else None)
+                    rewritten.addfile(entry, tar.extractfile(entry) if entry.isfile() else None)
     return out.getvalue()
 
 
@@ -385,7 +529,12 @@ def _docker_build(
     build_args = {a["name"]: a.get("value", "") for a in request.get("arguments") or []}
     image_id = ""
     platform = docker_platform(request.get("platform"))
-    pinned = _pinned_context(run, source, request, platform)
+    try:
+        pinned = _isolated_context(run, client, source, request, platform)
+    except BaseRefused as refused:
+        run.write(str(refused), stamp=False)
+        run.write("Container failed during run: build. No retries remaining.")
+        raise RuntimeError("exit status 1") from None
     with io.BytesIO(pinned) if pinned else source.open("rb") as context:
         stream = client.build(
             fileobj=context,

@@ -26,6 +26,19 @@ Fault kinds (JSON bodies of `POST /_imitation/faults`):
 - `{"kind": "expiredToken", "count": 1}`: the next token issued is already
   expired (while `expires_in` still says an hour, so the client uses it and
   ARM answers 401 `ExpiredAuthenticationToken`).
+- `{"kind": "tasksNotAllowed"}`: a switch (until `DELETE /_imitation/faults`, or
+  for `count` requests): Registries_ScheduleRun answers as ACR does on
+  subscriptions where ACR Tasks are not allowed (Azure free credit / trial):
+  400 `TasksOperationsNotAllowed`, "ACR Tasks requests for the registry {registry}
+  and {subscription} are not permitted. Please file an Azure support request at
+  http://aka.ms/azuresupport for assistance." (the body public reports show, e.g.
+  Azure-Samples/azure-search-openai-demo issues 2220 and 2592, with `"target": "request"`).
+- `{"kind": "logCompleteDelay", "seconds": 5, "count": 1}`: the next run sets
+  its log blob's `Complete` metadata (and flushes the log's last lines) this
+  long after its status turned terminal (default `builds.COMPLETE_DELAY_SECONDS`).
+- `{"kind": "throttle", "scale": 10}` / `{"kind": "throttle", "enabled": false}`:
+  ARM's token buckets (throttle.py) divided by `scale`, or off; cleared faults
+  restore Azure's own figures (on).
 """
 
 from __future__ import annotations
@@ -36,6 +49,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LONG_RUNNING = ("Registries_Create", "ManagedClusters_CreateOrUpdate")
+TASKS_NOT_ALLOWED = (
+    "ACR Tasks requests for the registry {registry} and {subscription} are not permitted. "
+    "Please file an Azure support request at http://aka.ms/azuresupport for assistance."
+)
+SWITCH_COUNT = 1_000_000  # a fault that stays until the faults are cleared
 
 
 class FaultError(ValueError):
@@ -56,13 +74,14 @@ class HttpFault:
 class Faults:
     http: list[HttpFault] = field(default_factory=list)
     runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # kind -> pending entries
+    throttle: dict[str, Any] = field(default_factory=dict)  # {"enabled", "scale"} of a `throttle` fault; {} = Azure's
     requests: Counter[str] = field(default_factory=Counter)
     log: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, spec: dict[str, Any]) -> None:
         kind = spec.get("kind", "http")
-        count = int(spec.get("count", 1))
+        count = int(spec.get("count", SWITCH_COUNT if kind == "tasksNotAllowed" else 1))
         if count < 1:
             raise FaultError("count must be at least 1")
         with self._lock:
@@ -87,10 +106,26 @@ class Faults:
                 if spec.get("operation") not in LONG_RUNNING:
                     raise FaultError(f'a failOperation fault needs an "operation" of {", ".join(LONG_RUNNING)}')
                 self.runs.setdefault(kind, []).append(dict(spec, count=count))
+            elif kind == "tasksNotAllowed":
+                self.http.append(
+                    HttpFault("Registries_ScheduleRun", 400, count, None, "TasksOperationsNotAllowed", TASKS_NOT_ALLOWED)
+                )
+            elif kind == "throttle":
+                scale = float(spec.get("scale", 1))
+                if scale < 1:
+                    raise FaultError("a throttle fault's scale must be at least 1 (Azure's figures divided by it)")
+                self.throttle = {"enabled": bool(spec.get("enabled", True)), "scale": scale}
+            elif kind == "logCompleteDelay":
+                if float(spec.get("seconds", -1)) < 0:
+                    raise FaultError('a logCompleteDelay fault needs "seconds" (0 or more)')
+                self.runs.setdefault(kind, []).append(dict(spec, count=count))
             elif kind in ("failRun", "runDelay", "runTimeout", "expiredToken"):
                 self.runs.setdefault(kind, []).append(dict(spec, count=count))
             else:
-                raise FaultError(f"unknown fault kind {kind!r}: http, failRun, runDelay, runTimeout, expiredToken, failOperation")
+                raise FaultError(
+                    f"unknown fault kind {kind!r}: http, failRun, runDelay, runTimeout, expiredToken, failOperation, "
+                    "tasksNotAllowed, logCompleteDelay, throttle"
+                )
 
     def take_http(self, operation: str) -> HttpFault | None:
         with self._lock:
@@ -107,7 +142,7 @@ class Faults:
         return None
 
     def take(self, kind: str) -> dict[str, Any] | None:
-        """Consume one use of the oldest pending fault of `kind` (failRun, runDelay, runTimeout, expiredToken)."""
+        """Consume one use of the oldest pending fault of `kind` (failRun, runDelay, runTimeout, expiredToken, logCompleteDelay)."""
         with self._lock:
             pending = self.runs.get(kind) or []
             if not pending:
@@ -143,6 +178,7 @@ class Faults:
                 "log": list(self.log),
                 "pending": {
                     "http": [vars(f) for f in self.http],
+                    **({"throttle": dict(self.throttle)} if self.throttle else {}),
                     **{kind: list(entries) for kind, entries in self.runs.items() if entries},
                 },
             }
@@ -151,6 +187,7 @@ class Faults:
         with self._lock:
             self.http.clear()
             self.runs.clear()
+            self.throttle = {}
             if requests:
                 self.requests.clear()
                 self.log.clear()

@@ -77,6 +77,16 @@ class Imitation:
         client = next(c for c in self.seed["clients"] if not c["has_access"])
         return str(client["client_id"]), str(client["secret"])
 
+    def client_env(self, name: str) -> dict[str, str]:
+        """The client environment of seeded principal `name` ("contributor", "reader"): DIR/env.<name>, in the form
+        of DIR/env (the `pipeline` principal's, Owner on the subscription)."""
+        text = (self.state_dir / f"env.{name}").read_text()
+        return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+    def object_id(self, display_name: str) -> str:
+        """The object id of seeded principal `display_name` ("pipeline", "contributor", "reader", "no-access")."""
+        return next(str(c["object_id"]) for c in self.seed["clients"] if c["display_name"] == display_name)
+
     # -- admin API -------------------------------------------------------
 
     def _admin(self, method: str, path: str, body: Any = None) -> Any:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bootstrap.azure_arm import acr_auth, arm, blobs, identity
+from bootstrap.azure_arm import acr_auth, arm, blobs, identity, throttle
 from bootstrap.azure_arm.builds import RunExecutor
 from bootstrap.azure_arm.faults import FaultError, Faults
 from bootstrap.azure_arm.oidc import OidcIssuers, discovery_context
-from bootstrap.azure_arm.state import RunStore, Seed
+from bootstrap.azure_arm.state import ROLE_CLIENTS, RunStore, Seed
 from bootstrap.azure_arm.tls import ensure_certificates, server_context
 from bootstrap.tls import write_private
 
@@ -29,22 +29,25 @@ def load_or_create_seed(state_dir: Path, *, registry: str, empty: bool = False) 
     """DIR/seed.json as it is; at the first start, the default seed (`empty`: no resource group, registry or cluster)."""
     path = state_dir / "seed.json"
     if path.exists():
-        seed = Seed.load(path)
-        if arm.finish_interrupted(seed):
-            seed.save(path)
+        seed = Seed.load(path)  # brought up to date (Seed.with_client_roles), so saved again
+        arm.finish_interrupted(seed)
+        seed.save(path)
         return seed
     seed = Seed.default(login_server=registry, empty=empty)
     seed.save(path)
     return seed
 
 
-def client_env(seed: Seed, *, base_url: str, ca_pem: Path) -> dict[str, str]:
-    """The environment a client of the imitation needs (the `pipeline` service principal).
+def client_env(seed: Seed, *, base_url: str, ca_pem: Path, client_name: str = "pipeline") -> dict[str, str]:
+    """The environment a client of the imitation needs: the `pipeline` service principal (Owner on the
+    subscription), or `client_name` ("contributor", "reader": Contributor / Reader only; DIR/env.<name>).
 
     AZURE_RESOURCE_GROUP and AZURE_LOCATION are named even when the group does not exist yet (an empty
     imitation); AZURE_REGISTRY_* and AZURE_AKS_* only when a registry / cluster is seeded.
     """
-    client = next(c for c in seed.clients if c.has_access)
+    client = next((c for c in seed.clients if c.display_name == client_name), None) or next(
+        c for c in seed.clients if c.has_access
+    )
     registry = seed.registries[0] if seed.registries else None
     plain = next((c for c in seed.clusters if not c.aad), seed.clusters[0] if seed.clusters else None)
     aad = next((c for c in seed.clusters if c.aad), None)
@@ -119,8 +122,9 @@ async def _counted(request: web.Request, operation: str, handler: Handler) -> we
 
 
 def build_app(*, state_dir: Path, seed: Seed, kubeconfig: Path | None, login_server: str = "127.0.0.1:5000") -> web.Application:
-    app = web.Application(middlewares=[_loopback_only], client_max_size=16 * 1024 * 1024)
+    app = web.Application(middlewares=[_loopback_only, throttle.throttling], client_max_size=16 * 1024 * 1024)
     faults = Faults()
+    app["throttle"] = throttle.Throttle(faults)  # ARM's token buckets (throttle.py), per principal and subscription-wide
     runs = RunStore(state_dir / "runs")
     app["state_dir"], app["seed"], app["faults"], app["runs"] = state_dir, seed, faults, runs
     app["executor"] = RunExecutor(store=runs, faults=faults, state_dir=state_dir)
@@ -199,6 +203,9 @@ async def serve(
     env = client_env(seed, base_url=base_url, ca_pem=ca_pem)
     write_private(state_dir / "env", "".join(f"{k}={v}\n" for k, v in env.items()).encode())
     write_private(state_dir / "env.json", json.dumps(env, indent=2).encode())
+    for name in ROLE_CLIENTS:  # DIR/env.contributor, DIR/env.reader: the same form, another principal
+        other = client_env(seed, base_url=base_url, ca_pem=ca_pem, client_name=name)
+        write_private(state_dir / f"env.{name}", "".join(f"{k}={v}\n" for k, v in other.items()).encode())
     (state_dir / "endpoint").write_text(base_url + "\n")
     log.info("Azure Resource Manager imitation on %s (state %s)", base_url, state_dir)
     if ready:

@@ -31,6 +31,18 @@ AKS_SERVER_APP_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
 """The Entra application of every AKS API server: tokens for `<this>/.default` are what AAD clusters accept."""
 
 
+ROLE_CLIENTS = {"contributor": "Contributor", "reader": "Reader"}
+"""Seeded clients besides `pipeline` (Owner) and `no-access` (no role), by display name: their one built-in role on
+the subscription. Their client environment is `DIR/env.<name>`."""
+
+
+def _builtin_role_id(name: str) -> str:
+    """A built-in role's GUID by name, from builtin-roles.json (authorization.py holds the definitions; it imports
+    this module, so the file is read here too)."""
+    roles = json.loads((Path(__file__).resolve().parent / "builtin-roles.json").read_text())
+    return str(next(r["id"] for r in roles if r["roleName"] == name))
+
+
 @dataclass
 class ClientApp:
     """A service principal that may ask the token endpoint for tokens (client credentials)."""
@@ -39,7 +51,7 @@ class ClientApp:
     secret: str
     display_name: str
     object_id: str
-    has_access: bool = True  # False: tokens are issued, but ARM answers 403 AuthorizationFailed
+    has_access: bool = True  # False: no role assignment at all (tokens are issued, ARM answers 403); see with_client_roles
 
 
 @dataclass
@@ -63,6 +75,9 @@ class RegistrySeed:
     sku: str = "Standard"
     provisioning_state: str = "Succeeded"  # Creating while its Registries_Create operation runs
     tags: dict[str, str] = field(default_factory=dict)
+    # LegacyRegistryPermissions (AcrPull/AcrPush honoured) or AbacRepositoryPermissions (only the Container
+    # Registry Repository roles' dataActions give data-plane access; acr_auth.py)
+    role_assignment_mode: str = "LegacyRegistryPermissions"
 
 
 @dataclass
@@ -173,6 +188,7 @@ class Seed:
             clients=[
                 ClientApp(str(uuid.uuid4()), secrets.token_urlsafe(30), "pipeline", str(uuid.uuid4())),
                 ClientApp(str(uuid.uuid4()), secrets.token_urlsafe(30), "no-access", str(uuid.uuid4()), has_access=False),
+                *(ClientApp(str(uuid.uuid4()), secrets.token_urlsafe(30), name, str(uuid.uuid4())) for name in ROLE_CLIENTS),
             ],
             registries=[] if empty else [RegistrySeed(registry, location, login_server)],
             clusters=[]
@@ -182,7 +198,32 @@ class Seed:
                 ClusterSeed(f"{cluster}-aad", location, aad=True, dns_prefix=f"{cluster}-aad"),
             ],
             groups=[] if empty else [GroupSeed(resource_group, location)],
-        )
+        ).with_client_roles()
+
+    def with_client_roles(self) -> Seed:
+        """Each seeded client with access holds its role on the subscription: `pipeline` Owner, `contributor`
+        Contributor, `reader` Reader (`no-access` none). Also brings a seed.json written before roles were
+        modelled up to date: the missing clients are added and a client with no role assignment gets its role."""
+        for name in ROLE_CLIENTS:
+            if not any(c.display_name == name for c in self.clients):
+                self.clients.append(ClientApp(str(uuid.uuid4()), secrets.token_urlsafe(30), name, str(uuid.uuid4())))
+        scope = f"/subscriptions/{self.subscription_id}"
+        for client in self.clients:
+            role = ROLE_CLIENTS.get(client.display_name, "Owner")
+            if not client.has_access or any(a.principal_id.lower() == client.object_id.lower() for a in self.role_assignments):
+                continue
+            self.role_assignments.append(
+                RoleAssignmentSeed(
+                    name=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{scope}|{client.object_id}|{role}")),
+                    scope=scope,
+                    role_definition_id=f"{scope}/providers/Microsoft.Authorization/roleDefinitions/{_builtin_role_id(role)}",
+                    principal_id=client.object_id.lower(),
+                    principal_type="ServicePrincipal",
+                    created_on="2026-01-01T00:00:00.0000000Z",
+                    created_by="imitation seed",
+                )
+            )
+        return self
 
     @classmethod
     def load(cls, path: Path) -> Seed:
@@ -204,7 +245,7 @@ class Seed:
             )
             for i in raw.get("identities", [])
         ]
-        return cls(**raw)
+        return cls(**raw).with_client_roles()
 
     def save(self, path: Path) -> None:
         write_private(path, json.dumps(asdict(self), indent=2).encode())

@@ -818,6 +818,15 @@ def make_app(
     app.router.add_get("/openapi/v2", api.openapi_v2)
     app.router.add_get("/openapi/v3", api.openapi_v3_root)
     app.router.add_get("/openapi/v3/{path:.+}", api.openapi_v3)
+    from bootstrap.cluster import streaming  # pods/exec, attach, portforward: before the catch-all routes
+
+    streaming.register(app, store, cast("streaming.DockerHost | None", logs))
+    from bootstrap.cluster import metrics  # metrics.k8s.io (kubectl top): also before the catch-all
+
+    metrics.register(app, store, cast("metrics.StatsHost | None", logs))
+    from bootstrap.cluster import hpa_v1  # autoscaling/v1 HPAs over the v2 storage: also before the catch-all
+
+    hpa_v1.register(app, api)
     app.router.add_route("*", "/api/{tail:.+}", api.resource)
     app.router.add_route("*", "/apis/{tail:.+}", api.resource)
 

@@ -13,6 +13,7 @@ import base64
 from typing import Any
 
 from bootstrap.cluster.resources import (
+    CRONJOBS,
     DEPLOYMENTS,
     HORIZONTALPODAUTOSCALERS,
     JOBS,
@@ -95,6 +96,20 @@ def _job(spec: Obj) -> None:
         pod_spec(template["spec"])
 
 
+def _cronjob(spec: Obj) -> None:
+    """batch/v1 SetDefaults_CronJob; the job template's pod spec gets the pod defaults (SetObjectDefaults_CronJob),
+    its Job spec none (SetDefaults_Job applies to Jobs only)."""
+    if not spec.get("concurrencyPolicy"):
+        spec["concurrencyPolicy"] = "Allow"
+    spec.setdefault("suspend", False)
+    spec.setdefault("successfulJobsHistoryLimit", 3)
+    spec.setdefault("failedJobsHistoryLimit", 1)
+    job_spec = (spec.get("jobTemplate") or {}).get("spec") if isinstance(spec.get("jobTemplate"), dict) else None
+    template = job_spec.get("template") if isinstance(job_spec, dict) else None
+    if isinstance(template, dict) and isinstance(template.get("spec"), dict):
+        pod_spec(template["spec"])
+
+
 def apply_defaults(res: ResourceType, obj: Obj) -> None:
     """Fill in the defaults for `obj` in place."""
     spec = obj.get("spec")
@@ -104,6 +119,8 @@ def apply_defaults(res: ResourceType, obj: Obj) -> None:
         pod_spec(spec)
     elif res is JOBS and isinstance(spec, dict):
         _job(spec)
+    elif res is CRONJOBS and isinstance(spec, dict):
+        _cronjob(spec)
     elif res is SERVICES and isinstance(spec, dict):
         spec.setdefault("type", "ClusterIP")
         spec.setdefault("sessionAffinity", "None")

@@ -2,7 +2,7 @@
 
 - On create, `status` is what the kind's strategy resets it to (PrepareForCreate):
   a Pod starts `{phase: Pending, qosClass: ...}`, a Service `{loadBalancer: {}}`,
-  a Deployment `{}`, a ReplicaSet `{replicas: 0}`; whatever the client sent is dropped.
+  a Deployment, Job or CronJob `{}`, a ReplicaSet `{replicas: 0}`; whatever the client sent is dropped.
 - Services get a ClusterIP from the service CIDR 10.96.0.0/12 (10.96.0.1 belongs to the
   `kubernetes` service), unless headless (`clusterIP: None`) or ExternalName, and an update
   carries the allocated IPs forward; the primary ClusterIP may not change once set.
@@ -23,6 +23,7 @@ from typing import Any
 from bootstrap.cluster import errors
 from bootstrap.cluster.kubelet.runtime import qos_class
 from bootstrap.cluster.resources import (
+    CRONJOBS,
     DEPLOYMENTS,
     HORIZONTALPODAUTOSCALERS,
     JOBS,
@@ -198,6 +199,8 @@ def prepare_for_create(res: ResourceType, obj: Obj, store: Store) -> None:
     elif res is JOBS:
         obj["status"] = {}
         _job_create(obj)
+    elif res is CRONJOBS:
+        obj["status"] = {}
     elif res is PODDISRUPTIONBUDGETS:
         obj["status"] = {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}
     elif res is HORIZONTALPODAUTOSCALERS:

@@ -41,7 +41,9 @@ SECRETS = ResourceType("", "v1", "Secret", "secrets", True)
 SERVICEACCOUNTS = ResourceType("", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",), subresources=("token",))
 SERVICES = ResourceType("", "v1", "Service", "services", True, ("svc",), has_status=True, subresources=("status",))
 EVENTS = ResourceType("", "v1", "Event", "events", True, ("ev",))
-PODS = ResourceType("", "v1", "Pod", "pods", True, ("po",), has_status=True, subresources=("status", "log"))
+PODS = ResourceType(
+    "", "v1", "Pod", "pods", True, ("po",), has_status=True, subresources=("status", "log", "exec", "attach", "portforward")
+)
 DEPLOYMENTS = ResourceType(
     "apps", "v1", "Deployment", "deployments", True, ("deploy",), has_status=True, subresources=("status", "scale")
 )
@@ -49,6 +51,7 @@ REPLICASETS = ResourceType(
     "apps", "v1", "ReplicaSet", "replicasets", True, ("rs",), has_status=True, subresources=("status", "scale")
 )
 JOBS = ResourceType("batch", "v1", "Job", "jobs", True, has_status=True, subresources=("status",))
+CRONJOBS = ResourceType("batch", "v1", "CronJob", "cronjobs", True, ("cj",), has_status=True, subresources=("status",))
 LEASES = ResourceType("coordination.k8s.io", "v1", "Lease", "leases", True)
 ROLES = ResourceType("rbac.authorization.k8s.io", "v1", "Role", "roles", True)
 ROLEBINDINGS = ResourceType("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", True)
@@ -87,6 +90,7 @@ ALL: tuple[ResourceType, ...] = (
     DEPLOYMENTS,
     REPLICASETS,
     JOBS,
+    CRONJOBS,
     ROLES,
     ROLEBINDINGS,
     CLUSTERROLES,

@@ -46,8 +46,8 @@ def _workloads(
 ) -> tuple[list[Coroutine[Any, Any, None]], LogSource | None]:
     """The controllers' and kubelet's run() coroutines, and the kubelet (for pods/log).
 
-    With `credentials` and `port`, pods get a service-account token and the API address (kubelet/volumes.py);
-    with `issuer`, projected serviceAccountToken volumes too.
+    With `credentials`, `port` and `issuer`, pods get their ServiceAccount's token and the API address, and
+    projected serviceAccountToken volumes (kubelet/volumes.py).
 
     With CLUSTER_NO_WORKLOADS=1 the kubelet (and Docker) is left out, and so is
     any controller that cannot be imported; the others still run, so that
@@ -57,6 +57,7 @@ def _workloads(
     runners: list[Coroutine[Any, Any, None]] = []
     try:
         from bootstrap.cluster.controllers import (
+            CronJobController,
             DeploymentController,
             GarbageCollector,
             JobController,
@@ -70,6 +71,7 @@ def _workloads(
             DeploymentController(store, events=events).run(),
             ReplicaSetController(store, events=events).run(),
             JobController(store, events=events).run(),
+            CronJobController(store, events=events).run(),
             GarbageCollector(store).run(),
             ServiceAccountsController(store).run(),  # subscribes now: before the API serves a request
         ]
@@ -92,11 +94,7 @@ def _workloads(
         raise SystemExit(
             f"the cluster's kubelet cannot be imported ({exc}); set {NO_WORKLOADS_ENV}=1 to serve the API alone"
         ) from exc
-    api_access = (
-        ApiAccess(port=port, ca_pem=credentials.ca_cert.read_bytes(), token=credentials.token, issuer=issuer)
-        if credentials and port
-        else None
-    )
+    api_access = ApiAccess(port=port, ca_pem=credentials.ca_cert.read_bytes(), issuer=issuer) if credentials and port else None
     kubelet = Kubelet(
         store,
         node_name=NODE_NAME,

@@ -172,6 +172,27 @@ def _job(job: Obj) -> list[Any]:
     ]
 
 
+def _cronjob(cj: Obj) -> list[Any]:
+    """printCronJob: schedule, time zone, suspend (printBoolPtr), active jobs, last schedule, age; -o wide: the job
+    template's containers, images and selector."""
+    spec, status = cj.get("spec") or {}, cj.get("status") or {}
+    job_spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    suspend = spec.get("suspend")
+    last = status.get("lastScheduleTime")
+    names, images = _containers({"spec": job_spec})
+    return [
+        spec.get("schedule", ""),
+        spec.get("timeZone") if spec.get("timeZone") is not None else "<none>",
+        "<unset>" if suspend is None else ("True" if suspend else "False"),
+        len(status.get("active") or []),
+        age(last) if last else "<none>",
+        age(cj["metadata"].get("creationTimestamp")),
+        names,
+        images,
+        _selector({"spec": job_spec}),
+    ]
+
+
 def _node(node: Obj) -> list[Any]:
     """printNode: STATUS from the Ready condition (+SchedulingDisabled), ROLES from node-role labels."""
     spec, status = node.get("spec") or {}, node.get("status") or {}
@@ -281,6 +302,20 @@ _PRINTERS: dict[str, tuple[list[Column], Callable[[Obj], list[Any]]]] = {
             ("Selector", "string", 1),
         ],
         _job,
+    ),
+    "CronJob": (
+        [
+            ("Schedule", "string", 0),
+            ("Timezone", "string", 0),
+            ("Suspend", "boolean", 0),
+            ("Active", "integer", 0),
+            ("Last Schedule", "string", 0),
+            ("Age", "string", 0),
+            ("Containers", "string", 1),
+            ("Images", "string", 1),
+            ("Selector", "string", 1),
+        ],
+        _cronjob,
     ),
     "Node": (
         [

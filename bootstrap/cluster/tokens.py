@@ -11,6 +11,10 @@
   422 Invalid, as ValidateTokenRequest), the ServiceAccount lookup (404), an optional bound Pod or Secret,
   and the claims of pkg/serviceaccount/claims.go: iss, sub, aud (a list), exp, iat, nbf, jti and
   `kubernetes.io` {namespace, serviceaccount, pod|secret, node}.
+- The extended token (`--service-account-extend-token-expiration`, on by default): a token bound to a Pod, for
+  the API server's own audience and exactly 3607 s (what kubelet asks for the `kube-api-access-*` volume), is
+  signed valid for a year with `kubernetes.io.warnafter` at 3607 s; the TokenRequest's status still says 3607 s,
+  and kubelet rotates it by that (pkg/registry/core/serviceaccount/storage/token.go, pkg/serviceaccount).
 - kubectl (`kubectl create token`) posts the TokenRequest as protobuf: the API decodes it (protobuf.py) like
   any other protobuf body before `create_token_request` sees it.
 """
@@ -37,6 +41,8 @@ from bootstrap.cluster.store import Obj, Store
 
 DEFAULT_EXPIRATION_SECONDS = 3600
 MIN_EXPIRATION_SECONDS = 600
+WARN_ONLY_EXPIRATION_SECONDS = 3607  # token.WarnOnlyBoundTokenExpirationSeconds
+EXTENDED_EXPIRATION_SECONDS = 365 * 24 * 3600  # token.ExpirationExtensionSeconds
 JWKS_PATH = "/openid/v1/jwks"
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 JWKS_CONTENT_TYPE = "application/jwk-set+json"
@@ -121,7 +127,8 @@ class TokenIssuer:
         node: Obj | None = None,
         now: float | None = None,
     ) -> tuple[str, int]:
-        """A token for `account` (pkg/serviceaccount.Claims); (token, exp as Unix seconds)."""
+        """A token for `account` (pkg/serviceaccount.Claims); (token, exp as Unix seconds: for an extended
+        token, the expiration asked for, as the TokenRequest's status reports it)."""
         issued = int(time.time() if now is None else now)
         meta = account["metadata"]
         private: Obj = {
@@ -132,12 +139,16 @@ class TokenIssuer:
             if bound is not None:
                 private[key] = {"name": bound["metadata"]["name"], "uid": bound["metadata"].get("uid", "")}
         exp = issued + int(expiration_seconds)
+        signed_exp = exp
+        if pod is not None and expiration_seconds == WARN_ONLY_EXPIRATION_SECONDS and list(audiences) == [self.issuer]:
+            private["warnafter"] = exp
+            signed_exp = issued + EXTENDED_EXPIRATION_SECONDS
         claims = {
             "sub": f"system:serviceaccount:{meta['namespace']}:{meta['name']}",
             "aud": list(audiences),
             "iat": issued,
             "nbf": issued,
-            "exp": exp,
+            "exp": signed_exp,
             "jti": str(uuid.uuid4()),
             "kubernetes.io": private,
         }

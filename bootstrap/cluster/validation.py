@@ -13,11 +13,12 @@ import binascii
 import re
 from typing import Any
 
-from bootstrap.cluster import errors
+from bootstrap.cluster import cron, errors
 from bootstrap.cluster.resources import (
     CLUSTERROLEBINDINGS,
     CLUSTERROLES,
     CONFIGMAPS,
+    CRONJOBS,
     DEPLOYMENTS,
     HORIZONTALPODAUTOSCALERS,
     JOBS,
@@ -244,46 +245,120 @@ def _pod_template(spec: Obj, causes: Causes) -> None:
         causes.append(("spec.strategy.rollingUpdate.maxUnavailable", "Invalid value: 0: may not be 0 when `maxSurge` is 0"))
 
 
-def _job(spec: Obj, old_spec: Obj | None, causes: Causes) -> None:
+def _job(spec: Obj, old_spec: Obj | None, causes: Causes, path: str = "spec") -> None:
     """ValidateJobSpec: counts, deadline, restart policy; selector and template immutable on update."""
     for key, minimum in (("parallelism", 0), ("completions", 0), ("backoffLimit", 0), ("ttlSecondsAfterFinished", 0)):
         value = spec.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < minimum):
-            causes.append((f"spec.{key}", f"Invalid value: {value!r}: must be greater than or equal to 0"))
+            causes.append((f"{path}.{key}", f"Invalid value: {value!r}: must be greater than or equal to 0"))
     deadline = spec.get("activeDeadlineSeconds")
     if deadline is not None and (not isinstance(deadline, int) or isinstance(deadline, bool) or deadline <= 0):
-        causes.append(("spec.activeDeadlineSeconds", f"Invalid value: {deadline!r}: must be greater than 0"))
+        causes.append((f"{path}.activeDeadlineSeconds", f"Invalid value: {deadline!r}: must be greater than 0"))
     mode = spec.get("completionMode")
     if mode not in (None, "NonIndexed", "Indexed"):
-        causes.append(("spec.completionMode", f'Unsupported value: "{mode}": supported values: "NonIndexed", "Indexed"'))
+        causes.append((f"{path}.completionMode", f'Unsupported value: "{mode}": supported values: "NonIndexed", "Indexed"'))
     template = spec.get("template")
     if not isinstance(template, dict) or not isinstance(template.get("spec"), dict):
-        causes.append(("spec.template.spec.containers", "Required value"))
+        causes.append((f"{path}.template.spec.containers", "Required value"))
         return
     labels = (template.get("metadata") or {}).get("labels") or {}
-    _labels(labels, "spec.template.metadata.labels", causes)
+    _labels(labels, f"{path}.template.metadata.labels", causes)
     if spec.get("manualSelector"):
         selector = spec.get("selector")
         if not isinstance(selector, dict) or not (selector.get("matchLabels") or selector.get("matchExpressions")):
-            causes.append(("spec.selector", "Required value"))
+            causes.append((f"{path}.selector", "Required value"))
         elif not match_label_dict(selector, labels):
             causes.append(
-                ("spec.template.metadata.labels", f"Invalid value: {labels}: `selector` does not match template `labels`")
+                (f"{path}.template.metadata.labels", f"Invalid value: {labels}: `selector` does not match template `labels`")
             )
     pod = template["spec"]
-    _pod_spec(pod, "spec.template.spec", causes)
+    _pod_spec(pod, f"{path}.template.spec", causes)
     policy = pod.get("restartPolicy")
     if policy not in ("OnFailure", "Never"):
         causes.append(
-            ("spec.template.spec.restartPolicy", f'Unsupported value: "{policy}": supported values: "OnFailure", "Never"')
+            (f"{path}.template.spec.restartPolicy", f'Unsupported value: "{policy}": supported values: "OnFailure", "Never"')
         )
     if old_spec is not None:
         if old_spec.get("selector") != spec.get("selector"):
-            causes.append(("spec.selector", f"Invalid value: {spec.get('selector')}: field is immutable"))
+            causes.append((f"{path}.selector", f"Invalid value: {spec.get('selector')}: field is immutable"))
         if old_spec.get("template") != template and not old_spec.get("suspend"):
-            causes.append(("spec.template", "Invalid value: field is immutable"))
+            causes.append((f"{path}.template", "Invalid value: field is immutable"))
         if old_spec.get("completions") != spec.get("completions"):
-            causes.append(("spec.completions", f"Invalid value: {spec.get('completions')!r}: field is immutable"))
+            causes.append((f"{path}.completions", f"Invalid value: {spec.get('completions')!r}: field is immutable"))
+
+
+_TIME_ZONE_PART = re.compile(r"^[A-Za-z\.\-_0-9+]{1,14}$")  # validTimeZoneCharacters
+
+
+def _cronjob(name: str, spec: Obj, old_spec: Obj | None, causes: Causes) -> None:
+    """ValidateCronJobCreate/Update (pkg/apis/batch/validation): name length, schedule (robfig ParseStandard),
+    timeZone, startingDeadlineSeconds, concurrencyPolicy, history limits, and the job template as a Job spec."""
+    if len(name) > 52:
+        causes.append(("metadata.name", f'Invalid value: "{name}": must be no more than 52 characters'))
+    schedule = spec.get("schedule")
+    if not schedule:
+        causes.append(("spec.schedule", "Required value"))
+    else:
+        schedule = str(schedule)
+        try:
+            cron.parse_standard(schedule)
+        except cron.CronError as err:
+            causes.append(("spec.schedule", f'Invalid value: "{schedule}": {err}'))
+        allow_tz = old_spec is not None and "TZ" in str(old_spec.get("schedule") or "")
+        if allow_tz and "TZ" in schedule and spec.get("timeZone") is not None:
+            causes.append(
+                ("spec.schedule", f'Invalid value: "{schedule}": cannot use both timeZone field and TZ or CRON_TZ in schedule')
+            )
+        elif not allow_tz and "TZ" in schedule:
+            causes.append(
+                (
+                    "spec.schedule",
+                    f'Invalid value: "{schedule}": cannot use TZ or CRON_TZ in schedule, use timeZone field instead',
+                )
+            )
+    deadline = spec.get("startingDeadlineSeconds")
+    if isinstance(deadline, int) and deadline < 0:
+        causes.append(("spec.startingDeadlineSeconds", f"Invalid value: {deadline}: must be greater than or equal to 0"))
+    zone = spec.get("timeZone")
+    if zone is not None and (old_spec is None or old_spec.get("timeZone") != zone):
+        zone = str(zone)
+        if not zone:
+            causes.append(("spec.timeZone", 'Invalid value: "": timeZone must be nil or non-empty string'))
+        elif any(p in (".", "..") or p.startswith("-") or not _TIME_ZONE_PART.match(p) for p in zone.split("/")):
+            causes.append(("spec.timeZone", f'Invalid value: "{zone}": unknown time zone {zone}'))
+        else:
+            if zone.lower() == "local":
+                causes.append(
+                    (
+                        "spec.timeZone",
+                        f'Invalid value: "{zone}": timeZone must be an explicit time zone as defined in '
+                        "https://www.iana.org/time-zones",
+                    )
+                )
+            try:
+                cron.load_zone(zone)
+            except cron.CronError as err:
+                causes.append(("spec.timeZone", f'Invalid value: "{zone}": {err}'))
+    policy = spec.get("concurrencyPolicy")
+    if not policy:
+        causes.append(("spec.concurrencyPolicy", "Required value"))
+    elif policy not in ("Allow", "Forbid", "Replace"):
+        causes.append(
+            ("spec.concurrencyPolicy", f'Unsupported value: "{policy}": supported values: "Allow", "Forbid", "Replace"')
+        )
+    template = spec.get("jobTemplate")
+    job_spec = template.get("spec") if isinstance(template, dict) else None
+    if not isinstance(template, dict) or not isinstance(job_spec, dict):
+        causes.append(("spec.jobTemplate.spec.template.spec.containers", "Required value"))
+    else:
+        _labels((template.get("metadata") or {}).get("labels"), "spec.jobTemplate.metadata.labels", causes)
+        if job_spec.get("manualSelector"):
+            causes.append(("spec.jobTemplate.spec.manualSelector", 'Unsupported value: true: supported values: "nil", "false"'))
+        _job(job_spec, None, causes, "spec.jobTemplate.spec")
+    for key in ("successfulJobsHistoryLimit", "failedJobsHistoryLimit"):
+        value = spec.get(key)
+        if isinstance(value, int) and value < 0:
+            causes.append((f"spec.{key}", f"Invalid value: {value}: must be greater than or equal to 0"))
 
 
 _PERCENT = re.compile(r"^[0-9]+%$")
@@ -418,6 +493,9 @@ def validate(res: ResourceType, obj: Obj, old: Obj | None = None) -> None:
             causes.append(("spec.template.spec.containers", "Required value"))
         else:
             _job(spec, (old or {}).get("spec") if old is not None else None, causes)
+    elif res is CRONJOBS:
+        old_spec = (old or {}).get("spec") if old is not None else None
+        _cronjob(name, spec if isinstance(spec, dict) else {}, old_spec if isinstance(old_spec, dict) else None, causes)
     elif res is PODS:
         if not isinstance(spec, dict):
             causes.append(("spec.containers", "Required value"))

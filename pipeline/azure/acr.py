@@ -6,6 +6,7 @@
         run = s.schedule_docker_build(source=source, image_names=[...], dockerfile="Dockerfile", ...)
         run = s.get_run(run.run_id)                                    # Queued -> Running -> Succeeded/...
         link = s.log_link(run.run_id); chunk = s.read_log(link, offset)
+        props = s.log_properties(link)        # its length, and `complete` once the agent has written all of it
 
 Everything returns small frozen dataclasses, never SDK models, so callers
 (`pipeline.builders.acr`) stay free of `azure.*`; every failure is an
@@ -28,9 +29,36 @@ from urllib3.util.retry import Retry
 
 from pipeline.azure.clients import acr_client
 from pipeline.azure.credentials import ca_bundle
-from pipeline.azure.errors import AzureError, Resource, azure_errors, translate_blob_status
+from pipeline.azure.errors import (
+    AzureBadRequest,
+    AzureError,
+    AzureThrottled,
+    Resource,
+    azure_errors,
+    translate_blob_status,
+)
+from pipeline.azure.role_grants import ABAC
 
 TERMINAL_STATUSES = frozenset({"Succeeded", "Failed", "Canceled", "Error", "Timeout"})
+TASKS_NOT_ALLOWED = "TasksOperationsNotAllowed"
+
+
+class AcrTasksNotAllowed(AzureBadRequest):
+    """Registries_ScheduleRun answered 400 TasksOperationsNotAllowed: this subscription may not run ACR Tasks."""
+
+    hint = (
+        "Azure does not run ACR Tasks for this subscription (free-trial and Azure-credit subscriptions are refused); "
+        "use a pay-as-you-go subscription, ask Azure support (https://aka.ms/azuresupport) to allow ACR Tasks, "
+        "or build and push the image elsewhere and deploy it with --image"
+    )
+
+
+@dataclass(frozen=True)
+class LogProperties:
+    """A run log blob's Get Blob Properties: its length and its `Complete` metadata ("" while the agent still writes)."""
+
+    length: int
+    complete: str
 
 
 @dataclass(frozen=True)
@@ -111,6 +139,13 @@ class Session:
         self.http.close()
         self.client.close()  # type: ignore[no-untyped-call]
 
+    def caller_identity_for_runs(self) -> str:
+        """ "[caller]" for a registry in ABAC repository-permission mode (its runs have no data-plane access of their
+        own, so `az acr build` sends the caller's identity), "" for a legacy one: the registry's mode, read from Azure."""
+        with azure_errors(self.registry.resource()):
+            found = self.client.registries.get(self.registry.resource_group, self.registry.name)
+        return "[caller]" if str(getattr(found, "role_assignment_mode", "") or "") == ABAC else ""
+
     def _run_resource(self, run_id: str) -> Resource:
         r = self.registry
         return Resource("ACR run", f"{run_id} of registry {r.name}", r.resource_group, r.subscription_id, "[acr].name")
@@ -151,8 +186,13 @@ class Session:
         build_args: Mapping[str, str],
         timeout_seconds: int,
         push: bool = True,
+        source_registry_identity: str = "",  # issue 22 item 0 (ABAC registries): "[caller]", as `az acr build` sends
     ) -> RunState:
-        """Registries_ScheduleRun with a DockerBuildRequest (build arguments are sent as non-secret)."""
+        """Registries_ScheduleRun with a DockerBuildRequest (build arguments are sent as non-secret).
+
+        `source_registry_identity` "[caller]" gives the run the caller's data-plane access to its registry
+        (`credentials.sourceRegistry.identity`): a registry in AbacRepositoryPermissions mode gives a run none
+        otherwise, so its push fails; "" sends no credentials (legacy registries: the run pushes as the registry's)."""
         os_name, _, rest = platform.partition("/")
         architecture, _, variant = rest.partition("/")
         request = m.DockerBuildRequest(
@@ -166,10 +206,23 @@ class Session:
             ),
             arguments=[m.Argument(name=k, value=v, is_secret=False) for k, v in sorted(build_args.items())],
             timeout=timeout_seconds,
+            credentials=m.Credentials(source_registry=m.SourceRegistryCredentials(identity=source_registry_identity))
+            if source_registry_identity
+            else None,
         )
         r = self.registry
-        with azure_errors(r.resource()):
-            return _run_state(self.client.registries.schedule_run(r.resource_group, r.name, request))
+        try:
+            with azure_errors(r.resource()):
+                return _run_state(self.client.registries.schedule_run(r.resource_group, r.name, request))
+        except AzureBadRequest as exc:
+            if exc.code != TASKS_NOT_ALLOWED:
+                raise
+            raise AcrTasksNotAllowed(
+                f"registry {r.name} (subscription {r.subscription_id}) refused the build: {TASKS_NOT_ALLOWED}; "
+                f"{AcrTasksNotAllowed.hint}",
+                status=exc.status,
+                code=exc.code,
+            ) from exc
 
     def get_run(self, run_id: str) -> RunState:
         with azure_errors(self._run_resource(run_id)):
@@ -211,6 +264,26 @@ class Session:
             response.headers.get("x-ms-error-code", ""),
         )
 
+    def log_properties(self, link: str) -> LogProperties | None:
+        """Get Blob Properties of the run log (`HEAD`): what `az acr` asks between reads; None when the link was
+        refused (expired: ask again). No blob yet: length 0, not complete."""
+        try:
+            response = self.http.head(link, headers={"x-ms-version": "2021-08-06"}, timeout=(10, 60))
+        except requests.RequestException as exc:
+            raise translate_blob_status(None, f"reading the run log of registry {self.registry.name}", str(exc)) from exc
+        if response.status_code == 404:
+            return LogProperties(0, "")
+        if response.status_code == 403:
+            return None
+        if response.status_code != 200:
+            raise translate_blob_status(
+                response.status_code,
+                f"reading the run log of registry {self.registry.name}",
+                response.headers.get("x-ms-error-code", ""),
+            )
+        complete = next((v for k, v in response.headers.items() if k.lower() == "x-ms-meta-complete"), "")
+        return LogProperties(int(response.headers.get("Content-Length") or 0), complete)
+
     def admin_login(self) -> RegistryLogin:
         """The registry's admin user (Registries_ListCredentials): what an imagePullSecret is made of."""
         r = self.registry
@@ -221,6 +294,16 @@ class Session:
         if not creds.username or not passwords:
             raise AzureError(f"{r.resource().describe()}: ListCredentials returned no admin password; enable the admin user")
         return RegistryLogin(login_server, str(creds.username), str(passwords[0]))
+
+
+def retry_after(exc: AzureThrottled) -> float | None:
+    """The `Retry-After` seconds of the 429 behind `exc` (after the SDK's own retries), if it said one."""
+    response = getattr(exc.__cause__, "response", None)
+    value = response.headers.get("Retry-After") if response is not None else None
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
 
 
 @contextmanager

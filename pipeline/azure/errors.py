@@ -17,6 +17,7 @@ retried again by Temporal with back-off.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+
+from pipeline.azure import roles
 
 # The error classes live in pipeline/errors.py (one tree); re-exported here for this layer's callers.
 from pipeline.errors import (
@@ -72,6 +75,27 @@ def _arm_error(exc: HttpResponseError) -> tuple[str, str]:
     return code, _capped(message.splitlines()[0] if message else "")
 
 
+_ACTION = re.compile(r"perform action '([^']+)'")
+
+
+def forbidden_hint(message: str) -> str:
+    """What to grant for ARM's AuthorizationFailed message (which names the action): the built-in roles that allow
+    it. Role assignments need Owner, User Access Administrator or Role Based Access Control Administrator: never
+    Contributor, whose notActions hold `Microsoft.Authorization/*/Write`."""
+    found = _ACTION.search(message)
+    action = found.group(1) if found else ""
+    if roles.action_matches("Microsoft.Authorization/*/write", action):
+        return (
+            f"creating role assignments takes {roles.or_list(roles.ASSIGNING_ROLES)} (Contributor cannot assign "
+            "roles); have one of them run it, or run `pipeline bootstrap --azure --no-role-assignments` and hand "
+            "the printed commands to an administrator"
+        )
+    known = {a.lower(): a for a in (*roles.READ_ACTIONS, *roles.WRITE_ACTIONS)}
+    if action.lower() in known:
+        return f"the identity needs a role that allows {action}: {roles.or_list(roles.granted_by(known[action.lower()]))}"
+    return AzureForbidden.hint
+
+
 def translate(exc: SdkAzureError, resource: Resource) -> AzureError:
     """The AzureError for an azure.core exception raised by a call about `resource`."""
     if isinstance(exc, HttpResponseError) and exc.status_code:
@@ -98,7 +122,8 @@ def translate(exc: SdkAzureError, resource: Resource) -> AzureError:
             cls = AzureUnavailable
         else:
             cls = AzureBadRequest
-        return cls(f"{resource.describe()}: {shown}: {message}; {cls.hint}", status=status, code=code)
+        hint = forbidden_hint(message) if status == 403 else cls.hint
+        return cls(f"{resource.describe()}: {shown}: {message}; {hint}", status=status, code=code)
     if isinstance(exc, ClientAuthenticationError):
         # No status: the credential chain could not get a token at all (a refused secret, no identity).
         detail = _capped(str(exc.message or exc).splitlines()[0] if str(exc.message or exc) else type(exc).__name__)

@@ -2,7 +2,9 @@
 
     outcomes = provision.provision(provision.plan_for(config), say=print)
 
-Each `ensure_*` reads first (GET) and then does exactly one of three things:
+Nothing is created before preflight.py has checked that the caller may perform every action below (the
+permissions API) and that the registry name is free in Azure (checkNameAvailability). Then each `ensure_*` reads
+first (GET) and does exactly one of three things:
 
 - absent: create it with one PUT; a long-running PUT (registry, cluster) is
   polled to its end by azure-core's poller (`begin_...().result()`), which
@@ -18,12 +20,16 @@ module would send would not be refused or change it:
 | resource | compatible when | why |
 |---|---|---|
 | resource group | it exists (any location) | a group's location is only where its metadata lives |
-| registry | provisioningState Succeeded; location = `[azure].location`; login server = `[acr].login_server`; admin user enabled if `[acr].image_pull_secret` is set | ARM refuses to move a resource (InvalidResourceLocation); images are named by the login server; the pull Secret is filled from the admin credentials. Any SKU: Basic, Standard and Premium all run ACR Tasks (a new one is Standard) |
+| registry | created with an explicit `roleAssignmentMode` ([acr].role_assignment_mode); provisioningState Succeeded; location = `[azure].location`; login server = `[acr].login_server`; admin user enabled if `[acr].image_pull_secret` is set | ARM refuses to move a resource (InvalidResourceLocation); images are named by the login server; the pull Secret is filled from the admin credentials. Any SKU: Basic, Standard and Premium all run ACR Tasks (a new one is Standard) |
 | AKS cluster | provisioningState Succeeded; location = `[azure].location`; OIDC issuer and workload identity enabled; a kubelet managed identity | the pipeline pod authenticates by workload identity (OIDC federation); pulls use the kubelet identity |
-| AcrPull | a role assignment of AcrPull to the kubelet identity's objectId at the registry's scope, under our name or any other (ARM's 409 RoleAssignmentExists) | the kubelet pulls the images ACR Tasks pushed |
+| AcrPull (Container Registry Repository Reader for a registry in ABAC mode, read from the registry) | a role assignment to the kubelet identity's objectId at the registry's scope, under our name or any other (ARM's 409 RoleAssignmentExists) | the kubelet pulls the images ACR Tasks pushed; an ABAC registry does not honour AcrPull |
 | managed identity `[azure].identity` | it exists (user-assigned) | the pipeline worker's pods are this identity (workload identity) |
 | its federated credential `<namespace>-<pipeline app>` | issuer = the cluster's OIDC issuer URL, subject `system:serviceaccount:<namespace>:<pipeline app>`, audiences `[api://AzureADTokenExchange]` | Entra ID exchanges the pods' projected ServiceAccount token for the identity's token |
-| the identity's roles | Container Registry Tasks Contributor and AcrPush on the registry, Azure Kubernetes Service Cluster User Role on the cluster (each under any name) | the in-cluster worker uploads nothing but schedules and follows ACR runs, pushes a multi-platform build's image index, and fetches the cluster's user kubeconfig |
+| the identity's roles | Container Registry Tasks Contributor and AcrPush (Container Registry Repository Writer in ABAC mode) on the registry, Azure Kubernetes Service Cluster User Role on the cluster (each under any name) | the in-cluster worker uploads nothing but schedules and follows ACR runs, pushes a multi-platform build's image index, and fetches the cluster's user kubeconfig |
+
+A resource still in an operation (ACR's Creating/Updating/Deleting, AKS's also Upgrading/Scaling/Starting/
+Stopping/Canceling) is "wait, then run again", never "repair". With `assign_roles=False` (`--no-role-assignments`)
+role assignments are only looked for (role_grants.py); the absent ones are returned as pending outcomes.
 
 Role ids are Microsoft's built-in ones (the same GUID in every tenant), copied
 from Microsoft's built-in role documentation; tests compare them with that
@@ -52,6 +58,7 @@ from azure.mgmt.containerregistry.v2025_03_01_preview import models as acr_model
 from azure.mgmt.containerservice import models as aks_models
 from azure.mgmt.msi.v2024_11_30 import models as msi_models
 
+from pipeline.azure import preflight, role_grants, roles
 from pipeline.azure.clients import acr_client, aks_client, authorization_client, msi_client, resource_client
 from pipeline.azure.errors import AzureBadRequest, Resource, _arm_error, translate
 
@@ -72,14 +79,23 @@ if TYPE_CHECKING:
 
     from pipeline.config import PipelineConfig
 
-ACR_PULL_ROLE = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+ACR_PULL_ROLE = roles.ROLE_IDS["AcrPull"]
 """The built-in AcrPull role definition (the same GUID in every tenant)."""
-ACR_TASKS_CONTRIBUTOR_ROLE = "fb382eab-e894-4461-af04-94435c366c3f"
+ACR_TASKS_CONTRIBUTOR_ROLE = roles.ROLE_IDS["Container Registry Tasks Contributor"]
 """Container Registry Tasks Contributor: listBuildSourceUploadUrl, scheduleRun, runs read/write/listLogSasUrl/cancel."""
-ACR_PUSH_ROLE = "8311e382-0749-4cb8-b61a-304f252e45ec"
+ACR_PUSH_ROLE = roles.ROLE_IDS["AcrPush"]
 """AcrPush: registries pull/read and push/write (the image index of a multi-platform build goes through the data plane)."""
-AKS_CLUSTER_USER_ROLE = "4abbcc35-e782-43d8-92c5-2d3f1bd2253f"
+AKS_CLUSTER_USER_ROLE = roles.ROLE_IDS["Azure Kubernetes Service Cluster User Role"]
 """Azure Kubernetes Service Cluster User Role: managedClusters read and listClusterUserCredential."""
+REPOSITORY_READER_ROLE = roles.ROLE_IDS["Container Registry Repository Reader"]
+"""Container Registry Repository Reader: what pulls from a registry in ABAC mode (AcrPull is not honoured there)."""
+REPOSITORY_WRITER_ROLE = roles.ROLE_IDS["Container Registry Repository Writer"]
+"""Container Registry Repository Writer: what pushes to a registry in ABAC mode (AcrPush is not honoured there)."""
+ROLE_ASSIGNMENT_MODES = (role_grants.LEGACY, role_grants.ABAC)
+"""A registry's `roleAssignmentMode` (azure-mgmt-containerregistry 14 has it in its 2025-03-01-preview models only)."""
+# provisioningStates of an operation still running: ACR's (Creating, Updating, Deleting) and AKS's (also
+# Upgrading, Scaling, Starting, Stopping, Canceling): wait for it, never repair.
+IN_PROGRESS = frozenset({"Creating", "Updating", "Deleting", "Upgrading", "Scaling", "Starting", "Stopping", "Canceling"})
 TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 """The audience Entra ID accepts on a federated (workload identity) assertion."""
 REGISTRY_SKU = "Standard"
@@ -105,6 +121,7 @@ class Plan:
     node_count: int = 2
     vm_size: str = "Standard_D2s_v3"
     polling_interval: float = 10.0  # seconds between LRO polls when ARM sends no Retry-After (the SDK's default is 30)
+    role_assignment_mode: str = role_grants.LEGACY  # a new registry's; an existing one's is read and honoured
 
 
 @dataclass(frozen=True)
@@ -115,17 +132,18 @@ class Outcome:
     name: str
     created: bool
     detail: str = ""
+    pending: role_grants.Grant | None = None  # a role assignment left to an administrator (--no-role-assignments)
 
     def line(self) -> str:
-        return f"{self.kind} {self.name}: {'created' if self.created else 'exists'}" + (
-            f" ({self.detail})" if self.detail else ""
-        )
+        state = "missing (an administrator must make it)" if self.pending else "created" if self.created else "exists"
+        return f"{self.kind} {self.name}: {state}" + (f" ({self.detail})" if self.detail else "")
 
 
 @dataclass(frozen=True)
 class RegistryInfo:
     id: str
     login_server: str
+    role_assignment_mode: str = role_grants.LEGACY
 
 
 @dataclass(frozen=True)
@@ -157,6 +175,7 @@ def plan_for(config: PipelineConfig) -> Plan:
         identity_name=config.azure.identity,
         namespace=config.kubernetes.namespace,
         service_account=next((app.name for app in config.apps.values() if app.role == "pipeline"), "pipeline-worker"),
+        role_assignment_mode=config.acr.role_assignment_mode,
     )
 
 
@@ -205,10 +224,10 @@ def _settled(resource: Resource, state: str | None) -> None:
     """A resource that is still being created/updated, or whose last operation failed, is not usable yet."""
     if (state or "Succeeded") == "Succeeded":
         return
-    if state in ("Creating", "Updating", "Accepted", "Provisioning"):
+    if state in IN_PROGRESS:
         raise IncompatibleResource(
-            f"{resource.describe()} is still {state} (another operation runs); "
-            "run `pipeline bootstrap --azure` again once it has finished"
+            f"{resource.describe()} is still {state} (another operation runs); wait for it to finish, "
+            "then run `pipeline bootstrap --azure` again"
         )
     raise IncompatibleResource(
         f"{resource.describe()} is in provisioningState {state}; repair or delete it, then run `pipeline bootstrap --azure` again"
@@ -260,7 +279,10 @@ def ensure_registry(client: ContainerRegistryManagementClient, *, plan: Plan) ->
     created = registry is None
     if registry is None:
         body = acr_models.Registry(
-            location=plan.location, sku=acr_models.Sku(name=REGISTRY_SKU), admin_user_enabled=plan.registry_admin_user
+            location=plan.location,
+            sku=acr_models.Sku(name=REGISTRY_SKU),
+            admin_user_enabled=plan.registry_admin_user,
+            role_assignment_mode=plan.role_assignment_mode,  # explicit: Azure's default is to become ABAC
         )
         with _arm(resource, "creating"):
             poller = client.registries.begin_create(
@@ -269,8 +291,11 @@ def ensure_registry(client: ContainerRegistryManagementClient, *, plan: Plan) ->
         with _arm(resource, "creating"):
             registry = poller.result()
     _check_registry(resource, registry, plan)
-    info = RegistryInfo(id=str(registry.id), login_server=str(registry.login_server or ""))
-    return Outcome("registry", plan.registry_name, created=created, detail=info.login_server), info
+    # No roleAssignmentMode in the answer: a registry older than the mode (legacy permissions).
+    mode = str(registry.role_assignment_mode or role_grants.LEGACY)
+    info = RegistryInfo(id=str(registry.id), login_server=str(registry.login_server or ""), role_assignment_mode=mode)
+    detail = info.login_server + (", ABAC repository permissions" if mode == role_grants.ABAC else "")
+    return Outcome("registry", plan.registry_name, created=created, detail=detail), info
 
 
 def _cluster_body(plan: Plan) -> aks_models.ManagedCluster:
@@ -396,19 +421,37 @@ def ensure_role(
     return Outcome(kind, label, created=True)
 
 
+def ensure_grant(client: AuthorizationManagementClient, *, plan: Plan, grant: role_grants.Grant, assign: bool = True) -> Outcome:
+    """One of role_grants.wanted's assignments: made (ensure_role), or with `assign` False only looked for
+    (RoleAssignments_ListForScope) and, when absent, reported as pending for an administrator."""
+    if assign:
+        return ensure_role(
+            client,
+            plan=plan,
+            role=grant.role_id,
+            role_name=grant.role_name,
+            scope=grant.scope,
+            principal_id=grant.principal_id,
+            label=grant.label,
+        )
+    kind = f"{grant.role_name} role assignment"
+    if role_grants.exists(client, grant, _resource(plan, kind, grant.label)):
+        return Outcome(kind, grant.label, created=False)
+    return Outcome(kind, grant.label, created=False, pending=grant)
+
+
 def ensure_acr_pull(
-    client: AuthorizationManagementClient, *, plan: Plan, registry: RegistryInfo, cluster: ClusterInfo
+    client: AuthorizationManagementClient, *, plan: Plan, registry: RegistryInfo, cluster: ClusterInfo, assign: bool = True
 ) -> Outcome:
-    """AcrPull for the cluster's kubelet identity at the registry's scope (so nodes pull without a Secret)."""
-    return ensure_role(
-        client,
-        plan=plan,
-        role=ACR_PULL_ROLE,
-        role_name="AcrPull",
-        scope=registry.id,
-        principal_id=cluster.kubelet_object_id,
-        label=f"for {plan.cluster_name}'s kubelet identity on {plan.registry_name}",
+    """The kubelet identity's pull role at the registry's scope (so nodes pull without a Secret): AcrPull, or
+    Container Registry Repository Reader for a registry in ABAC mode (which does not honour AcrPull)."""
+    grant = role_grants.Grant(
+        role_grants.pull_role(registry.role_assignment_mode),
+        cluster.kubelet_object_id,
+        registry.id,
+        f"for {plan.cluster_name}'s kubelet identity on {plan.registry_name}",
     )
+    return ensure_grant(client, plan=plan, grant=grant, assign=assign)
 
 
 def ensure_identity(client: ManagedServiceIdentityClient, *, plan: Plan) -> tuple[Outcome, IdentityInfo]:
@@ -478,32 +521,41 @@ def ensure_federated_credential(client: ManagedServiceIdentityClient, *, plan: P
 
 
 def ensure_identity_roles(
-    client: AuthorizationManagementClient, *, plan: Plan, identity: IdentityInfo, registry: RegistryInfo, cluster: ClusterInfo
+    client: AuthorizationManagementClient,
+    *,
+    plan: Plan,
+    identity: IdentityInfo,
+    registry: RegistryInfo,
+    cluster: ClusterInfo,
+    assign: bool = True,
 ) -> list[Outcome]:
-    """What the in-cluster pipeline worker does as itself: ACR Tasks and pushes (image indexes) on the registry,
-    user credentials of the cluster."""
-    grants = (
-        (ACR_TASKS_CONTRIBUTOR_ROLE, "Container Registry Tasks Contributor", registry.id, plan.registry_name),
-        (ACR_PUSH_ROLE, "AcrPush", registry.id, plan.registry_name),
-        (AKS_CLUSTER_USER_ROLE, "Azure Kubernetes Service Cluster User Role", cluster.id, plan.cluster_name),
-    )
-    return [
-        ensure_role(
-            client,
-            plan=plan,
-            role=role,
-            role_name=role_name,
-            scope=scope,
-            principal_id=identity.principal_id,
-            label=f"for {plan.identity_name} on {name}",
-        )
-        for role, role_name, scope, name in grants
-    ]
+    """What the in-cluster pipeline worker does as itself: ACR Tasks and pushes (image indexes; in ABAC mode its
+    runs push as the caller) on the registry, user credentials of the cluster."""
+    grants = role_grants.wanted(
+        registry_name=plan.registry_name,
+        registry_id=registry.id,
+        registry_mode=registry.role_assignment_mode,
+        cluster_name=plan.cluster_name,
+        cluster_id=cluster.id,
+        kubelet_object_id=cluster.kubelet_object_id,
+        identity_name=plan.identity_name,
+        identity_principal_id=identity.principal_id,
+    )[1:]  # the first is the kubelet's (ensure_acr_pull)
+    return [ensure_grant(client, plan=plan, grant=grant, assign=assign) for grant in grants]
 
 
-def provision(plan: Plan, *, say: Callable[[str], None], credential: TokenCredential | None = None) -> list[Outcome]:
-    """Ensure each in order (each needs the ones before), saying one line per resource as it is settled."""
+def provision(
+    plan: Plan,
+    *,
+    say: Callable[[str], None],
+    credential: TokenCredential | None = None,
+    assign_roles: bool = True,
+) -> list[Outcome]:
+    """Check first (preflight: permissions, registry name; nothing is created when they fail), then ensure each in
+    order (each needs the ones before), saying one line per resource as it is settled. With `assign_roles` False
+    role assignments are only looked for; the absent ones come back as outcomes with `pending` set."""
     sub, endpoint = plan.subscription_id, plan.endpoint
+    preflight.check(plan, assign_roles=assign_roles, credential=credential)
     outcomes: list[Outcome] = []
 
     def done(outcome: Outcome) -> None:
@@ -522,8 +574,15 @@ def provision(plan: Plan, *, say: Callable[[str], None], credential: TokenCreden
         outcome, identity = ensure_identity(identities, plan=plan)
         done(outcome)
         done(ensure_federated_credential(identities, plan=plan, cluster=cluster))
-    with authorization_client(subscription_id=sub, endpoint=endpoint, credential=credential) as roles:
-        done(ensure_acr_pull(roles, plan=plan, registry=registry, cluster=cluster))
-        for outcome in ensure_identity_roles(roles, plan=plan, identity=identity, registry=registry, cluster=cluster):
+    with authorization_client(subscription_id=sub, endpoint=endpoint, credential=credential) as roles_client:
+        done(ensure_acr_pull(roles_client, plan=plan, registry=registry, cluster=cluster, assign=assign_roles))
+        for outcome in ensure_identity_roles(
+            roles_client, plan=plan, identity=identity, registry=registry, cluster=cluster, assign=assign_roles
+        ):
             done(outcome)
     return outcomes
+
+
+def pending_grants(outcomes: list[Outcome]) -> list[role_grants.Grant]:
+    """The role assignments a `--no-role-assignments` run left to an administrator."""
+    return [o.pending for o in outcomes if o.pending is not None]

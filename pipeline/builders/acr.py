@@ -5,8 +5,31 @@ image is built where Azure builds it:
 
     (the CLI packed the context and uploaded it: pipeline/source.py; BuildSpec.source.location)
       ─▶ scheduleRun(DockerBuildRequest, sourceLocation) ─▶ heartbeat the run id
-      ─▶ poll Runs_Get until terminal, following the run log (ranged blob reads)
+      ─▶ follow the run log (Get Blob Properties + ranged blob reads, every second: storage, not ARM)
+         and poll Runs_Get with back-off (2 s, doubling to 30 s; at once when the log says it is complete)
+      ─▶ read the log until its blob metadata says `Complete`, as `az acr` does (bounded wait)
       ─▶ Succeeded: the pushed digest from outputImages; otherwise AcrRunFailed with the log tail
+
+ARM throttles per principal (token buckets of 250 reads, refilled at 25 a second, in Azure's
+public cloud; bootstrap/azure_arm/throttle.py). A run polled every second costs 3,600 reads an
+hour; with the back-off a one-minute build costs about 7 (2, 4, 8, 16, 30 s ... plus the read the
+Complete mark triggers) and an hour-long one about 125. Progress between polls comes from the log
+blob. azure-core retries a 429 itself, waiting what `Retry-After` says (pipeline/azure/clients.py);
+a 429 that outlasts those retries reaches the builder as AzureThrottled, and the builder waits its
+`Retry-After` (else the current back-off) and polls again instead of failing the build.
+
+The log is complete only when its blob's metadata carries `Complete` (the run's final status),
+which ACR sets after the run's status turned terminal: the builder keeps reading until then (at
+most `COMPLETE_WAIT_SECONDS`), so a failed build's error always holds the failing step's last
+lines. Each new line goes to the worker log and into the heartbeat details (`line`), which
+`pipeline deploy --follow` prints.
+
+Base images: a build argument naming a Docker Hub-style image that the registry holds a copy of
+(`pipeline bootstrap --azure` puts host-only base images there, pipeline/azure/base_image.py) is
+sent as that copy, since Azure's agents cannot see this machine's Docker.
+
+Subscriptions where ACR Tasks are not allowed (scheduleRun answers TasksOperationsNotAllowed):
+`AcrTasksNotAllowed`, one line saying what it means and what to do, not retried.
 
 Idempotency, in the order a retried activity meets it:
 
@@ -46,20 +69,25 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import CancelledError
 
-from pipeline.azure import acr, registry_token
-from pipeline.azure.errors import AcrRunFailed
+from pipeline.azure import acr, base_image, registry_token
+from pipeline.azure.errors import AcrRunFailed, AzureThrottled
 from pipeline.builders.local import BuildError, is_build_of, platform_tag, push_platform_index, same_platform, source_and_tag
 from pipeline.keepalive import Keepalive
 from pipeline.models import AcrRegistryRef, BuildImageInput, BuiltImage, PlatformImage, PushIndexInput
 from pipeline.registry import SOURCE_HASH_LABEL, TokenSource, find_image, is_loopback
 
 _FROM = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*\S+(?:\s+AS\s+(?P<name>\S+))?\s*$", re.IGNORECASE)
-POLL_SECONDS = 1.0
+T = TypeVar("T")
+POLL_FIRST_SECONDS = 2.0  # ARM (Runs_Get): the first poll after scheduling, then doubling ...
+POLL_MAX_SECONDS = 30.0  # ... up to this
+LOG_SECONDS = 1.0  # the log blob (not ARM): how often it is read while it grows ...
+LOG_MAX_SECONDS = 4.0  # ... backing off to this while nothing new comes (as `az acr`, which goes to 15 s)
+COMPLETE_WAIT_SECONDS = 60.0  # after the run is terminal: the longest wait for the log's Complete mark
 LOG_TAIL_LINES = 20
 
 
@@ -119,14 +147,23 @@ def build(request: BuildImageInput, reporter: Reporter, *, platform: str = "") -
                     f"the build source of {request.app} ({spec.source.digest or spec.source.source_hash}) was not uploaded "
                     f"and {spec.repository}:{tag} is not built from it; deploy again"
                 )
-            run = session.schedule_docker_build(
-                source=spec.source.location,
-                image_names=[f"{name}:{tag}"],
-                dockerfile=spec.dockerfile,
-                target=spec.target,
-                platform=run_platform,
-                build_args=spec.build_args,
-                timeout_seconds=spec.timeout_seconds,
+            location = spec.source.location
+            build_args = base_image.registry_copies(
+                spec.build_args, spec.acr.login_server, auth=token_source(spec.acr.login_server), log=reporter.log
+            )
+            caller = _unthrottled(reporter, session.caller_identity_for_runs)
+            run = _unthrottled(
+                reporter,
+                lambda: session.schedule_docker_build(
+                    source=location,
+                    image_names=[f"{name}:{tag}"],
+                    dockerfile=spec.dockerfile,
+                    target=spec.target,
+                    platform=run_platform,
+                    build_args=build_args,
+                    timeout_seconds=spec.timeout_seconds,
+                    source_registry_identity=caller,
+                ),
             )
             run_id = run.run_id
             reporter.heartbeat({"run_id": run_id, "status": run.status, "log_offset": 0})
@@ -183,50 +220,128 @@ def token_source(login_server: str) -> TokenSource | None:
     return None if is_loopback(login_server) else registry_token.token_source(login_server)
 
 
+THROTTLED_GIVE_UP_SECONDS = 600.0  # a call ARM keeps throttling this long fails with AzureThrottled (retryable)
+
+
+def _unthrottled(reporter: Reporter, call: Callable[[], T]) -> T:
+    """`call()`, waiting out 429s that outlast the SDK's own retries (their Retry-After, else a doubling back-off).
+
+    A throttled request was not carried out (ARM refuses it before the provider sees it), so calling again is safe
+    even for scheduleRun.
+    """
+    deadline = time.monotonic() + THROTTLED_GIVE_UP_SECONDS
+    backoff = POLL_FIRST_SECONDS
+    while True:
+        try:
+            return call()
+        except AzureThrottled as exc:
+            wait = acr.retry_after(exc) or backoff
+            backoff = min(backoff * 2, POLL_MAX_SECONDS)
+            if time.monotonic() + wait > deadline:
+                raise
+            reporter.log(f"ARM is throttling this identity; trying again in {wait:.0f}s")
+            time.sleep(wait)
+
+
+class _Log:
+    """The run log as `az acr` reads it: properties (length, Complete mark), then the new bytes; lines to the reporter."""
+
+    def __init__(self, session: acr.Session, run_id: str, offset: int, reporter: Reporter) -> None:
+        self.session, self.run_id, self.offset, self.reporter = session, run_id, offset, reporter
+        self.link = ""
+        self.pending = b""
+        self.tail: list[str] = []
+        self.complete = ""  # the blob's Complete metadata (the run's final status) once it is there
+
+    def read(self) -> bool:
+        """Read what is new; whether there was anything. Sets `complete` once the mark is there (and all read)."""
+        if not self.link:
+            self.link = _unthrottled(self.reporter, lambda: self.session.log_link(self.run_id))  # Runs_GetLogSasUrl
+        props = self.session.log_properties(self.link)
+        if props is None:  # the SAS link expired: ask for a new one next round
+            self.link = ""
+            return False
+        new = False
+        while self.offset < props.length:
+            chunk = self.session.read_log(self.link, self.offset)
+            if chunk is None:
+                self.link = ""
+                return new
+            if not chunk:
+                break
+            self.offset += len(chunk)
+            self._lines(chunk)
+            new = True
+        if props.complete and self.offset >= props.length:  # the mark came with this length: nothing more follows
+            self._lines(b"\n")
+            self.complete = props.complete
+        return new
+
+    def _lines(self, chunk: bytes) -> None:
+        *lines, self.pending = (self.pending + chunk).split(b"\n")
+        for raw in lines:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if line:
+                self.tail.append(line)
+                del self.tail[:-LOG_TAIL_LINES]
+                self.reporter.log(line)
+
+    @property
+    def acknowledged(self) -> int:
+        """The offset a resumed attempt starts reading from (the start of the unfinished line)."""
+        return self.offset - len(self.pending)
+
+
 def _follow(session: acr.Session, run_id: str, offset: int, reporter: Reporter) -> tuple[acr.RunState, list[str]]:
-    """Poll the run until it is terminal, logging and heartbeating each new log line; (final state, log tail)."""
-    link = ""
-    tail: list[str] = []
-    pending = b""
+    """Follow the run until it is terminal and its log complete; (final state, log tail)."""
+    log = _Log(session, run_id, offset, reporter)
+    interval = POLL_FIRST_SECONDS
+    next_poll = time.monotonic() + interval
+    asked_after_mark = False
+    state: acr.RunState | None = None
+    log_wait = LOG_SECONDS
+    terminal_at: float | None = None
     while True:
         if reporter.cancelled():
             session.cancel_run(run_id)
             reporter.log(f"ACR run {run_id} cancelled with the activity")
             raise CancelledError(f"ACR run {run_id} cancelled")
-        state = session.get_run(run_id)
-        if not link:
-            link = session.log_link(run_id)
-        chunk = session.read_log(link, offset)
-        if chunk is None:  # the SAS link expired: ask for a new one next round
-            link = ""
-            chunk = b""
-        offset += len(chunk)
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for raw in lines:
-            line = raw.decode("utf-8", "replace").rstrip()
-            if line:
-                tail.append(line)
-                del tail[:-LOG_TAIL_LINES]
-                reporter.log(line)
+        new = log.read()
+        log_wait = LOG_SECONDS if new else min(log_wait * 2, LOG_MAX_SECONDS)
+        now = time.monotonic()
+        if (state is None or not state.terminal) and (now >= next_poll or (log.complete and not asked_after_mark)):
+            asked_after_mark = bool(log.complete)
+            try:
+                state = session.get_run(run_id)  # the only ARM read of the loop
+            except AzureThrottled as exc:
+                wait = acr.retry_after(exc) or interval
+                reporter.log(f"ARM throttled the poll of ACR run {run_id}; polling again in {wait:.0f}s")
+                next_poll = now + wait
+            else:
+                interval = min(interval * 2, POLL_MAX_SECONDS)
+                next_poll = now + interval
+                if state.terminal:
+                    terminal_at = now
         reporter.heartbeat(
             {
                 "run_id": run_id,
-                "status": state.status,
-                "log_offset": offset - len(pending),
-                "line": tail[-1][:200] if tail else "",
+                "status": state.status if state else "Queued",
+                "log_offset": log.acknowledged,
+                "line": log.tail[-1][:200] if log.tail else "",
             }
         )
-        if state.terminal:
-            # The log is complete once the run is terminal: drain what is left, then stop.
-            rest = session.read_log(link, offset) if link else b""
-            for raw in (pending + (rest or b"")).split(b"\n"):
-                line = raw.decode("utf-8", "replace").rstrip()
-                if line:
-                    tail.append(line)
-                    reporter.log(line)
-            return state, tail[-LOG_TAIL_LINES:]
-        time.sleep(POLL_SECONDS)
+        if state is not None and state.terminal and terminal_at is not None:
+            if log.complete:
+                return state, log.tail[-LOG_TAIL_LINES:]
+            if now - terminal_at > COMPLETE_WAIT_SECONDS:
+                log._lines(b"\n")
+                reporter.log(
+                    f"the log of ACR run {run_id} was not marked complete {COMPLETE_WAIT_SECONDS:.0f}s after the run "
+                    "ended; its last lines may be missing"
+                )
+                return state, log.tail[-LOG_TAIL_LINES:]
+            log_wait = LOG_SECONDS
+        time.sleep(log_wait)
 
 
 def labelled_dockerfile(text: str, *, target: str, label_value: str) -> str:

@@ -17,6 +17,7 @@ from pipeline.config._model import (
     AksConfig,
     AppConfig,
     AzureConfig,
+    Gate,
     KubernetesConfig,
     PipelineConfig,
     PipelineSection,
@@ -28,6 +29,7 @@ from pipeline.config._model import (
 )
 from pipeline.config._quantity import cpu_millicores, memory_bytes, parse_cpu, parse_memory
 from pipeline.config._render import to_dict, to_toml
+from pipeline.config._schema import derived_registry_name
 from pipeline.errors import ConfigError
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "AppConfig",
     "AzureConfig",
     "ConfigError",
+    "Gate",
     "KubernetesConfig",
     "PipelineConfig",
     "PipelineSection",
@@ -49,6 +52,7 @@ __all__ = [
     "Target",
     "TemporalConfig",
     "cpu_millicores",
+    "derived_registry_name",
     "load_config",
     "memory_bytes",
     "parse_cpu",

@@ -59,13 +59,17 @@ class AzureConfig:
 
 @dataclass(frozen=True, slots=True)
 class AcrConfig:
-    """The Azure Container Registry; `login_server` is already defaulted."""
+    """The Azure Container Registry; `name` and `login_server` are already defaulted (the name derived from the
+    subscription and resource group: registry names are global in Azure)."""
 
     name: str
     login_server: str
     # Name of a Kubernetes Secret of type dockerconfigjson filled from the registry's credential; "" = the
     # AKS kubelet identity pulls (it needs AcrPull on the registry).
     image_pull_secret: str = ""
+    # A new registry's roleAssignmentMode: "LegacyRegistryPermissions" (AcrPull/AcrPush) or
+    # "AbacRepositoryPermissions" (Container Registry Repository roles); an existing registry's is read from Azure.
+    role_assignment_mode: str = "LegacyRegistryPermissions"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +131,35 @@ class Rollout:
     max_unavailable: int | str
     verification_timeout_seconds: int
     auto_rollback: bool
+    # "rolling": one Deployment replaced in place (unversioned workers). "versioned": one Deployment per
+    # build, traffic moved by Temporal's Worker Deployment routing (pipeline/versioning.py).
+    strategy: str = "rolling"
+    steps: tuple[int, ...] = ()  # ramp percentages before 100, increasing; () = current at once
+    step_pause_seconds: int = 30
+    scaledown_delay_seconds: int = 3600
+    delete_delay_seconds: int = 86400
+    drained_replicas: int = 0
+    retained_versions: int = 5  # versions kept (current included) below the server's per-deployment limit
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """One `[[apps.X.gates]]` entry: a check a deployment must pass (pipeline/gates.py)."""
+
+    name: str
+    kind: str  # "replay" | "workflow" | "analysis"
+    timeout_seconds: int = 120
+    # replay: the last N closed workflows replayed too, besides every open one
+    closed_histories: int = 0
+    # workflow: the gate workflow to run on the new version (its input as JSON text), at each ramp step
+    workflow_type: str = ""
+    input: str = ""
+    each_step: bool = False
+    # analysis: the soak window (rolling; versioned apps use each step's pause) and the thresholds
+    soak_seconds: int = 30
+    max_failed: int = 0
+    max_failure_rate_delta: float = 0.1
+    min_samples: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +197,10 @@ class AppConfig:
     platforms: tuple[str, ...] = ("linux/amd64",)
     # "" = pods run on any node; else one architecture of `platforms`: a nodeSelector kubernetes.io/arch.
     architecture: str = ""
+    # The checks a deployment must pass (`[[apps.X.gates]]`), and for the replay gate the modules
+    # that hold the app's workflow definitions (imported inside the candidate image).
+    gates: tuple[Gate, ...] = ()
+    replay_modules: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

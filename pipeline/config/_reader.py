@@ -187,6 +187,20 @@ class Table:
             return default
         return tuple(value)
 
+    def integer_list(self, key: str, default: tuple[int, ...], low: int, high: int) -> tuple[int, ...]:
+        """An array of integers in [low, high], strictly increasing (ramp steps)."""
+        path, value, present = self._fetch(key)
+        if not present:
+            return default
+        items: list[int] = []
+        if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            items = [int(v) for v in value]
+        ok = isinstance(value, list) and len(items) == len(value)
+        if not ok or not all(low <= v <= high for v in items) or any(a >= b for a, b in zip(items, items[1:], strict=False)):
+            self._bad(path, f"an increasing array of integers from {low} to {high}", value)
+            return default
+        return tuple(items)
+
     def string_table(self, key: str) -> dict[str, str]:
         """A table of string values (like build arguments)."""
         path, value, present = self._fetch(key)
@@ -199,6 +213,26 @@ class Table:
         for name, item in bad.items():
             self._bad(path + (str(name),), "a string", item)
         return {} if bad else {str(k): v for k, v in value.items()}
+
+    def tables(self, key: str) -> list[Table]:
+        """An array of tables (`[[key]]`); a missing one is empty, anything else is reported."""
+        path, value, present = self._fetch(key)
+        if not present:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            self._bad(path, "an array of tables ([[...]])", value)
+            return []
+        return [Table(self.problems, path + (str(i),), v) for i, v in enumerate(value)]
+
+    def number(self, key: str, default: float, low: float, high: float) -> float:
+        """A number (integer or float) in [low, high]."""
+        path, value, present = self._fetch(key)
+        if not present:
+            return default
+        if isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high:
+            return float(value)
+        self._bad(path, f"a number from {low:g} to {high:g}", value)
+        return default
 
     def table(self, key: str) -> Table:
         """A sub-table; a missing one is empty, a non-table is reported and treated as empty."""

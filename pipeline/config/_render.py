@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
-from pipeline.config._model import AppConfig, PipelineConfig
+from pipeline.config._model import AppConfig, Gate, PipelineConfig
 
 Tree = dict[str, Any]
 _SECTIONS = (
@@ -35,8 +35,12 @@ def to_dict(config: PipelineConfig, *, app: str | None = None) -> Tree:
     for section in _SECTIONS:
         top[section] = asdict(getattr(config, section))
     top["azure"]["ca_bundle"] = str(config.azure.ca_bundle or "")
+    top["rollout"]["steps"] = list(config.rollout.steps)
     top["apps"] = {each.name: _app_dict(each) for each in apps}
     return top
+
+
+DEFAULT_GATE = asdict(Gate(name="", kind=""))
 
 
 def _app_dict(app: AppConfig) -> Tree:
@@ -47,6 +51,11 @@ def _app_dict(app: AppConfig) -> Tree:
     data["command"] = list(app.command)
     data["queue_types"] = list(app.queue_types)
     data["platforms"] = list(app.platforms)
+    data["rollout"]["steps"] = list(app.rollout.steps)
+    data["replay_modules"] = list(app.replay_modules)
+    data["gates"] = [
+        {k: v for k, v in asdict(g).items() if v != DEFAULT_GATE.get(k)} | {"name": g.name, "kind": g.kind} for g in app.gates
+    ]
     return data
 
 
@@ -61,8 +70,12 @@ def to_toml(data: Mapping[str, Any], *, notes: Mapping[str, str] | None = None) 
 
 
 def _write_table(lines: list[str], path: tuple[str, ...], data: Mapping[str, Any], notes: Mapping[str, str]) -> None:
-    scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    def is_table_array(v: object) -> bool:
+        return isinstance(v, list) and bool(v) and all(isinstance(i, dict) for i in v)
+
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict) and not is_table_array(v)}
     tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    arrays = {k: v for k, v in data.items() if is_table_array(v)}
     if path and (scalars or not tables):
         lines.extend(["", "[" + ".".join(path) + "]"])
     for key, value in scalars.items():
@@ -70,6 +83,10 @@ def _write_table(lines: list[str], path: tuple[str, ...], data: Mapping[str, Any
         lines.append(f"{key} = {_value(value)}" + (f"  # {note}" if note else ""))
     for key, value in tables.items():
         _write_table(lines, path + (key,), value, notes)
+    for key, items in arrays.items():
+        for item in items:
+            lines.extend(["", "[[" + ".".join(path + (key,)) + "]]"])
+            lines.extend(f"{k} = {_value(v)}" for k, v in item.items())
 
 
 def _value(value: Any) -> str:

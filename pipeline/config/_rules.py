@@ -96,6 +96,11 @@ ACR_NAME = Rule(
     "5-50 letters and digits (the Azure Container Registry naming rule)",
     lambda t: _ACR_NAME.fullmatch(t) is not None,
 )
+OPTIONAL_ACR_NAME = Rule(
+    '5-50 letters and digits (the Azure Container Registry naming rule), or "" for a name derived from '
+    "[azure].subscription_id and [azure].resource_group",
+    lambda t: t == "" or _ACR_NAME.fullmatch(t) is not None,
+)
 LOGIN_SERVER = Rule(
     'a registry host like "myregistry.azurecr.io" (no scheme), or "" for the default',
     lambda t: t == "" or _HOST.fullmatch(t) is not None or is_host_port(t),

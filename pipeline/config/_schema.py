@@ -9,6 +9,8 @@ once.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import stat
@@ -24,6 +26,7 @@ from pipeline.config._model import (
     AksConfig,
     AppConfig,
     AzureConfig,
+    Gate,
     KubernetesConfig,
     PipelineConfig,
     PipelineSection,
@@ -37,6 +40,7 @@ from pipeline.config._quantity import CPU_RULE, MEMORY_RULE, parse_cpu, parse_me
 from pipeline.config._reader import Problems, Rule, Table, show
 
 BUILTIN_RESOURCES = Resources(cpu_request="100m", cpu_limit="500m", memory_request="128Mi", memory_limit="256Mi")
+ROLLOUT_STRATEGIES = ("rolling", "versioned")
 BUILTIN_ROLLOUT = Rollout(
     progress_deadline_seconds=120,
     max_surge=1,
@@ -71,7 +75,7 @@ def build(data: Mapping[str, object], problems: Problems, *, path: Path, require
     temporal = _temporal(root.table("temporal"))
     pipeline = _pipeline(root.table("pipeline"))
     azure = _azure(root.table("azure"), target, path.parent)
-    acr = _acr(root.table("acr"))
+    acr = _acr(root.table("acr"), azure)
     aks = _aks(root.table("aks"))
     kubernetes = _kubernetes(root.table("kubernetes"), path.parent)
     registry = _registry(root.table("registry"))
@@ -156,12 +160,28 @@ def _azure(t: Table, target: Target, base_dir: Path) -> AzureConfig:
     return config
 
 
-def _acr(t: Table) -> AcrConfig:
-    name = t.string("name", "temporalworkers", rules.ACR_NAME)
+ACR_ROLE_ASSIGNMENT_MODES = ("LegacyRegistryPermissions", "AbacRepositoryPermissions")
+
+
+def derived_registry_name(subscription_id: str, resource_group: str, prefix: str = "temporal") -> str:
+    """The default [acr].name: stable for a subscription and resource group and almost surely free in Azure, where
+    `<name>.azurecr.io` is global: prefix + 10 hex digits of sha256("<subscription>/<group>")."""
+    digest = hashlib.sha256(f"{subscription_id.lower()}/{resource_group.lower()}".encode()).hexdigest()
+    return f"{prefix}{digest[:10]}"
+
+
+def _acr(t: Table, azure: AzureConfig) -> AcrConfig:
+    name = t.string("name", "", rules.OPTIONAL_ACR_NAME) or derived_registry_name(azure.subscription_id, azure.resource_group)
     login_server = t.string("login_server", "", rules.LOGIN_SERVER)
     image_pull_secret = t.string("image_pull_secret", "", rules.OPTIONAL_SECRET_NAME)
+    mode = t.choice("role_assignment_mode", ACR_ROLE_ASSIGNMENT_MODES[0], ACR_ROLE_ASSIGNMENT_MODES)
     t.finish()
-    return AcrConfig(name=name, login_server=login_server or f"{name.lower()}.azurecr.io", image_pull_secret=image_pull_secret)
+    return AcrConfig(
+        name=name,
+        login_server=login_server or f"{name.lower()}.azurecr.io",
+        image_pull_secret=image_pull_secret,
+        role_assignment_mode=mode,
+    )
 
 
 def _aks(t: Table) -> AksConfig:
@@ -255,6 +275,13 @@ def _rollout(t: Table, base: Rollout, *, always: bool) -> Rollout:
         max_unavailable=t.count_or_percent("max_unavailable", base.max_unavailable),
         verification_timeout_seconds=t.integer("verification_timeout_seconds", base.verification_timeout_seconds, 1),
         auto_rollback=t.boolean("auto_rollback", base.auto_rollback),
+        strategy=t.choice("strategy", base.strategy, ROLLOUT_STRATEGIES),
+        steps=t.integer_list("steps", base.steps, 1, 99),
+        step_pause_seconds=t.integer("step_pause_seconds", base.step_pause_seconds, 0, 86400),
+        scaledown_delay_seconds=t.integer("scaledown_delay_seconds", base.scaledown_delay_seconds, 0),
+        delete_delay_seconds=t.integer("delete_delay_seconds", base.delete_delay_seconds, 0),
+        drained_replicas=t.integer("drained_replicas", base.drained_replicas, 0, 100),
+        retained_versions=t.integer("retained_versions", base.retained_versions, 2, 50),
     )
     t.finish()
     touched = always or t.has("max_surge") or t.has("max_unavailable")
@@ -299,6 +326,8 @@ def _app(name: str, t: Table, base_dir: Path, resources: Resources, rollout: Rol
     grace = t.integer("termination_grace_period_seconds", 30, 0, 3600)
     app_resources = _resources(t.table("resources"), resources, always=False)
     app_rollout = _rollout(t.table("rollout"), rollout, always=False)
+    replay_modules = t.string_list("replay_modules", ())
+    gates = _gates(t, replay_modules)
     t.finish()
     build_context, dockerfile = _build_files(t, base_dir, context_text, dockerfile_text, build_target)
     return AppConfig(
@@ -321,7 +350,65 @@ def _app(name: str, t: Table, base_dir: Path, resources: Resources, rollout: Rol
         graceful_shutdown=graceful_shutdown,
         platforms=platforms,
         architecture=architecture,
+        gates=gates,
+        replay_modules=replay_modules,
     )
+
+
+GATE_KINDS = ("replay", "workflow", "analysis")
+WORKFLOW_TYPE = Rule("a workflow type name", lambda t: bool(t.strip()) and len(t) <= 1000)
+MODULE = Rule('a Python module name like "app.workflows"', lambda t: all(p.isidentifier() for p in t.split(".")))
+
+
+def _gates(t: Table, replay_modules: tuple[str, ...]) -> tuple[Gate, ...]:
+    """`[[apps.X.gates]]`: each named once, with the keys of its kind only."""
+    for index, module in enumerate(replay_modules):
+        if not MODULE.test(module):
+            t.problems.add(t.path + ("replay_modules", str(index)), f"must be {MODULE.describe}, got {show(module)}")
+    gates: list[Gate] = []
+    for g in t.tables("gates"):
+        name = g.string("name", None, rules.DNS_LABEL)
+        kind = g.string("kind", None, Rule("one of " + ", ".join(f'"{k}"' for k in GATE_KINDS), lambda k: k in GATE_KINDS))
+        timeout = g.integer("timeout_seconds", 120, 1, 3600)
+        gate = Gate(name=name, kind=kind, timeout_seconds=timeout)
+        if kind == "replay":
+            gate = replace(gate, closed_histories=g.integer("closed_histories", 0, 0, 1000))
+            if not replay_modules:
+                g.problems.add(
+                    t.path + ("replay_modules",),
+                    "is required by a replay gate: the modules of the candidate image that define the app's workflows",
+                )
+        elif kind == "workflow":
+            gate = replace(
+                gate,
+                workflow_type=g.string("workflow_type", None, WORKFLOW_TYPE),
+                input=g.string("input", "", JSON_TEXT),
+                each_step=g.boolean("each_step", False),
+            )
+        elif kind == "analysis":
+            gate = replace(
+                gate,
+                soak_seconds=g.integer("soak_seconds", 30, 0, 3600),
+                max_failed=g.integer("max_failed", 0, 0),
+                max_failure_rate_delta=g.number("max_failure_rate_delta", 0.1, 0.0, 1.0),
+                min_samples=g.integer("min_samples", 10, 1),
+            )
+        g.finish()
+        if name and any(other.name == name for other in gates):
+            g.problems.add(g.path + ("name",), f'must be unique among the app\'s gates, "{name}" is used twice')
+        gates.append(gate)
+    return tuple(gates)
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+JSON_TEXT = Rule('JSON text (the gate workflow\'s input), or "" for none', lambda t: t == "" or _is_json(t))
 
 
 HTTP_PATH = Rule(
@@ -449,6 +536,11 @@ def _check_pipeline_role(problems: Problems, pipeline: PipelineSection, apps: di
             problems.add(
                 ("apps", name, "task_queue"),
                 f'must be [pipeline].task_queue ("{pipeline.task_queue}") for role "pipeline" (or left out), got "{app.task_queue}"',
+            )
+        if app.rollout.strategy != "rolling" and not problems.failed_under(("apps", name, "rollout", "strategy")):
+            problems.add(
+                ("apps", name, "rollout", "strategy"),
+                f'must be "rolling" for role "pipeline" (the pipeline worker is unversioned), got "{app.rollout.strategy}"',
             )
         if not rules.is_zero(app.rollout.max_unavailable):
             problems.add(

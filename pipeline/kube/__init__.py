@@ -28,7 +28,14 @@ from pipeline.kube.errors import (
     RolloutFailed,
     RolloutTimedOut,
 )
-from pipeline.kube.objects import delete_object, get_configmap, get_deployment, get_object
+from pipeline.kube.objects import (
+    delete_object,
+    get_configmap,
+    get_deployment,
+    get_object,
+    list_objects,
+    scale_deployment,
+)
 from pipeline.kube.pods import ContainerState, PodInfo, ReplicaSetInfo, list_pods, pod_logs, replica_sets_of
 from pipeline.kube.rollout import RolloutOutcome, RolloutProgress, wait_for_rollout
 
@@ -63,10 +70,12 @@ __all__ = [
     "get_configmap",
     "get_deployment",
     "get_object",
+    "list_objects",
     "list_pods",
     "normalize",
     "pod_logs",
     "replica_sets_of",
+    "scale_deployment",
     "server_side_apply",
     "wait_for_rollout",
 ]

@@ -36,6 +36,7 @@ RESOURCES: dict[tuple[str, str], Resource] = {
         Resource("v1", "Pod", "pods"),
         Resource("apps/v1", "Deployment", "deployments"),
         Resource("apps/v1", "ReplicaSet", "replicasets"),
+        Resource("batch/v1", "Job", "jobs"),
         Resource("rbac.authorization.k8s.io/v1", "Role", "roles"),
         Resource("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings"),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pipeline.kube._resources import describe, resource_for
@@ -49,3 +50,31 @@ def delete_object(
     except KubeNotFound:
         return False
     return True
+
+
+def list_objects(
+    kc: KubeClient, *, api_version: str, kind: str, namespace: str, selector: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """The live objects of `kind` in `namespace` whose labels match `selector` (name order)."""
+    resource = resource_for(api_version=api_version, kind=kind)
+    found = kc.request(
+        method="GET",
+        path=resource.path(namespace=namespace),
+        what=f"{resource.plural} in namespace {namespace}",
+        query=[("labelSelector", ",".join(f"{k}={v}" if v else k for k, v in sorted(selector.items())))],
+    )
+    items = [dict(item) for item in found.get("items") or []]
+    return sorted(items, key=lambda o: str(o.get("metadata", {}).get("name", "")))
+
+
+def scale_deployment(kc: KubeClient, *, namespace: str, name: str, replicas: int) -> None:
+    """Set the Deployment's replicas through its `scale` subresource (what `kubectl scale` does): the pod
+    template is left as it is, so no pod restarts."""
+    resource = resource_for(api_version="apps/v1", kind="Deployment")
+    kc.request(
+        method="PATCH",
+        path=resource.path(namespace=namespace, name=name) + "/scale",
+        what=describe("Deployment", namespace, name) + " (scale)",
+        body={"spec": {"replicas": replicas}},
+        content_type="application/merge-patch+json",
+    )

@@ -92,8 +92,13 @@ def _wait(arm: Imitation, clients: Clients, run_id: str, *, timeout: float = 420
 
 
 def _log(arm: Imitation, clients: Clients, run_id: str) -> str:
+    """The whole run log: read once its blob says `Complete` (the last lines come after the run turned terminal)."""
     link = clients.acr.runs.get_log_sas_url(arm.resource_group, arm.registry_name, run_id).log_link
-    return requests.get(link, verify=str(arm.ca_bundle), timeout=30).text
+    deadline = time.monotonic() + 30
+    while "x-ms-meta-Complete" not in (response := requests.get(link, verify=str(arm.ca_bundle), timeout=30)).headers:
+        assert time.monotonic() < deadline, f"the log of run {run_id} has no Complete mark after 30s"
+        time.sleep(0.2)
+    return response.text
 
 
 def _pushed_image(output: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -305,23 +310,35 @@ def test_exchange_refuses_a_wrong_service_bad_token_and_misused_tokens(arm: Imit
     assert arm_call.status_code == 401 and arm_call.json()["error"]["code"] == "InvalidAuthenticationToken"
 
 
+LEGACY, ABAC = "LegacyRegistryPermissions", "AbacRepositoryPermissions"
+
+
 @pytest.mark.parametrize(
-    ("role", "scope_of", "expected"),
+    ("role", "scope_of", "mode", "expected"),
     [
-        ("7f951dda-4ed3-4680-a7ca-43fe172d538d", "registry", {"pull"}),  # AcrPull
-        ("8311e382-0749-4cb8-b61a-304f252e45ec", "registry", {"pull", "push"}),  # AcrPush
-        ("2a1e307c-b015-4ebd-883e-5b7698a07328", "registry", {"pull", "push"}),  # Container Registry Repository Writer
-        ("b24988ac-6180-42a0-ab88-20f7382dd24c", "group", {"pull", "push", "delete"}),  # Contributor, on the group
-        ("fb382eab-e894-4461-af04-94435c366c3f", "registry", set()),  # Container Registry Tasks Contributor: no push
-        ("8311e382-0749-4cb8-b61a-304f252e45ec", "elsewhere", set()),  # AcrPush on another group
+        ("7f951dda-4ed3-4680-a7ca-43fe172d538d", "registry", LEGACY, {"pull"}),  # AcrPull
+        ("8311e382-0749-4cb8-b61a-304f252e45ec", "registry", LEGACY, {"pull", "push"}),  # AcrPush
+        ("2a1e307c-b015-4ebd-883e-5b7698a07328", "registry", ABAC, {"pull", "push"}),  # Container Registry Repository Writer
+        ("b93aa761-3e63-49ed-ac28-beffa264f7ac", "registry", ABAC, {"pull"}),  # Container Registry Repository Reader
+        ("2a1e307c-b015-4ebd-883e-5b7698a07328", "registry", LEGACY, set()),  # ... not honoured in the legacy mode
+        ("7f951dda-4ed3-4680-a7ca-43fe172d538d", "registry", ABAC, set()),  # AcrPull: not honoured in the ABAC mode
+        ("8311e382-0749-4cb8-b61a-304f252e45ec", "registry", ABAC, set()),  # AcrPush: neither
+        ("b24988ac-6180-42a0-ab88-20f7382dd24c", "group", LEGACY, {"pull", "push", "delete"}),  # Contributor, on the group
+        ("b24988ac-6180-42a0-ab88-20f7382dd24c", "group", ABAC, set()),  # Contributor has no dataActions
+        ("fb382eab-e894-4461-af04-94435c366c3f", "registry", LEGACY, set()),  # Container Registry Tasks Contributor: no push
+        ("8311e382-0749-4cb8-b61a-304f252e45ec", "elsewhere", LEGACY, set()),  # AcrPush on another group
     ],
 )
-def test_an_identitys_role_assignments_decide_its_registry_permissions(role: str, scope_of: str, expected: set[str]) -> None:
-    """What the exchange grants a user-assigned identity (acr_auth's permissions and scopes), from its role assignments."""
+def test_an_identitys_role_assignments_decide_its_registry_permissions(
+    role: str, scope_of: str, mode: str, expected: set[str]
+) -> None:
+    """What the exchange grants a user-assigned identity (acr_auth's permissions and scopes), from its role
+    assignments and the registry's roleAssignmentMode."""
     seed = Seed.default(login_server="127.0.0.1:5000")
     managed = IdentitySeed("pusher", seed.location, seed.resource_group)
     seed.identities.append(managed)
     registry = seed.registries[0]
+    registry.role_assignment_mode = mode
     scope = {
         "registry": registry_id(seed, registry),
         "group": f"/subscriptions/{seed.subscription_id}/resourceGroups/{seed.resource_group}",

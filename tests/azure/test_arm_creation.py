@@ -79,6 +79,11 @@ def test_resource_groups_are_created_once_and_never_moved(az: Clients) -> None:
         az.groups.create_or_update(name, {"location": "eastus"})
     assert moved.value.status_code == 409 and moved.value.error is not None
     assert moved.value.error.code == "InvalidResourceGroupLocation"
+    # An unknown region: ARM's own code for a group (a provider's is LocationNotAvailableForResourceType).
+    with pytest.raises(HttpResponseError) as nowhere:
+        az.groups.create_or_update(f"rg-{uuid.uuid4().hex[:8]}", {"location": "atlantis"})
+    assert nowhere.value.status_code == 400 and nowhere.value.error is not None
+    assert nowhere.value.error.code == "LocationNotAvailableForResourceGroup"
 
 
 def test_registry_create_is_long_running_and_the_registry_works_with_the_existing_operations(az: Clients, group: str) -> None:

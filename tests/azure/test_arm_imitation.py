@@ -98,8 +98,13 @@ def wait_for_run(arm: Imitation, client: ContainerRegistryManagementClient, run_
 
 
 def fetch_log(arm: Imitation, client: ContainerRegistryManagementClient, run_id: str) -> str:
-    """The run log read the way a follower reads it: Range requests from the last offset on, until 416."""
+    """The run log read the way a follower reads it: once its blob metadata says `Complete` (as `az acr` waits for),
+    Range requests from the last offset on, until 416."""
     link = client.runs.get_log_sas_url(arm.resource_group, arm.registry_name, run_id).log_link
+    deadline = time.monotonic() + 30
+    while "x-ms-meta-Complete" not in requests.head(link, verify=str(arm.ca_bundle), timeout=10).headers:
+        assert time.monotonic() < deadline, f"the log of run {run_id} has no Complete mark after 30s"
+        time.sleep(0.2)
     text, offset = b"", 0
     while True:
         response = requests.get(link, headers={"Range": f"bytes={offset}-"}, verify=str(arm.ca_bundle), timeout=10)
@@ -180,7 +185,7 @@ def test_build_pushes_to_the_local_registry_and_logs(arm: Imitation, arm_credent
     run = schedule_build(
         arm,
         client,
-        context_archive(f'FROM pipeline-base:bookworm\nARG GREETING\nRUN echo "hi $GREETING" # {tag}\n'),
+        context_archive(f'FROM {arm.login_server}/pipeline-base:bookworm\nARG GREETING\nRUN echo "hi $GREETING" # {tag}\n'),
         image=f"arm-imitation-test:{tag}",
         arguments=[acr_models.Argument(name="GREETING", value="from-acr-imitation")],
     )
@@ -204,7 +209,7 @@ def test_failing_build_ends_failed_with_the_error_in_the_log(arm: Imitation, arm
     run = schedule_build(
         arm,
         client,
-        context_archive("FROM pipeline-base:bookworm\nRUN echo about-to-fail && exit 3\n"),
+        context_archive(f"FROM {arm.login_server}/pipeline-base:bookworm\nRUN echo about-to-fail && exit 3\n"),
         image="arm-imitation-test:fails",
     )
     done = wait_for_run(arm, client, run.run_id)
@@ -216,7 +221,7 @@ def test_failing_build_ends_failed_with_the_error_in_the_log(arm: Imitation, arm
 
 def test_injected_run_failure_and_cancel(arm: Imitation, arm_credential: ClientSecretCredential) -> None:
     client = acr_client(arm, arm_credential)
-    archive = context_archive("FROM pipeline-base:bookworm\n")
+    archive = context_archive(f"FROM {arm.login_server}/pipeline-base:bookworm\n")
     arm.inject(kind="failRun", message="agent lost: injected by the test")
     failed = wait_for_run(arm, client, schedule_build(arm, client, archive, image="arm-imitation-test:injected").run_id)
     assert failed.status == "Failed" and "injected by the test" in (failed.run_error_message or "")

@@ -318,3 +318,22 @@ async def test_no_secret_token_or_password_in_histories_logs_or_cli_output(
     found += [f"JWT-like token {m[:16]}... in {where}" for where, text in texts.items() for m in JWT.findall(text)]
     assert not found, found
     assert "Run ID:" in texts["worker logs"] or "scheduled ACR run" in texts["worker logs"], "the scan saw no build log"
+
+
+async def test_tasks_not_allowed_fails_the_deploy_in_one_line_and_applies_nothing(
+    aks_app: AksApp, v1: Deployed, arm_module: Imitation
+) -> None:
+    """A subscription where ACR refuses Tasks (issue 22 item 6): the deploy says so in one line, the cluster is untouched."""
+    generation = aks_app.deployment()["metadata"]["generation"]
+    runs = len(arm_module.requests()["log"])
+    arm_module.inject(kind="tasksNotAllowed")
+    try:
+        run = await aks_app.cli("deploy", config=aks_app.config("v9-tasks-refused"), timeout=240)
+    finally:
+        arm_module.clear_faults()
+    assert run.code == 2, run.output  # the subscription refuses ACR Tasks: bad input, as the issue asks
+    [line] = [line for line in run.output.splitlines() if "TasksOperationsNotAllowed" in line]
+    assert line.startswith("Deployment failed: ") and "free-trial" in line and "--image" in line, run.output
+    scheduled = [e for e in arm_module.requests()["log"][runs:] if e["operation"] == "Registries_ScheduleRun"]
+    assert [e["status"] for e in scheduled] == [400], scheduled  # refused once, not retried
+    assert aks_app.deployment()["metadata"]["generation"] == generation  # nothing applied

@@ -134,6 +134,7 @@ def test_non_resource_endpoints_and_unknown_paths(cluster: ClusterProcess) -> No
         "autoscaling",
         "authorization.k8s.io",
         "authentication.k8s.io",
+        "metrics.k8s.io",  # metrics-server's aggregated API (bootstrap/cluster/metrics.py)
     }
     resources = json.loads(kubectl(kc, "get", "--raw", "/apis/apps/v1").stdout)["resources"]
     assert {"deployments", "deployments/status", "deployments/scale"} <= {r["name"] for r in resources}

@@ -150,7 +150,10 @@ def test_discovery_explain_apply_and_python_client(workload_cluster: ClusterProc
 
     kc, name = workload_cluster.kubeconfig, unique("ssa")
     resources = kubectl(kc, "api-resources", "--api-group=batch").stdout.splitlines()
-    assert [line.split() for line in resources[1:]] == [["jobs", "batch/v1", "true", "Job"]]
+    assert [line.split() for line in resources[1:]] == [
+        ["cronjobs", "cj", "batch/v1", "true", "CronJob"],
+        ["jobs", "batch/v1", "true", "Job"],
+    ]
     assert "backoffLimit" in kubectl(kc, "explain", "job.spec.backoffLimit").stdout
     manifest = yaml.safe_dump(job(name, namespace, "pass", suspend=True))
     applied = kubectl(kc, "apply", "--server-side", "--field-manager=jobs", "-f", "-", input=manifest)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 from kubernetes import client, config
 
@@ -28,17 +29,24 @@ SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 # What load_incluster_config() does (env + token + CA), then one authenticated, CA-verified call.
 IN_CLUSTER_PROBE = textwrap.dedent(
     """
-    import json, os, ssl, urllib.request
+    import json, os, ssl, urllib.error, urllib.request
     d = "/var/run/secrets/kubernetes.io/serviceaccount"
     host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
     token = open(d + "/token").read()
     ns = open(d + "/namespace").read()
     ctx = ssl.create_default_context(cafile=d + "/ca.crt")
-    req = urllib.request.Request(f"https://{host}:{port}/api/v1/namespaces/{ns}/pods",
-                                 headers={"Authorization": "Bearer " + token})
+    auth = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+    review = json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}).encode()
+    req = urllib.request.Request(f"https://{host}:{port}/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                                 data=review, headers=auth)
     with urllib.request.urlopen(req, context=ctx, timeout=5) as resp:
-        items = json.load(resp)["items"]
-    print("ns", ns, "status", resp.status, "pods", len(items))
+        user = json.load(resp)["status"]["userInfo"]["username"]
+    print("ns", ns, "status", resp.status, "user", user)
+    try:
+        urllib.request.urlopen(urllib.request.Request(f"https://{host}:{port}/api/v1/namespaces/{ns}/pods",
+                                                      headers=auth), context=ctx, timeout=5)
+    except urllib.error.HTTPError as err:
+        print("list pods:", err.code, json.load(err)["message"])
     try:
         open(d + "/token", "w")
     except OSError as err:
@@ -212,16 +220,30 @@ def test_empty_dir_is_writable_by_a_non_root_user_on_a_read_only_root(
 
 
 def test_service_account_token_is_projected(core: client.CoreV1Api, namespace: str, workload_cluster: ClusterProcess) -> None:
-    """No ServiceAccount object and no automount setting: mounted, as for every real namespace's "default"."""
+    """No automount setting: the pod's own ("default") ServiceAccount's token is mounted, bound to the pod as
+    kubelet's kube-api-access volume asks for it (3607 s, the API's audience; signed for a year, warnafter
+    3607 s), and the API server authenticates and authorizes the pod as that account, not as the admin."""
     pod = run_pod(core, namespace, IN_CLUSTER_PROBE, container={"env": [{"name": "OWN", "value": "1"}]})
     log = log_of(core, namespace, pod)
     assert pod["status"]["phase"] == "Succeeded", log
-    assert f"ns {namespace} status 200 pods 1" in log
+    account = f"system:serviceaccount:{namespace}:default"
+    assert f"ns {namespace} status 201 user {account}" in log
+    assert (
+        f'list pods: 403 pods is forbidden: User "{account}" cannot list resource "pods" in API group "" '
+        f'in the namespace "{namespace}"'
+    ) in log
     assert "token read-only: 30" in log
     uid = pod["metadata"]["uid"]
     files = workload_cluster.state_dir / "kubelet" / "pods" / uid / "serviceaccount"
     assert sorted(p.name for p in files.iterdir()) == ["ca.crt", "namespace", "token"]
-    assert (files / "token").read_text() == workload_cluster.token
+    token = (files / "token").read_text()
+    assert token != workload_cluster.token
+    claims = jwt.decode(token, options={"verify_signature": False})
+    private = claims["kubernetes.io"]
+    assert claims["sub"] == account and claims["aud"] == [workload_cluster.base_url]
+    assert private["pod"] == {"name": pod["metadata"]["name"], "uid": uid}
+    assert private["warnafter"] - claims["iat"] == 3607 and claims["exp"] - claims["iat"] == 365 * 24 * 3600
+    assert (files / "ca.crt").read_bytes() == (workload_cluster.state_dir / "pki" / "ca.crt").read_bytes()
 
     core.delete_namespaced_pod(pod["metadata"]["name"], namespace, _preload_content=False)
     poll_until(lambda: not files.exists(), timeout=30, what="the pod's token files removed with the pod")

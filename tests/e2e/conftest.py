@@ -47,11 +47,11 @@ async def e2e_app(request: pytest.FixtureRequest, stack_client: Client) -> Async
     # Not under pytest's basetemp: other pytest sessions on this machine prune old basetemps while we run.
     directory = Path(tempfile.mkdtemp(prefix=f"{name}-"))
     app = E2eApp(name=name, directory=directory, worker_log=directory / "pipeline-worker.log")
-    worker = await start_pipeline_worker(app, app.config(), stack_client)
+    app.worker = await start_pipeline_worker(app, app.config(), stack_client)
     try:
         yield app
     finally:
-        stop_child(worker, grace=30)
+        stop_child(app.worker, grace=30)
         if os.environ.get("E2E_KEEP_NAMESPACES"):
             print(f"{name}: pipeline worker log {app.worker_log}; namespace {app.namespace} kept (E2E_KEEP_NAMESPACES)")
         else:

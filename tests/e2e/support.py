@@ -191,6 +191,7 @@ class E2eApp:
     directory: Path
     worker_log: Path
     runs: list[Run] = field(default_factory=list)
+    worker: subprocess.Popen[bytes] | None = None  # its `pipeline worker` subprocess (e2e_app), for tests that kill it
 
     @property
     def namespace(self) -> str:
@@ -494,3 +495,32 @@ max_unavailable = 0
 progress_deadline_seconds = 180
 verification_timeout_seconds = 90
 """
+
+
+async def add_user_app(
+    e2e_app: E2eApp, fixture: Path, *, suffix: str, task_queue: str, replicas: int, extra: str = ""
+) -> tuple[str, Path, Path]:
+    """A worker directory of the user's own (a copy of `fixture`) added to the e2e app's config by `pipeline app add`,
+    with what `app add` leaves to the user: the base image argument (no network here), a short grace period (the
+    fixtures do not handle SIGTERM, as the samples do not), and `extra` lines. (name, source, config)."""
+    import shutil
+
+    import docker
+
+    from tests.helpers.images import sdk_base_image
+
+    name = f"{e2e_app.name}-{suffix}"[:40]
+    source = e2e_app.directory / fixture.name
+    shutil.copytree(fixture, source)
+    config = e2e_app.config()
+    client = docker.from_env()
+    try:
+        base = sdk_base_image(client)
+    finally:
+        client.close()
+    run = await e2e_app.cli("app", "add", name, "--context", str(source), "--replicas", str(replicas), config=config)
+    assert run.code == 0, run.output
+    assert f'task_queue = "{task_queue}"' in run.stdout and "worker.py" in run.stdout, run.output
+    with config.open("a") as out:
+        out.write(f'build_args = {{ BASE_IMAGE = "{base}" }}\ntermination_grace_period_seconds = 5\n{extra}')
+    return name, source, config

@@ -15,7 +15,6 @@ app add`, which guesses the task queue from the source.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import time
 import uuid
@@ -24,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import docker
 import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
@@ -39,10 +37,10 @@ from tests.e2e.support import (
     TEMPORAL_NAMESPACE,
     Deployed,
     E2eApp,
+    add_user_app,
     deployed,
 )
 from tests.helpers import REPO_ROOT
-from tests.helpers.images import sdk_base_image
 from tests.helpers.zero_downtime import Pods, WorkflowStream, live_pollers, sample_pollers
 
 pytestmark = pytest.mark.e2e
@@ -78,22 +76,7 @@ class SdkApp:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def sdk_app(e2e_app: E2eApp) -> AsyncIterator[SdkApp]:
-    name = f"{e2e_app.name}-sdk"[:40]
-    source = e2e_app.directory / "sdk-worker"
-    shutil.copytree(FIXTURE, source)
-    config = e2e_app.config()
-    client = docker.from_env()
-    try:
-        base = sdk_base_image(client)
-    finally:
-        client.close()
-    run = await e2e_app.cli("app", "add", name, "--context", str(source), "--replicas", "2", config=config)
-    assert run.code == 0, run.output
-    assert f'task_queue = "{TASK_QUEUE}"' in run.stdout and "worker.py" in run.stdout, run.output
-    # What `app add` leaves to the user: the base image argument (no network here) and a short grace period
-    # (the fixture does not handle SIGTERM, as the samples do not: Kubernetes kills it after the grace period).
-    with config.open("a") as out:
-        out.write(f'build_args = {{ BASE_IMAGE = "{base}" }}\ntermination_grace_period_seconds = 5\n')
+    name, source, config = await add_user_app(e2e_app, FIXTURE, suffix="sdk", task_queue=TASK_QUEUE, replicas=2)
     yield SdkApp(e2e=e2e_app, name=name, source=source, config=config, versions={})
 
 

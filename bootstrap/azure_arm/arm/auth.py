@@ -1,16 +1,18 @@
-"""ARM's gateway checks of the caller: the bearer token (401) and the caller's role (403 AuthorizationFailed)."""
+"""ARM's gateway checks of the caller: the bearer token (401) and the caller's role assignments (403
+AuthorizationFailed, evaluated in bootstrap/azure_arm/authorization.py).
+
+`granted` is re-exported for the ACR token exchange (acr_auth.py)."""
 
 from __future__ import annotations
 
 import datetime
-import re
 
 from aiohttp import web
 
 from bootstrap.azure_arm import identity
 from bootstrap.azure_arm.arm.context import ArmError
-from bootstrap.azure_arm.arm.providers.role_assignments import ROLE_DEFINITIONS
 from bootstrap.azure_arm.arm.routing import Route
+from bootstrap.azure_arm.authorization import denied_message, granted, principal_of
 from bootstrap.azure_arm.state import Seed
 
 _MISSING_HEADER = {
@@ -73,47 +75,13 @@ def authenticate(request: web.Request, seed: Seed) -> identity.TokenClaims:
     return claims
 
 
-def _action_matches(pattern: str, action: str) -> bool:
-    """An RBAC action pattern (`*` any characters, case-insensitive) against an operation's action."""
-    return re.fullmatch(".*".join(map(re.escape, pattern.split("*"))), action, re.IGNORECASE) is not None
-
-
-def _in_scope(scope: str, path: str) -> bool:
-    scope, path = scope.rstrip("/").lower(), path.rstrip("/").lower()
-    return path == scope or path.startswith(scope + "/")
-
-
-def granted(seed: Seed, principal: str, path: str, action: str, *, data: bool = False) -> bool:
-    """Whether a role assignment of `principal` at `path` or above grants `action` (its role's actions minus
-    notActions, as builtin-roles.json lists them; with `data`, its dataActions minus notDataActions)."""
-    allowed, denied = ("dataActions", "notDataActions") if data else ("actions", "notActions")
-    for assignment in seed.role_assignments:
-        if assignment.principal_id.lower() != principal.lower() or not _in_scope(assignment.scope, path):
-            continue
-        role = ROLE_DEFINITIONS.get(assignment.role_definition_id.rsplit("/", 1)[-1].lower())
-        if role is None:
-            continue
-        if any(_action_matches(a, action) for a in role.get(allowed, [])) and not any(
-            _action_matches(n, action) for n in role.get(denied, [])
-        ):
-            return True
-    return False
-
-
 def authorize(request: web.Request, route: Route, seed: Seed, claims: identity.TokenClaims) -> None:
-    """403 AuthorizationFailed unless the caller is a seeded client with access (allowed everything), or a
-    user-assigned identity (a federated token's caller) with a role assignment granting the route's action at the
-    request's resource or above."""
-    client = seed.client(claims.client_id)
-    managed = seed.identity_by_client_id(claims.client_id) if client is None else None
-    if managed is not None and granted(seed, managed.principal_id, request.path, route.action):
+    """403 AuthorizationFailed unless a role assignment of the caller (a seeded client, a user-assigned identity)
+    at the request's path or above allows the route's action (authorization.py). A route without an action
+    (Permissions_List*: every caller may read its own permissions) is not checked."""
+    if not route.action or granted(seed, principal_of(seed, claims), request.path, route.action):
         return
-    if client is None or not client.has_access:
-        scope = request.path.rstrip("/")
-        raise ArmError(
-            403,
-            "AuthorizationFailed",
-            f"The client '{claims.client_id}' with object id '{claims.object_id}' does not have authorization to perform "
-            f"action '{route.action}' over scope '{scope}' or the scope is invalid. If access was recently granted, "
-            "please refresh your credentials.",
-        )
+    raise ArmError(403, "AuthorizationFailed", denied_message(claims, route.action, request.path.rstrip("/")))
+
+
+__all__ = ["authenticate", "authorize", "granted"]

@@ -25,6 +25,13 @@ def known_location(value: Any, what: str) -> str:
     location = normal_location(value)
     if not location:
         raise ArmError(400, "LocationRequired", "The location property is required for this definition.")
+    if location not in LOCATIONS and what == "resourceGroups":  # ARM's own answer for a group, not a provider's
+        raise ArmError(
+            400,
+            "LocationNotAvailableForResourceGroup",
+            f"The provided location '{value}' is not available for resource group. "
+            f"List of available regions is '{','.join(sorted(LOCATIONS))}'.",
+        )
     if location not in LOCATIONS:
         raise ArmError(
             400,

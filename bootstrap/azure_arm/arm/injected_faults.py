@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 
 from aiohttp import web
 
@@ -34,7 +35,9 @@ def fault_error(fault: HttpFault, request: web.Request, seed: Seed, headers: dic
         )
     if fault.status < 500:  # 400/409/...: the code and message of the fault, else ARM's generic ones
         code, message = _GENERIC_ERRORS.get(fault.status, ("BadRequest", "The request is invalid."))
-        return ArmError(fault.status, fault.code or code, fault.message or message)
+        registry = re.search(r"/registries/([^/]+)", request.path)  # a fault's message may name them (tasksNotAllowed)
+        message = (fault.message or message).replace("{registry}", registry.group(1) if registry else "")
+        return ArmError(fault.status, fault.code or code, message.replace("{subscription}", seed.subscription_id))
     return ArmError(fault.status, "InternalServerError" if fault.status == 500 else "ServiceUnavailable",
                     "Encountered internal server error. Diagnostic information: timestamp "
                     f"'{datetime.datetime.now(datetime.UTC):%Y%m%dT%H%M%SZ}', subscription id '{seed.subscription_id}', "

@@ -29,7 +29,9 @@ from bootstrap.azure_arm.arm.providers.managed_identities import (
     user_assigned_identities_delete,
     user_assigned_identities_get,
 )
+from bootstrap.azure_arm.arm.providers.permissions import permissions_list
 from bootstrap.azure_arm.arm.providers.registries import registries_create, registries_get, registries_list_credentials
+from bootstrap.azure_arm.arm.providers.registry_names import registries_check_name_availability
 from bootstrap.azure_arm.arm.providers.registry_runs import (
     registries_get_build_source_upload_url,
     registries_schedule_run,
@@ -39,7 +41,11 @@ from bootstrap.azure_arm.arm.providers.registry_runs import (
     runs_list,
 )
 from bootstrap.azure_arm.arm.providers.resource_groups import resource_groups_create_or_update, resource_groups_get
-from bootstrap.azure_arm.arm.providers.role_assignments import role_assignments_create, role_assignments_get
+from bootstrap.azure_arm.arm.providers.role_assignments import (
+    role_assignments_create,
+    role_assignments_get,
+    role_assignments_list_for_scope,
+)
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,7 @@ class Route:
     pattern: re.Pattern[str]
     operation: str
     api_versions: frozenset[str]
-    action: str  # the RBAC action ARM checks
+    action: str  # the RBAC action ARM checks ("" = none: every caller may read its own permissions)
     resource_type: str  # for NoRegisteredProviderFound messages
     handler: Handler
     in_group: bool = True  # the path names a resource group that must exist (404 ResourceGroupNotFound)
@@ -61,6 +67,10 @@ _AKS = _SUB + r"/Microsoft\.ContainerService/managedClusters/(?P<resourceName>[^
 _AKS_OP = r"/subscriptions/(?P<subscriptionId>[^/]+)/providers/Microsoft\.ContainerService/locations/(?P<location>[^/]+)/operationStatus/(?P<operationId>[^/]+)"
 _ROLE_ASSIGNMENT = r"/providers/Microsoft\.Authorization/roleAssignments/(?P<roleAssignmentName>[^/]+)"
 _RA = _REG + _ROLE_ASSIGNMENT
+_SUBSCRIPTION = r"/subscriptions/(?P<subscriptionId>[^/]+)"
+_ROLE_ASSIGNMENTS = r"/providers/Microsoft\.Authorization/roleAssignments"
+_PERMISSIONS = r"/providers/Microsoft\.Authorization/permissions"
+_CHECK_NAME = _SUBSCRIPTION + r"/providers/Microsoft\.ContainerRegistry/checkNameAvailability"
 _UAI = _SUB + r"/Microsoft\.ManagedIdentity/userAssignedIdentities/(?P<identityName>[^/]+)"
 _FICS = _UAI + "/federatedIdentityCredentials"
 _FIC = _FICS + r"/(?P<ficName>[^/]+)"
@@ -72,7 +82,7 @@ _RGS, _RAS = "Microsoft.Resources/resourceGroups", "Microsoft.Authorization/role
 def _route(
     method: str, pattern: str, operation: str, versions: frozenset[str], action: str, handler: Handler, *, in_group: bool = True
 ) -> Route:
-    resource_type = next((t for t in (_ACR, _MC, _RAS, _MSI) if action.split("/")[0] == t.split("/")[0]), _RGS)
+    resource_type = next((t for t in (_ACR, _MC, _RAS, _MSI) if (action or _RAS).split("/")[0] == t.split("/")[0]), _RGS)
     return Route(
         method, re.compile(pattern + "/?$", re.IGNORECASE), operation, versions, action, resource_type, handler, in_group
     )
@@ -97,6 +107,17 @@ ROUTES: list[Route] = [
     _route("PUT", _AKS + _ROLE_ASSIGNMENT, "RoleAssignments_Create", AUTHORIZATION_VERSIONS, f"{_RAS}/write", role_assignments_create),
     _route("GET", _RG + _ROLE_ASSIGNMENT, "RoleAssignments_Get", AUTHORIZATION_VERSIONS, f"{_RAS}/read", role_assignments_get),
     _route("PUT", _RG + _ROLE_ASSIGNMENT, "RoleAssignments_Create", AUTHORIZATION_VERSIONS, f"{_RAS}/write", role_assignments_create),
+    _route("GET", _SUBSCRIPTION + _ROLE_ASSIGNMENT, "RoleAssignments_Get", AUTHORIZATION_VERSIONS, f"{_RAS}/read", role_assignments_get, in_group=False),
+    _route("PUT", _SUBSCRIPTION + _ROLE_ASSIGNMENT, "RoleAssignments_Create", AUTHORIZATION_VERSIONS, f"{_RAS}/write", role_assignments_create, in_group=False),
+    _route("GET", _SUBSCRIPTION + _ROLE_ASSIGNMENTS, "RoleAssignments_ListForScope", AUTHORIZATION_VERSIONS, f"{_RAS}/read", role_assignments_list_for_scope, in_group=False),
+    _route("GET", _RG + _ROLE_ASSIGNMENTS, "RoleAssignments_ListForScope", AUTHORIZATION_VERSIONS, f"{_RAS}/read", role_assignments_list_for_scope),
+    _route("GET", _REG + _ROLE_ASSIGNMENTS, "RoleAssignments_ListForScope", AUTHORIZATION_VERSIONS, f"{_RAS}/read", role_assignments_list_for_scope),
+    _route("GET", _AKS + _ROLE_ASSIGNMENTS, "RoleAssignments_ListForScope", AUTHORIZATION_VERSIONS, f"{_RAS}/read", role_assignments_list_for_scope),
+    _route("GET", _SUBSCRIPTION + _PERMISSIONS, "Permissions_ListForSubscription", AUTHORIZATION_VERSIONS, "", permissions_list, in_group=False),
+    _route("GET", _RG + _PERMISSIONS, "Permissions_ListForResourceGroup", AUTHORIZATION_VERSIONS, "", permissions_list),
+    _route("GET", _REG + _PERMISSIONS, "Permissions_ListForResource", AUTHORIZATION_VERSIONS, "", permissions_list),
+    _route("GET", _AKS + _PERMISSIONS, "Permissions_ListForResource", AUTHORIZATION_VERSIONS, "", permissions_list),
+    _route("POST", _CHECK_NAME, "Registries_CheckNameAvailability", REGISTRY_VERSIONS, "Microsoft.ContainerRegistry/checkNameAvailability/read", registries_check_name_availability, in_group=False),
     _route("PUT", _UAI, "UserAssignedIdentities_CreateOrUpdate", MSI_VERSIONS, f"{_MSI}/write", user_assigned_identities_create_or_update),
     _route("GET", _UAI, "UserAssignedIdentities_Get", MSI_VERSIONS, f"{_MSI}/read", user_assigned_identities_get),
     _route("DELETE", _UAI, "UserAssignedIdentities_Delete", MSI_VERSIONS, f"{_MSI}/delete", user_assigned_identities_delete),

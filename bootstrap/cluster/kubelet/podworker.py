@@ -29,7 +29,14 @@ import docker.errors
 from bootstrap.cluster.kubelet import runtime
 from bootstrap.cluster.kubelet.envs import EnvError, build_env
 from bootstrap.cluster.kubelet.probes import Prober
-from bootstrap.cluster.kubelet.volumes import ApiAccess, MountError, container_mounts, refresh_volumes
+from bootstrap.cluster.kubelet.volumes import (
+    TERMINATION_MESSAGE_BYTES,
+    ApiAccess,
+    MountError,
+    container_mounts,
+    refresh_volumes,
+    termination_log,
+)
 from bootstrap.cluster.store import Obj, Store, now_rfc3339
 
 log = logging.getLogger(__name__)
@@ -209,10 +216,18 @@ class PodWorker:
         await self._termination_message(st, cid)
 
     async def _termination_message(self, st: ContainerRuntime, cid: str) -> None:
-        """terminationMessagePolicy FallbackToLogsOnError: a failed container's message is the end of its log,
-        at most 80 lines and 2 KiB, as the kubelet reads it (the termination-log file is never written here)."""
+        """The container's message, as the kubelet reads it: what it wrote to its terminationMessagePath (at most
+        4 KiB); else, with terminationMessagePolicy FallbackToLogsOnError and a failure, the end of its log (at
+        most 80 lines and 2 KiB)."""
         container = next((c for c in self.pod["spec"].get("containers") or [] if c["name"] == st.name), {})
         terminated = st.state.get("terminated") or {}
+        try:
+            written = termination_log(self._host.state_dir, self.pod, st.name).read_bytes()[:TERMINATION_MESSAGE_BYTES]
+        except OSError:
+            written = b""
+        if written:
+            terminated["message"] = written.decode("utf-8", "replace")
+            return
         if container.get("terminationMessagePolicy") != "FallbackToLogsOnError" or terminated.get("exitCode", 0) == 0:
             return
         try:

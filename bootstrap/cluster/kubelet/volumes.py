@@ -15,11 +15,16 @@ The kinds of volume a pipeline worker pod needs:
   shared by the pod's containers, kept across container restarts and removed
   with the pod; `medium` and `sizeLimit` are ignored (always disk, no limit).
 - the service-account token projection (what the ServiceAccount admission
-  plugin and kubelet do together): unless the pod's
+  plugin's `kube-api-access-<random>` projected volume and kubelet do together,
+  plugin/pkg/admission/serviceaccount): unless the pod's
   `automountServiceAccountToken` or its ServiceAccount's is false, the kubelet
-  writes `token`, `ca.crt` and `namespace` under its state dir
-  (`<state_dir>/pods/<uid>/serviceaccount/`, files 0644) and bind-mounts that
-  directory read-only at `/var/run/secrets/kubernetes.io/serviceaccount`, and
+  writes `token` (a token of the pod's own ServiceAccount, `spec.serviceAccountName`,
+  for the API server's audience, expirationSeconds 3607, bound to the pod and
+  its node, which the API server signs as its extended token: see tokens.py),
+  `ca.crt` (the cluster CA, what the `kube-root-ca.crt` ConfigMap holds) and
+  `namespace` under its state dir (`<state_dir>/pods/<uid>/serviceaccount/`,
+  files 0644) and bind-mounts that directory read-only at
+  `/var/run/secrets/kubernetes.io/serviceaccount`, and
   the container gets `KUBERNETES_SERVICE_HOST=127.0.0.1` and
   `KUBERNETES_SERVICE_PORT=<API port>` (below its own env, which wins), so
   `kubernetes.config.load_incluster_config()` works unchanged. A ServiceAccount
@@ -34,10 +39,12 @@ The kinds of volume a pipeline worker pod needs:
   IP as in Kubernetes (without it, on the host network, Docker would copy the
   node's /etc/hosts, where the pod's hostname does not resolve).
 
-The token is the cluster's one bearer token: this cluster authenticates but
-does not authorize (RBAC objects are stored, never enforced), so every pod with
-a mounted token can do what the kubeconfig can. Roles and RoleBindings are
-still worth rendering: a real cluster (AKS) enforces them.
+The API server authenticates that token as `system:serviceaccount:<ns>:<name>`
+and authorizes it by RBAC (rbac.py): a pod can do what its ServiceAccount's
+Roles grant, as on AKS; only the kubeconfig's admin token has every right. The
+token is rotated like any projected token (below): kubelet's token manager
+refreshes at 80% of the 3607 s it asked for, though the signed token is valid
+for a year. Unlike Kubernetes, the volume is not added to the pod's spec.
 
 - `configMap`, `secret`, `downwardAPI` and `projected` (sources
   `serviceAccountToken`, `configMap`, `secret`, `downwardAPI`): rendered into
@@ -82,10 +89,18 @@ from bootstrap.cluster import errors
 from bootstrap.cluster.kubelet.runtime import pod_hostname_and_domain
 from bootstrap.cluster.resources import CONFIGMAPS, NODES, SECRETS, SERVICEACCOUNTS
 from bootstrap.cluster.store import Obj, Store
-from bootstrap.cluster.tokens import DEFAULT_EXPIRATION_SECONDS, MIN_EXPIRATION_SECONDS, TokenIssuer, service_account
+from bootstrap.cluster.tokens import (
+    DEFAULT_EXPIRATION_SECONDS,
+    MIN_EXPIRATION_SECONDS,
+    WARN_ONLY_EXPIRATION_SECONDS,
+    TokenIssuer,
+    service_account,
+)
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 ETC_HOSTS = "/etc/hosts"
+DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+TERMINATION_MESSAGE_BYTES = 4096  # kubelet's maxTerminationMessageLogLength for the file
 DEFAULT_MODE = 0o644  # kubelet's default defaultMode (420)
 # kubelet's token manager refreshes a projected token once 80% of its lifetime has passed, or after 24 h.
 # CLUSTER_TOKEN_REFRESH_FRACTION (read by the cluster process) lowers it for tests.
@@ -100,13 +115,12 @@ class MountError(Exception):
 
 @dataclass(frozen=True)
 class ApiAccess:
-    """What an in-cluster client needs: where the API server listens, its CA, and the bearer token."""
+    """What an in-cluster client needs: where the API server listens, its CA, and who signs the pods' tokens."""
 
     port: int
     ca_pem: bytes
-    token: str
+    issuer: TokenIssuer | None  # signs the pods' ServiceAccount tokens; None: no token can be mounted
     host: str = "127.0.0.1"
-    issuer: TokenIssuer | None = None  # signs projected serviceAccountToken sources; None: they fail to mount
 
 
 @dataclass(frozen=True)
@@ -173,12 +187,29 @@ def container_mounts(
         taken.add(os.path.normpath(target))
     env: dict[str, str] = {}
     if api is not None and os.path.normpath(SERVICE_ACCOUNT_DIR) not in taken and automounts_token(store, pod):
-        directory = _write_service_account(pod_dir(state_dir, pod["metadata"]["uid"]), api, pod["metadata"]["namespace"])
+        directory, _ = write_service_account(store, pod, state_dir=state_dir, api=api)
         binds.append(f"{directory}:{SERVICE_ACCOUNT_DIR}:ro")
         env = {"KUBERNETES_SERVICE_HOST": api.host, "KUBERNETES_SERVICE_PORT": str(api.port)}
     if pod_ip and not pod["spec"].get("hostNetwork") and ETC_HOSTS not in taken:
         binds.append(f"{_ensure_hosts_file(pod_dir(state_dir, pod['metadata']['uid']), pod, pod_ip)}:{ETC_HOSTS}")
+    message_path = container.get("terminationMessagePath") or DEFAULT_TERMINATION_MESSAGE_PATH
+    if os.path.normpath(message_path) not in taken:
+        binds.append(f"{new_termination_log(state_dir, pod, container['name'])}:{message_path}")
     return Mounts(binds, env)
+
+
+def termination_log(state_dir: Path, pod: Obj, container: str) -> Path:
+    return pod_dir(state_dir, pod["metadata"]["uid"]) / "containers" / container / "termination-log"
+
+
+def new_termination_log(state_dir: Path, pod: Obj, container: str) -> Path:
+    """kubelet's per-run termination message file: empty, writable by any user (0666), bind-mounted at the
+    container's terminationMessagePath; what the container wrote there is its status' message."""
+    path = termination_log(state_dir, pod, container)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    path.chmod(0o666)
+    return path
 
 
 def hosts_file_content(pod: Obj, pod_ip: str) -> str:
@@ -257,19 +288,27 @@ def _empty_dir(directory: Path, name: str) -> Path:
     return path
 
 
-def _write_service_account(directory: Path, api: ApiAccess, namespace: str) -> Path:
-    """token, ca.crt and namespace, readable by the container's (non-root) user, read-only in the pod."""
-    target = directory / "serviceaccount"
-    target.mkdir(parents=True, exist_ok=True)
-    os.chmod(directory, 0o755)
-    os.chmod(target, 0o755)
-    for filename, data in (("token", api.token.encode()), ("ca.crt", api.ca_pem), ("namespace", namespace.encode())):
-        path = target / filename
-        tmp = target / f".{filename}.tmp"
-        tmp.write_bytes(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    return target
+def write_service_account(store: Store, pod: Obj, *, state_dir: Path, api: ApiAccess) -> tuple[Path, float]:
+    """The automounted `kube-api-access-*` files: token (the pod's ServiceAccount's, rotated when due), ca.crt
+    and namespace, readable by the container's (non-root) user, read-only in the pod (raises MountError).
+    Returns the directory and when the token is due for a refresh."""
+    target = pod_dir(state_dir, pod["metadata"]["uid"]) / "serviceaccount"
+    token, due = _pod_token(
+        store,
+        pod,
+        "kube-api-access",
+        audience=api.issuer.issuer if api.issuer is not None else "",
+        expiration=WARN_ONLY_EXPIRATION_SECONDS,
+        current=target / "token",
+        api=api,
+    )
+    files = {
+        "token": (token.encode(), DEFAULT_MODE),
+        "ca.crt": (api.ca_pem, DEFAULT_MODE),
+        "namespace": (pod["metadata"]["namespace"].encode(), DEFAULT_MODE),
+    }
+    _write_files(target, files)
+    return target, due
 
 
 # ----- configMap, secret, downwardAPI and projected volumes -----
@@ -358,6 +397,13 @@ def _downward_files(volume: str, pod: Obj, source: Obj, default_mode: int) -> di
     return files
 
 
+def _expiry(claims: Obj) -> tuple[int, int]:
+    """(iat, the expiration the token was asked for): `kubernetes.io.warnafter` of an extended token, else exp."""
+    iat = int(claims.get("iat", 0))
+    warn_after = (claims.get("kubernetes.io") or {}).get("warnafter")
+    return iat, int(warn_after) if warn_after else int(claims.get("exp", 0))
+
+
 def token_needs_refresh(token: str, *, audience: str, expiration_seconds: int, pod_uid: str, now: float) -> bool:
     """kubelet's token manager (requiresRefresh): a new token once TOKEN_REFRESH_FRACTION of its lifetime has
     passed or it is 24 h old, and whenever the spec asks for another audience, lifetime or pod."""
@@ -365,7 +411,7 @@ def token_needs_refresh(token: str, *, audience: str, expiration_seconds: int, p
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:
         return True
-    iat, exp = int(claims.get("iat", 0)), int(claims.get("exp", 0))
+    iat, exp = _expiry(claims)
     pod = (claims.get("kubernetes.io") or {}).get("pod") or {}
     if claims.get("aud") != [audience] or exp - iat != expiration_seconds or pod.get("uid") != pod_uid:
         return True
@@ -374,6 +420,32 @@ def token_needs_refresh(token: str, *, audience: str, expiration_seconds: int, p
 
 def _refresh_at(iat: int, exp: int) -> float:
     return min(iat + (exp - iat) * TOKEN_REFRESH_FRACTION, iat + TOKEN_MAX_TTL)
+
+
+def _pod_token(
+    store: Store, pod: Obj, volume: str, *, audience: str, expiration: int, current: Path, api: ApiAccess | None
+) -> tuple[str, float]:
+    """A token of the pod's ServiceAccount bound to the pod (and its node): the one at `current` unless it is due
+    for a refresh, else a new one; and when it will be due."""
+    if api is None or api.issuer is None:
+        raise MountError(f'volume "{volume}" : this cluster issues no ServiceAccount tokens to its kubelet')
+    meta = pod["metadata"]
+    now = time.time()
+    if current.is_file():
+        token = current.read_text()
+        if not token_needs_refresh(token, audience=audience, expiration_seconds=expiration, pod_uid=meta["uid"], now=now):
+            return token, _refresh_at(*_expiry(jwt.decode(token, options={"verify_signature": False})))
+    account_name = pod["spec"].get("serviceAccountName") or pod["spec"].get("serviceAccount") or "default"
+    try:
+        account = service_account(store, meta["namespace"], account_name)
+    except errors.ApiError as err:
+        raise MountError(f'volume "{volume}" : failed to fetch token: {err.message}') from None
+    node_name = pod["spec"].get("nodeName")
+    node = store.try_get(NODES, None, node_name) if node_name else None
+    token, exp = api.issuer.service_account_token(
+        account, audiences=[audience], expiration_seconds=expiration, pod=pod, node=node, now=now
+    )
+    return token, _refresh_at(int(now), exp)
 
 
 def _token_file(
@@ -388,25 +460,8 @@ def _token_file(
     expiration = DEFAULT_EXPIRATION_SECONDS if expiration is None else int(expiration)
     if expiration < MIN_EXPIRATION_SECONDS:
         raise MountError(f'volume "{volume}" : expirationSeconds {expiration}: may not specify a duration less than 10 minutes')
-    meta = pod["metadata"]
-    now = time.time()
-    current = existing / path
-    if current.is_file():
-        token = current.read_text()
-        if not token_needs_refresh(token, audience=audience, expiration_seconds=expiration, pod_uid=meta["uid"], now=now):
-            claims = jwt.decode(token, options={"verify_signature": False})
-            return path, (token.encode(), default_mode), _refresh_at(int(claims["iat"]), int(claims["exp"]))
-    account_name = pod["spec"].get("serviceAccountName") or pod["spec"].get("serviceAccount") or "default"
-    try:
-        account = service_account(store, meta["namespace"], account_name)
-    except errors.ApiError as err:
-        raise MountError(f'volume "{volume}" : failed to fetch token: {err.message}') from None
-    node_name = pod["spec"].get("nodeName")
-    node = store.try_get(NODES, None, node_name) if node_name else None
-    token, exp = api.issuer.service_account_token(
-        account, audiences=[audience], expiration_seconds=expiration, pod=pod, node=node, now=now
-    )
-    return path, (token.encode(), default_mode), _refresh_at(int(now), exp)
+    token, due = _pod_token(store, pod, volume, audience=audience, expiration=expiration, current=existing / path, api=api)
+    return path, (token.encode(), default_mode), due
 
 
 def _render(
@@ -479,6 +534,11 @@ def refresh_volumes(store: Store, pod: Obj, *, state_dir: Path, api: ApiAccess |
     manager does on its periodic resync): tokens due for rotation are replaced, changed ConfigMaps and Secrets
     rewritten. A volume that cannot be rendered now keeps its files. Returns when the next token is due."""
     due: float | None = None
+    if api is not None and (pod_dir(state_dir, pod["metadata"]["uid"]) / "serviceaccount").is_dir():
+        try:
+            _, due = write_service_account(store, pod, state_dir=state_dir, api=api)
+        except (MountError, OSError):
+            pass
     for volume in pod["spec"].get("volumes") or []:
         if not any(kind in volume for kind in PROJECTED_KINDS):
             continue

@@ -1,5 +1,9 @@
 """Microsoft.ContainerRegistry/registries: Registries_Get, Registries_Create (long-running), Registries_ListCredentials.
 
+`properties.roleAssignmentMode` (LegacyRegistryPermissions, the default, or AbacRepositoryPermissions) is read
+from a PUT and shown at the api-versions that define it (`MODE_VERSIONS`); a PUT on an existing registry that
+names it switches the mode (as `az acr update --role-assignment-mode` does). Names are global (registry_names.py).
+
 The build operations on a registry (listBuildSourceUploadUrl, scheduleRun, runs) are in registry_runs.py.
 """
 
@@ -14,10 +18,16 @@ from aiohttp import web
 from bootstrap.azure_arm.arm import creation
 from bootstrap.azure_arm.arm.context import ArmError, Context, json_response, read_body
 from bootstrap.azure_arm.arm.operations import in_progress, start_operation
+from bootstrap.azure_arm.arm.providers import registry_names
 from bootstrap.azure_arm.builds import now_iso
 from bootstrap.azure_arm.state import RegistrySeed, Seed
 
 REGISTRY_SKUS = ("Basic", "Standard", "Premium")
+ROLE_ASSIGNMENT_MODES = ("AbacRepositoryPermissions", "LegacyRegistryPermissions")
+# The api-versions whose Registry has `properties.roleAssignmentMode`: the 2025-11-01 examples (RegistryCreate.json)
+# and azure-mgmt-containerregistry 14's v2025_03_01_preview models (its default 2025-04-01 has none). Other versions
+# neither read it from a PUT nor show it, as ARM ignores properties an api-version does not define.
+MODE_VERSIONS = frozenset({"2025-03-01-preview", "2025-05-01-preview", "2025-06-01-preview", "2025-11-01"})
 _REGISTRY_NAME = re.compile(r"^[a-zA-Z0-9]{5,50}$")
 
 
@@ -59,13 +69,20 @@ def registry_body(seed: Seed, registry: RegistrySeed) -> dict[str, Any]:
             "networkRuleBypassAllowedForTasks": False,
             "zoneRedundancy": "Disabled",
             "anonymousPullEnabled": False,
-            "roleAssignmentMode": "LegacyRegistryPermissions",
+            "roleAssignmentMode": registry.role_assignment_mode,
         },
     }
 
 
+def _shown(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
+    """`body` as the request's api-version defines a Registry (no roleAssignmentMode before 2025-03-01-preview)."""
+    if ctx.request.query.get("api-version") not in MODE_VERSIONS:
+        body["properties"].pop("roleAssignmentMode", None)
+    return body
+
+
 async def registries_get(ctx: Context) -> web.StreamResponse:
-    return json_response(registry_body(ctx.seed, ctx.registry()))
+    return json_response(_shown(ctx, registry_body(ctx.seed, ctx.registry())))
 
 
 async def registries_list_credentials(ctx: Context) -> web.StreamResponse:
@@ -95,6 +112,7 @@ class _CreateRequest:
     location: str
     sku: str
     admin: bool
+    mode: str | None  # properties.roleAssignmentMode when the api-version has it and the body names it
 
 
 async def _create_request(ctx: Context, name: str) -> _CreateRequest:
@@ -114,7 +132,17 @@ async def _create_request(ctx: Context, name: str) -> _CreateRequest:
             f"The sku '{sku}' is invalid: it must be one of {', '.join(REGISTRY_SKUS)} (the 'sku.name' property).",
         )
     properties = body.get("properties") or {}
-    return _CreateRequest(body, location, sku, bool(properties.get("adminUserEnabled", False)))
+    mode = properties.get("roleAssignmentMode") if ctx.request.query.get("api-version") in MODE_VERSIONS else None
+    if mode is not None:
+        mode = next((m for m in ROLE_ASSIGNMENT_MODES if m.lower() == str(mode).lower()), None)
+        if mode is None:
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                f"The value '{properties.get('roleAssignmentMode')}' of 'properties.roleAssignmentMode' is invalid: "
+                f"it must be one of {', '.join(ROLE_ASSIGNMENT_MODES)}.",
+            )
+    return _CreateRequest(body, location, sku, bool(properties.get("adminUserEnabled", False)), mode)
 
 
 def _update(ctx: Context, existing: RegistrySeed, wanted: _CreateRequest) -> web.StreamResponse:
@@ -125,8 +153,9 @@ def _update(ctx: Context, existing: RegistrySeed, wanted: _CreateRequest) -> web
     if existing.provisioning_state in ("Creating", "Updating"):
         raise in_progress("registry", name)
     existing.sku, existing.admin_user_enabled, existing.tags = wanted.sku, wanted.admin, creation.tags(wanted.body)
+    existing.role_assignment_mode = wanted.mode or existing.role_assignment_mode
     ctx.save()
-    return json_response(registry_body(ctx.seed, existing))
+    return json_response(_shown(ctx, registry_body(ctx.seed, existing)))
 
 
 async def registries_create(ctx: Context) -> web.StreamResponse:
@@ -136,13 +165,8 @@ async def registries_create(ctx: Context) -> web.StreamResponse:
     existing = ctx.seed.registry(name, ctx.group)
     if existing is not None:
         return _update(ctx, existing, wanted)
-    if ctx.seed.registry(name) is not None:
-        raise ArmError(
-            400,
-            "AlreadyInUse",
-            f"The registry DNS name {name.lower()}.azurecr.io is already in use. You can check if the name is already "
-            "claimed using following API: https://docs.microsoft.com/en-us/rest/api/containerregistry/registries/checknameavailability",
-        )
+    if registry_names.taken(ctx.seed, name):  # another group's, or another customer's (registry_names.py)
+        raise registry_names.in_use_error(name)
     registry = RegistrySeed(
         name=name,
         location=wanted.location,
@@ -153,10 +177,11 @@ async def registries_create(ctx: Context) -> web.StreamResponse:
         sku=wanted.sku,
         provisioning_state="Creating",
         tags=creation.tags(wanted.body),
+        role_assignment_mode=wanted.mode or "LegacyRegistryPermissions",
     )
     ctx.seed.registries.append(registry)
     ctx.save()
     _, headers = start_operation(ctx, kind="registry", name=name, operation="Registries_Create")
-    response = json_response(registry_body(ctx.seed, registry), status=201)
+    response = json_response(_shown(ctx, registry_body(ctx.seed, registry)), status=201)
     response.headers.update(headers)
     return response

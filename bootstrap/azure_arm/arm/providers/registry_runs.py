@@ -16,6 +16,7 @@ from aiohttp import web
 from bootstrap.azure_arm import blobs
 from bootstrap.azure_arm.arm.context import ArmError, Context, json_response, read_body
 from bootstrap.azure_arm.arm.providers.registries import registry_id
+from bootstrap.azure_arm.authorization import granted, principal_of
 from bootstrap.azure_arm.builds import now_iso
 from bootstrap.azure_arm.state import TERMINAL_STATUSES, RegistrySeed, RunStore
 
@@ -132,6 +133,24 @@ def _empty_log(state_dir: Path, registry: RegistrySeed, run_id: str) -> tuple[st
     return log_blob, log_file
 
 
+REPOSITORY_WRITE = "Microsoft.ContainerRegistry/registries/repositories/content/write"
+
+
+def _push_denied(ctx: Context, registry: RegistrySeed, body: dict[str, Any]) -> str:
+    """Why the run's push will be refused ("" = it will not): a registry in AbacRepositoryPermissions mode gives a
+    Quick Build run data-plane access only through `credentials.sourceRegistry.identity`; `[caller]` (what
+    `az acr build` sends for such registries) pushes as the caller, who then needs a Container Registry Repository
+    role's `repositories/content/write` on the registry. Legacy registries let the run push as the registry's own."""
+    if registry.role_assignment_mode != "AbacRepositoryPermissions" or not body.get("isPushEnabled", True):
+        return ""
+    identity = str(((body.get("credentials") or {}).get("sourceRegistry") or {}).get("identity") or "")
+    if identity != "[caller]":
+        return "unauthorized: authentication required, visit https://aka.ms/acr/authorization for more information."
+    if not granted(ctx.seed, principal_of(ctx.seed, ctx.claims), registry_id(ctx.seed, registry), REPOSITORY_WRITE, data=True):
+        return "denied: requested access to the resource is denied"
+    return ""
+
+
 async def registries_schedule_run(ctx: Context) -> web.StreamResponse:
     registry = ctx.registry()
     body = await read_body(ctx)
@@ -150,6 +169,10 @@ async def registries_schedule_run(ctx: Context) -> web.StreamResponse:
         "loginServer": registry.login_server,
         "timeout": timeout,
         "clientId": ctx.claims.client_id,
+        "sourceRegistryIdentity": str(((body.get("credentials") or {}).get("sourceRegistry") or {}).get("identity") or ""),
+        # the registry's answer to this run's push (ABAC mode without data-plane access), "" = accepted; the
+        # executor (builds.py) fails the push step with it
+        "pushDenied": _push_denied(ctx, registry, body),
     }
     answer = store.create(registry.name, run_id, {"resource": resource, "private": private})["resource"]
     app["executor"].start(registry.name, run_id)

@@ -1,11 +1,10 @@
-"""Microsoft.Authorization/roleAssignments at the scope of a registry, a managed cluster or a resource group:
-RoleAssignments_Get and RoleAssignments_Create, for any built-in role of builtin-roles.json."""
+"""Microsoft.Authorization/roleAssignments at the scope of the subscription, a resource group, a registry or a
+managed cluster: RoleAssignments_Get, RoleAssignments_Create (for any built-in role of builtin-roles.json) and
+RoleAssignments_ListForScope. A created assignment takes effect at once (authorization.py reads the seed)."""
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -13,14 +12,10 @@ from aiohttp import web
 from bootstrap.azure_arm.arm.context import ArmError, Context, json_response, read_body
 from bootstrap.azure_arm.arm.providers.managed_clusters import cluster_id, kubelet_object_id, principal_id
 from bootstrap.azure_arm.arm.providers.registries import registry_id
+from bootstrap.azure_arm.authorization import ROLE_DEFINITIONS, in_scope
 from bootstrap.azure_arm.builds import now_iso
 from bootstrap.azure_arm.state import RoleAssignmentSeed
 
-# Built-in role definitions (the same GUIDs in every tenant), by lower-case GUID: Microsoft's role documentation,
-# compiled into builtin-roles.json (a byte-for-byte copy of the shared examples' file; see tests/azure/examples/README.md).
-ROLE_DEFINITIONS: dict[str, dict[str, Any]] = {
-    r["id"].lower(): r for r in json.loads((Path(__file__).resolve().parents[2] / "builtin-roles.json").read_text())
-}
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -57,11 +52,14 @@ def _role_assignment_body(assignment: RoleAssignmentSeed) -> dict[str, Any]:
 
 
 def _scope(ctx: Context) -> str:
-    """The resource id the path names: a registry, a managed cluster or (checked to exist by dispatch) a group."""
+    """The resource id the path names: a registry, a managed cluster, (checked to exist by dispatch) a group, or
+    the subscription."""
     if "registryName" in ctx.params:
         return registry_id(ctx.seed, ctx.registry())
     if "resourceName" in ctx.params:
         return cluster_id(ctx.seed, ctx.cluster())
+    if "resourceGroupName" not in ctx.params:
+        return f"/subscriptions/{ctx.seed.subscription_id}"
     group = ctx.seed.group(ctx.group)
     return f"/subscriptions/{ctx.seed.subscription_id}/resourceGroups/{group.name if group else ctx.group}"
 
@@ -147,3 +145,30 @@ async def role_assignments_create(ctx: Context) -> web.StreamResponse:
     ctx.seed.role_assignments.append(assignment)
     ctx.save()
     return json_response(_role_assignment_body(assignment), status=201)
+
+
+def _filter(expression: str) -> tuple[bool, str]:
+    """RoleAssignments_ListForScope's `$filter`: `atScope()` and/or `principalId eq '<id>'` (anything else 400)."""
+    at_scope, principal = False, ""
+    for part in [p.strip() for p in re.split(r"\s+and\s+", expression.strip(), flags=re.IGNORECASE) if p.strip()]:
+        if part.lower() == "atscope()":
+            at_scope = True
+        elif m := re.fullmatch(r"principalId\s+eq\s+'([^']+)'", part, re.IGNORECASE):
+            principal = m.group(1).lower()
+        else:
+            raise ArmError(400, "InvalidFilterInQueryString", f"The filter '{expression}' is not supported.")
+    return at_scope, principal
+
+
+async def role_assignments_list_for_scope(ctx: Context) -> web.StreamResponse:
+    """RoleAssignments_ListForScope: the assignments that apply at the scope (at it or above), plus, with a
+    `principalId eq` filter, that principal's assignments below it; `atScope()` keeps those at or above only."""
+    scope = _scope(ctx)
+    at_scope, principal = _filter(ctx.request.query.get("$filter", ""))
+    found = [
+        a
+        for a in ctx.seed.role_assignments
+        if (not principal or a.principal_id.lower() == principal)
+        and (in_scope(a.scope, scope) or (bool(principal) and not at_scope and in_scope(scope, a.scope)))
+    ]
+    return json_response({"value": [_role_assignment_body(a) for a in found]})
