@@ -28,6 +28,7 @@ this tree with one mapping each (`pipeline/kube/errors.py`, `pipeline/azure/erro
     ├── VersioningError                 a Worker Deployment call failed or its routing did not propagate (retryable)
     │   ├── VersionNotRegistered        the new version's pods poll, but the version is not on every queue
     │   ├── RoutingChangedElsewhere     another identity changed (or manages) the routing: reported, never overwritten
+    │   ├── RoutingNotPropagated        a routing change stayed IN_PROGRESS past its timeout (the server's side)
     │   └── VersionRefused              an operator verb (promote, pause, resume, rollback --to) cannot apply now
     ├── KubeError                       a Kubernetes API call failed (`.status`, `.reason`)
     │   ├── KubeUnavailable             connection refused/reset, timeouts, 429, 5xx      (retryable)
@@ -181,6 +182,10 @@ class VersionNotRegistered(VersioningError):
 
 
 class RoutingChangedElsewhere(VersioningError):
+    retryable = False
+
+
+class RoutingNotPropagated(VersioningError):
     retryable = False
 
 

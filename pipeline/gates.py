@@ -75,7 +75,8 @@ async def collect_replay_targets(request: ReplayTargetsInput) -> list[ReplayTarg
     if request.closed_histories:
         closed = ListWorkflowExecutionsRequest(
             namespace=request.temporal.namespace,
-            query=f"{base} AND ExecutionStatus != 'Running' ORDER BY CloseTime DESC",
+            # newest first is visibility's own order for closed executions (SQL visibility refuses ORDER BY)
+            query=f"{base} AND ExecutionStatus != 'Running'",
             page_size=request.closed_histories,
         )
         resp = await client.workflow_service.list_workflow_executions(closed)

@@ -101,6 +101,7 @@ def acr_registry(config: PipelineConfig) -> AcrRegistryRef:
         name=config.acr.name,
         login_server=config.acr.login_server,
         endpoint=config.azure.endpoint,
+        role_assignment_mode=config.acr.role_assignment_mode,
     )
 
 

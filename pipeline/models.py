@@ -100,6 +100,10 @@ class AcrRegistryRef:
     name: str  # the registry's resource name, e.g. "temporalworkers"
     login_server: str  # e.g. "temporalworkers.azurecr.io"
     endpoint: str = "https://management.azure.com"  # ARM; overridable for the local imitation
+    # [acr].role_assignment_mode: an ABAC registry's runs carry the caller's identity ("[caller]"). The
+    # pipeline's identity may not read the registry (Tasks Contributor has no registries/read), so the
+    # config says it; where the registry is readable its own mode wins.
+    role_assignment_mode: str = ""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,10 @@ Rules, per version (`VersionRow`), in this order:
 - beyond `retained_versions` (current included), the oldest deletable versions go at once,
   so the Worker Deployment stays below the server's cap on versions;
 - a Version whose Deployment is gone is deleted from Temporal (the server refuses while its
-  pollers are remembered: the keeper tries again next round).
+  pollers are remembered: the keeper tries again next round);
+- nothing at all while a routing change propagates or a deployment of the app runs: a Version
+  deleted while a routing update propagated left that update IN_PROGRESS for good on the dev
+  server (1.32), which wedged the next deployment.
 
 `wait` is how long until the next rule can fire (None: nothing left to watch).
 """
@@ -47,6 +50,10 @@ def _deletable(row: VersionRow, report: VersionsReport) -> bool:
 def plan(report: VersionsReport, rollout: RolloutSpec, *, now: float) -> tuple[list[RetireAction], float | None]:
     actions: list[RetireAction] = []
     waits: list[float] = []
+    if not report.routing_completed or any(r.deploying for r in report.versions):
+        # Never change the set of versions while routing propagates or a deployment is rolling one out: a
+        # Version deleted mid-propagation wedged the server's routing update (seen on the dev server 1.32).
+        return [], MIN_WAIT * 5
     deletable = [r for r in report.versions if _deletable(r, report)]
     excess = max(0, len(report.versions) - rollout.retained_versions)
     forced = {r.build_id for r in sorted(deletable, key=_since)[:excess]}

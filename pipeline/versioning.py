@@ -42,7 +42,7 @@ from temporalio.api.workflowservice.v1 import (
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from pipeline.errors import RoutingChangedElsewhere, VersioningError, VersionNotRegistered
+from pipeline.errors import RoutingChangedElsewhere, RoutingNotPropagated, VersioningError, VersionNotRegistered
 
 T = TypeVar("T")
 
@@ -309,8 +309,9 @@ async def wait_completed(
         if callable(on_wait):
             on_wait(state.routing.describe())
         if time.monotonic() >= deadline:
-            raise VersioningError(
-                f"Worker Deployment {deployment!r}: routing ({state.routing.describe()}) did not propagate within {timeout:g}s"
+            raise RoutingNotPropagated(
+                f"Worker Deployment {deployment!r}: routing ({state.routing.describe()}) did not propagate within "
+                f"{timeout:g}s (routing_config_update_state stays IN_PROGRESS on the server)"
             )
         await asyncio.sleep(pause)
         pause = min(pause * 1.3, 0.3)  # propagation takes about a second: notice it soon after

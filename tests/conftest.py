@@ -71,6 +71,25 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "e2e: needs the local stack (bootstrap/stack up); deselect with -m 'not e2e'")
 
 
+# `bootstrap/stack test` runs two pytest-xdist workers with `--dist loadgroup`: every test that touches
+# the shared stack's state (its pipeline worker, its namespaces, the ARM imitation's clusters that hand
+# out the stack's kubeconfig) stays in one group, run by one worker in file order, as before; the tests
+# that start their own cluster or ARM imitation process run, a file at a time, on the other worker.
+ISOLATED = ("tests/cluster/", "tests/azure/")
+SHARES_THE_STACK = (
+    "tests/azure/test_cli_aks.py",
+    "tests/azure/test_workload_identity_e2e.py",
+    "tests/azure/test_bootstrap_azure.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(str(item.fspath)).relative_to(REPO_ROOT).as_posix()
+        isolated = path.startswith(ISOLATED) and path not in SHARES_THE_STACK
+        item.add_marker(pytest.mark.xdist_group(path if isolated else "stack"))
+
+
 @pytest.fixture(scope="session")
 def stack() -> None:
     """Skip the tests that need the local stack (saying how to fix it) when it is not up."""

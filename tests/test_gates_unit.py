@@ -7,11 +7,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from temporalio import workflow
+from temporalio.client import Client
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from pipeline.config import ConfigError, load_config
-from pipeline.gates import RUNNER, judge_analysis, parse_verdict, replay_job_name, replay_objects
+from pipeline.gates import RUNNER, collect_replay_targets, judge_analysis, parse_verdict, replay_job_name, replay_objects
 from pipeline.inputs import app_spec
-from pipeline.models import GateSpec, ReplayJobInput, ReplayTarget, SecretKeyRef
+from pipeline.models import GateSpec, ReplayJobInput, ReplayTarget, ReplayTargetsInput, SecretKeyRef, TemporalTarget
+from tests.helpers import eventually
 from tests.helpers.config import SHIPPED_TEXT
 from tests.helpers.render import sample_render_input
 
@@ -152,3 +156,37 @@ def test_analysis_refuses_a_rate_above_the_baseline_by_more_than_the_delta() -> 
     gate = GateSpec("failures", "analysis", max_failed=100, max_failure_rate_delta=0.1, min_samples=20)
     assert judge_analysis(gate, (40, 10), (100, 10))[0] is False  # 25 % vs 10 %
     assert judge_analysis(gate, (40, 6), (100, 10))[0] is True  # 15 % vs 10 %
+
+
+@workflow.defn(name="GateProbeWorkflow")
+class _Probe:
+    def __init__(self) -> None:
+        self.done = False
+
+    @workflow.signal
+    def finish(self) -> None:
+        self.done = True
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: self.done)
+
+
+async def test_replay_targets_are_every_open_workflow_and_the_last_closed_ones(client: Client, task_queue: str) -> None:
+    async with Worker(client, task_queue=task_queue, workflows=[_Probe], workflow_runner=UnsandboxedWorkflowRunner()):
+        handles = [await client.start_workflow(_Probe.run, id=f"{task_queue}-{i}", task_queue=task_queue) for i in range(5)]
+        for handle in handles[:3]:
+            await handle.signal(_Probe.finish)
+            await handle.result()
+    target = TemporalTarget(address=client.service_client.config.target_host, namespace=client.namespace)
+
+    async def listed() -> list[ReplayTarget]:
+        found = await collect_replay_targets(ReplayTargetsInput(target, task_queue, closed_histories=2, exclude_pinned=True))
+        assert len(found) == 4, found
+        return found
+
+    found = await eventually(listed, timeout=20, what="visibility to list the workflows")
+    assert {t.workflow_id for t in found[:2]} == {handles[3].id, handles[4].id}  # the open ones
+    assert {t.workflow_id for t in found[2:]} <= {h.id for h in handles[:3]} and all(
+        t.workflow_type == "GateProbeWorkflow" for t in found
+    )

@@ -195,3 +195,13 @@ def test_versions_beyond_the_retained_count_go_oldest_first() -> None:
 def test_a_version_whose_deployment_is_gone_is_deleted_from_temporal() -> None:
     actions, _ = plan(report(row("b2", "drained", since=NOW - 5, deployment=""), row("b3", "current")), ROLLOUT, now=NOW)
     assert [(a.action, a.build_id, a.deployment) for a in actions] == [("delete", "b2", "")]
+
+
+def test_nothing_is_retired_while_a_deployment_runs_or_routing_propagates() -> None:
+    rollout = replace(ROLLOUT, retained_versions=2)
+    rows = [row(f"b{i}", "drained", since=NOW - 10_000, replicas=0) for i in range(3)] + [row("b9", "current")]
+    assert plan(report(*rows, row("b10", "inactive", deploying=True), current="b9"), rollout, now=NOW)[0] == []
+    propagating = replace(report(*rows, current="b9"), routing_completed=False)
+    actions, wait = plan(propagating, rollout, now=NOW)
+    assert actions == [] and wait is not None
+    assert plan(report(*rows, current="b9"), rollout, now=NOW)[0]  # once it is over, the sunset goes on

@@ -32,6 +32,8 @@ from pipeline.azure.credentials import ca_bundle
 from pipeline.azure.errors import (
     AzureBadRequest,
     AzureError,
+    AzureForbidden,
+    AzureNotFound,
     AzureThrottled,
     Resource,
     azure_errors,
@@ -139,12 +141,19 @@ class Session:
         self.http.close()
         self.client.close()  # type: ignore[no-untyped-call]
 
-    def caller_identity_for_runs(self) -> str:
+    def caller_identity_for_runs(self, configured_mode: str = "") -> str:
         """ "[caller]" for a registry in ABAC repository-permission mode (its runs have no data-plane access of their
-        own, so `az acr build` sends the caller's identity), "" for a legacy one: the registry's mode, read from Azure."""
-        with azure_errors(self.registry.resource()):
-            found = self.client.registries.get(self.registry.resource_group, self.registry.name)
-        return "[caller]" if str(getattr(found, "role_assignment_mode", "") or "") == ABAC else ""
+        own, so `az acr build` sends the caller's identity), "" for a legacy one. The registry's own mode when the
+        caller may read it; else `configured_mode` ([acr].role_assignment_mode): the pipeline's identity has no
+        registries/read (Container Registry Tasks Contributor and AcrPush grant none)."""
+        mode = configured_mode
+        try:
+            with azure_errors(self.registry.resource()):
+                found = self.client.registries.get(self.registry.resource_group, self.registry.name)
+            mode = str(getattr(found, "role_assignment_mode", "") or mode)
+        except (AzureForbidden, AzureNotFound):
+            pass  # not readable (or not there: the run's own request says so, in its words)
+        return "[caller]" if mode == ABAC else ""
 
     def _run_resource(self, run_id: str) -> Resource:
         r = self.registry

@@ -295,6 +295,8 @@ def ensure_registry(client: ContainerRegistryManagementClient, *, plan: Plan) ->
     mode = str(registry.role_assignment_mode or role_grants.LEGACY)
     info = RegistryInfo(id=str(registry.id), login_server=str(registry.login_server or ""), role_assignment_mode=mode)
     detail = info.login_server + (", ABAC repository permissions" if mode == role_grants.ABAC else "")
+    if mode != plan.role_assignment_mode:  # the in-cluster builds cannot read the mode (no registries/read): say it
+        detail += f'; set [acr].role_assignment_mode = "{mode}" so its builds run as ABAC needs'
     return Outcome("registry", plan.registry_name, created=created, detail=detail), info
 
 

@@ -151,7 +151,8 @@ def build(request: BuildImageInput, reporter: Reporter, *, platform: str = "") -
             build_args = base_image.registry_copies(
                 spec.build_args, spec.acr.login_server, auth=token_source(spec.acr.login_server), log=reporter.log
             )
-            caller = _unthrottled(reporter, session.caller_identity_for_runs)
+            mode = spec.acr.role_assignment_mode
+            caller = _unthrottled(reporter, lambda: session.caller_identity_for_runs(mode))
             run = _unthrottled(
                 reporter,
                 lambda: session.schedule_docker_build(

@@ -54,6 +54,7 @@ ROLLOUT: dict[str, Any] = {
     "delete_delay_seconds": 3600,
     "drained_replicas": 0,
     "verification_timeout_seconds": 60,
+    "retained_versions": 12,  # the module makes 9 versions; deleting beyond the cap is unit-tested (test_versioned_unit.py)
 }
 
 
