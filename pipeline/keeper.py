@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from pipeline.version_activities import KEEPER_POKE_SIGNAL, KEEPER_WORKFLOW_TYPE, retire_version, survey_versions
 
 ROUNDS_PER_RUN = 200
+HOLD_WHILE_BUSY = "keeper-holds-while-busy"
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,
@@ -67,7 +68,9 @@ class VersionKeeperWorkflow:
                 summary=f"Survey the versions of {app.name}",
             )
             self._last = report
-            actions, wait = sunset.plan(report, app.rollout, now=workflow.now().timestamp())
+            # Released keepers retired versions while a deployment ran; since this patch they wait (pipeline/sunset.py).
+            hold = workflow.patched(HOLD_WHILE_BUSY)
+            actions, wait = sunset.plan(report, app.rollout, now=workflow.now().timestamp(), hold_while_busy=hold)
             for action in actions:
                 try:
                     await workflow.execute_activity(

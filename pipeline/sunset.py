@@ -47,10 +47,12 @@ def _deletable(row: VersionRow, report: VersionsReport) -> bool:
     return not _protected(row, report) and row.open_pinned == 0 and row.status in ("drained", "inactive", "")
 
 
-def plan(report: VersionsReport, rollout: RolloutSpec, *, now: float) -> tuple[list[RetireAction], float | None]:
+def plan(
+    report: VersionsReport, rollout: RolloutSpec, *, now: float, hold_while_busy: bool = True
+) -> tuple[list[RetireAction], float | None]:
     actions: list[RetireAction] = []
     waits: list[float] = []
-    if not report.routing_completed or any(r.deploying for r in report.versions):
+    if hold_while_busy and (not report.routing_completed or any(r.deploying for r in report.versions)):
         # Never change the set of versions while routing propagates or a deployment is rolling one out: a
         # Version deleted mid-propagation wedged the server's routing update (seen on the dev server 1.32).
         return [], MIN_WAIT * 5
