@@ -328,6 +328,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="cluster-bench-") as work:
         result = run(Path(work))
     print(json.dumps(result, indent=2))
+    from benchmarks.report import write_report
+
+    write_report("cluster_bench", result)
     return 0
 
 

@@ -673,6 +673,9 @@ def main() -> int:
         bench.cleanup()
     result["total_s"] = round(time.monotonic() - started, 1)
     print(json.dumps(result, indent=2, default=str))
+    from benchmarks.report import write_report
+
+    write_report("pipeline_bench", result)
     return 0
 
 

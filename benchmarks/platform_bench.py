@@ -256,6 +256,22 @@ def main() -> int:
             f"(median of {args.runs}: one platform {one:.1f} s, two platforms {two:.1f} s; "
             f"change: {args.change}; load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after)"
         )
+        from benchmarks.report import write_report
+
+        write_report(
+            "platform_bench" if args.change == "code" else f"platform_bench-{args.change}",
+            {
+                "change": args.change,
+                "runs": args.runs,
+                "one_platform_s": [round(m.seconds, 2) for m in measured["one"]],
+                "two_platforms_s": [round(m.seconds, 2) for m in measured["two"]],
+                "one_platform_s_median": round(one, 1),
+                "two_platforms_s_median": round(two, 1),
+                "second_platform_cost_s": round(two - one, 1),
+                "rebuilt_steps": {arch: " | ".join(steps) for arch, steps in rebuilt.items()},
+                "loadavg_1m_before": round(load_before, 2),
+            },
+        )
         return 0
     except Exception as exc:  # a benchmark reports why it could not measure, in one line
         log(f"could not measure: {type(exc).__name__}: {exc}")

@@ -130,6 +130,9 @@ def main() -> int:
     print(
         json.dumps({"replay": result, "targets": TARGETS, "targets_met": met, "date": time.strftime("%Y-%m-%d %H:%M")}, indent=2)
     )
+    from benchmarks.report import write_report
+
+    write_report("replay_bench", {"replay": result, "targets": TARGETS, "targets_met": met})
     return 0
 
 

@@ -136,6 +136,9 @@ def main() -> int:
         return 1
     result["loadavg_1m_before"] = round(load, 2)
     print(json.dumps(result, indent=2))
+    from benchmarks.report import write_report
+
+    write_report("sigterm_bench", result)
     return 0
 
 

@@ -268,6 +268,9 @@ def main() -> int:
             {"versioned": result, "targets": TARGETS, "targets_met": met, "date": time.strftime("%Y-%m-%d %H:%M")}, indent=2
         )
     )
+    from benchmarks.report import write_report
+
+    write_report("versioned_bench", {"versioned": result, "targets": TARGETS, "targets_met": met})
     return 0
 
 

@@ -25,6 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=("up", "down", "status"))
     parser.add_argument("--only", help=f"comma-separated subset of: {', '.join(PARTS)}")
     parser.add_argument("--json", action="store_true", help="status as JSON")
+    parser.add_argument(
+        "--purge",
+        action="store_true",
+        help="down: then remove the state directory (.stack: cluster state, registry data, Temporal's database, logs)",
+    )
     args = parser.parse_args(argv)
     try:
         settings = StackSettings.from_env()
@@ -33,13 +38,17 @@ def main(argv: list[str] | None = None) -> int:
             stack.up(settings, only=only)
             _print_status(settings, only, as_json=False)
             return 0 if all(r.state not in ("stopped", "missing") for r in stack.status(settings, only=only)) else 1
+        if args.purge and (args.command != "down" or only is not None):
+            raise ValueError("--purge goes with `down` and the whole stack (no --only)")
         if args.command == "down":
             stack.down(settings, only=only)
+            if args.purge:
+                stack.purge(settings)
             return 0
         rows = stack.status(settings, only=only)
         _print_status(settings, only, as_json=args.json, rows=rows)
         return 0 if all(r.state.startswith(("running", "present")) for r in rows) else 3
-    except (SettingsError, ProcessError, BaseImageError, WheelhouseError, ValueError) as exc:
+    except (SettingsError, ProcessError, BaseImageError, WheelhouseError, ValueError) as exc:  # PurgeRefused too
         print(f"bootstrap {args.command}: {exc}", file=sys.stderr)
         return 1
 

@@ -11,13 +11,17 @@ runs as a local process once `up` is done.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import docker
+import docker.errors
 
 from bootstrap import base_image, multiarch, wheelhouse
+from bootstrap.cluster.kubelet.runtime import LABEL_CLUSTER
 from bootstrap.services import (
     DockerEngine,
     LocalCluster,
@@ -129,6 +133,58 @@ def down(settings: StackSettings, *, only: frozenset[str] | None = None, say: Ca
             say(f"{service.name}: left running (not started by bootstrap)")
         else:
             say(f"{service.name}: not running")
+
+
+class PurgeRefused(ValueError):
+    """`down --purge` found a service still answering that may use the state directory; nothing was removed."""
+
+
+def purge(settings: StackSettings, *, say: Callable[[str], None] = print) -> None:
+    """After `down`: remove the state directory (cluster state, registry data, Temporal's database, logs, pid files)
+    and the containers of the cluster's pods, saying what went.
+
+    Refused (PurgeRefused, nothing removed) while the registry, the Temporal dev server or the cluster still
+    answers: `down` stops only what `up` started, and one started otherwise may be using the directory.
+    The Docker engine keeps its data elsewhere and may go on running.
+    """
+    state = settings.state_dir
+    if state in (Path("/"), Path.home()) or state in REPO_ROOT.parents or state == REPO_ROOT:
+        raise PurgeRefused(f"--purge: STACK_DIR {state} is not a directory of the stack's own; nothing removed")
+    running = [s.name for s in services(settings, frozenset({"registry", "temporal", "cluster"})) if s.probe()]
+    if running:
+        raise PurgeRefused(
+            f"--purge: {', '.join(running)} still answer{'s' if len(running) == 1 else ''} (not started by bootstrap, "
+            f"so `down` left {'it' if len(running) == 1 else 'them'}) and may use {state}; stop "
+            f"{'it' if len(running) == 1 else 'them'}, then run `bootstrap/stack down --purge` again; nothing removed"
+        )
+    if not state.exists():
+        say(f"purge: nothing to remove ({state} does not exist)")
+        return
+    removed = _remove_pod_containers(state / "cluster" / "kubelet" / "cluster-id")
+    if removed:
+        say(f"purge: removed {removed} container(s) of the cluster's pods")
+    parts = sorted(p.name for p in state.iterdir())
+    size = sum(f.stat().st_size for f in state.rglob("*") if f.is_file() and not f.is_symlink())
+    shutil.rmtree(state)
+    say(f"purge: removed {state} ({', '.join(parts) or 'empty'}; {size / 1e6:.1f} MB)")
+
+
+def _remove_pod_containers(cluster_id_file: Path) -> int:
+    """Force-remove the Docker containers the cluster's kubelet made (labelled with its cluster id); how many."""
+    cluster_id = cluster_id_file.read_text().strip() if cluster_id_file.exists() else ""
+    if not cluster_id:
+        return 0
+    try:
+        engine = docker.from_env(timeout=10)
+    except docker.errors.DockerException:
+        return 0  # no engine: no containers to remove
+    try:
+        found = engine.containers.list(all=True, filters={"label": f"{LABEL_CLUSTER}={cluster_id}"})
+        for container in found:
+            container.remove(force=True)
+        return len(found)
+    finally:
+        engine.close()
 
 
 def status(settings: StackSettings, *, only: frozenset[str] | None = None) -> list[ServiceStatus | ArtifactStatus]:

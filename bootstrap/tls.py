@@ -43,18 +43,18 @@ def write_private(path: Path, data: bytes) -> None:
     os.chmod(path, 0o600)
 
 
-def generate(*, ca_name: str, server_name: str, dns_names: Sequence[str] = ("localhost",)) -> Pems:
-    """A CA (10 years) and a serving certificate for 127.0.0.1 and `dns_names`, signed by it."""
+def new_ca(name: str, *, days: int = 3650) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A self-signed P-256 CA valid for `days` (from five minutes ago): the certificate and its key."""
     now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = (
         x509.CertificateBuilder()
-        .subject_name(_name(ca_name))
-        .issuer_name(_name(ca_name))
+        .subject_name(_name(name))
+        .issuer_name(_name(name))
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=3650))
+        .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -73,6 +73,13 @@ def generate(*, ca_name: str, server_name: str, dns_names: Sequence[str] = ("loc
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
+    return ca_cert, ca_key
+
+
+def generate(*, ca_name: str, server_name: str, dns_names: Sequence[str] = ("localhost",)) -> Pems:
+    """A CA (10 years) and a serving certificate for 127.0.0.1 and `dns_names`, signed by it."""
+    now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
+    ca_cert, ca_key = new_ca(ca_name)
     key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
     names.append(x509.IPAddress(LOOPBACK))

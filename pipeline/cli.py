@@ -88,7 +88,9 @@ def config_command(ctx: click.Context, app_name: str | None, as_json: bool) -> N
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    notes = {key: f"from env {name}" for key, name in config.env_overrides.items()}
+    notes = {
+        key: f"from {name}" if name.startswith("profile ") else f"from env {name}" for key, name in config.env_overrides.items()
+    }
     click.echo(f"# {config.path}\n" + to_toml(data, notes=notes), nl=False)
 
 
@@ -351,6 +353,11 @@ def bootstrap_command(ctx: click.Context, azure: bool, no_role_assignments: bool
     """Deploy the pipeline's own worker into the cluster (the first time with a temporary local worker).
 
     Already deployed and polling [pipeline].task_queue: says so and changes nothing.
+    Every time, first: the Secrets of [temporal].api_key_secret and tls_secret
+    are written from the variable, profile or files the config names (values
+    never shown), and the search attributes are added to the namespace where
+    the server allows it; where not (Temporal Cloud) the missing ones are
+    printed with the `tcld` command that adds them (exit 2).
     With --azure, the Azure resources are ensured first, one line each
     ("created" or "exists"); an existing one with incompatible settings is
     reported and left alone (exit 2), a failed Azure operation exits 1.
@@ -401,6 +408,43 @@ def bootstrap_command(ctx: click.Context, azure: bool, no_role_assignments: bool
     # Warnings only: the temporary worker's INFO lines would drown the deployment's progress.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     raise click.exceptions.Exit(commands.run(selfdeploy.bootstrap(config, say=click.echo)))
+
+
+@cli.command("teardown")
+@click.option(
+    "--azure",
+    is_flag=True,
+    help="Also delete the Azure resources `bootstrap --azure` created (tagged created-by: temporal-deploy-pipeline) "
+    'and its role assignments; needs target = "aks".',
+)
+@click.option("--yes", is_flag=True, help="Delete without asking (needed when stdin is not a terminal).")
+@click.pass_context
+def teardown_command(ctx: click.Context, azure: bool, yes: bool) -> None:
+    """Remove what `pipeline bootstrap` created, and only that; list what is left because it existed before.
+
+    Kubernetes: every object in [kubernetes].namespace labelled app.kubernetes.io/managed-by=temporal-deploy-pipeline
+    (the pipeline worker and the apps it deployed), then the namespace if the pipeline created it. With --azure:
+    the role assignments, federated credential, managed identity, AKS cluster, registry and resource group that
+    bootstrap --azure created, each long-running delete waited for. Prints the plan, then asks unless --yes.
+    Exits 0 when done (or nothing is left), 1 when declined or an Azure delete failed, 2 on errors.
+    """
+    from pipeline import teardown
+    from pipeline.errors import AzureOperationFailed
+
+    config = load(ctx)
+    try:
+        code = teardown.run(
+            config,
+            azure=azure,
+            yes=yes,
+            interactive=sys.stdin.isatty(),
+            confirm=lambda question: click.confirm(question, default=False),
+            say=click.echo,
+        )
+    except AzureOperationFailed as error:  # as `bootstrap --azure`: a failed Azure operation exits 1
+        click.echo(error.message, err=True)
+        code = 1
+    ctx.exit(code)
 
 
 @cli.command("worker")

@@ -214,7 +214,7 @@ def report(result: DeploymentResult, url: str, *, config: PipelineConfig | None 
 def drift_line(config: PipelineConfig, app: str) -> str:
     """One line when the cluster does not run the app's last verified revision ("" when it does, or cannot tell)."""
     try:
-        with clusters.connect(cluster_ref(config)) as kc:
+        with clusters.connect(cluster_ref(config), patient=True) as kc:
             return revisions.check_drift(kc, app=app, namespace=config.kubernetes.namespace)
     except PipelineError as error:
         return f"drift: not checked, the cluster did not answer: {error.message.splitlines()[0]}"
@@ -305,7 +305,7 @@ async def _rollback(config: PipelineConfig, app: str, reason: str, *, to: str, f
 
 async def _restore(config: PipelineConfig, client: Any, app: str, reason: str, *, to: str, follow: bool, detach: bool) -> int:
     request = deploy_request(config, app, requested_by=who())
-    with clusters.connect(request.cluster) as kc:
+    with clusters.connect(request.cluster, patient=True) as kc:
         log = revisions.read(kc, app=app, namespace=request.app.namespace)
     target = revisions.pick(log, to or revisions.PREVIOUS)
     if target is None:

@@ -167,7 +167,7 @@ class _State:
         if not self.kube_tried:
             self.kube_tried = True
             try:
-                self.kc = clusters.connect(cluster_ref(self.config))
+                self.kc = clusters.connect(cluster_ref(self.config), patient=True)
             except PipelineError as error:
                 self.kube_error = error
                 self.kube_problem = _server_message(error)
@@ -209,7 +209,8 @@ async def check_temporal(state: _State) -> Check:
         problem = f"{error.status.name}: {_one_line(error.message)}"
     else:
         state.client = client
-        tls = " over TLS" if t.tls or t.api_key_env else ""
+        tls = " over TLS" if t.tls or t.api_key_env or t.tls_client_cert_path else ""
+        tls += " with a client certificate" if t.tls_client_cert_path else ""
         return Check(TEMPORAL, OK, f"{t.address} answers{tls} (Temporal server {info.server_version or '?'})")
     state.no_temporal = f"Temporal at {t.address} is unreachable"
     if problem.startswith("TLS"):

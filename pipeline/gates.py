@@ -111,7 +111,9 @@ def replay_objects(request: ReplayJobInput) -> list[dict[str, Any]]:
     }
     settings = render.temporal_settings(app, request.temporal)
     env: list[dict[str, Any]] = [
-        {"name": key, "value": settings[key]} for key in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_TLS")
+        {"name": key, "value": value}
+        for key, value in settings.items()
+        if key in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE") or key.startswith("TEMPORAL_TLS")  # TLS and the mTLS files
     ]
     env += [
         {"name": "REPLAY_MODULES", "value": ",".join(app.replay_modules)},
@@ -155,6 +157,9 @@ def replay_objects(request: ReplayJobInput) -> list[dict[str, Any]]:
         ],
         "volumes": [{"name": "replay", "configMap": {"name": name}}, {"name": "tmp", "emptyDir": {}}],
     }
+    tls_volumes, tls_mounts = render.tls_volume(request.temporal)  # [temporal].tls_secret, as the app's pods mount it
+    pod_spec["volumes"] += tls_volumes
+    pod_spec["containers"][0]["volumeMounts"] += tls_mounts
     if app.image_pull_secret:
         pod_spec["imagePullSecrets"] = [{"name": app.image_pull_secret}]
     if app.architecture:

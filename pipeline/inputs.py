@@ -66,6 +66,13 @@ def temporal_target(config: PipelineConfig) -> TemporalTarget:
         api_key_env=config.temporal.api_key_env,
         api_key_secret=secret,
         task_queue_partitions=config.temporal.task_queue_partitions,
+        profile=config.temporal.profile,
+        config_file=config.temporal.config_file,
+        tls_client_cert_path=config.temporal.tls_client_cert_path,
+        tls_client_key_path=config.temporal.tls_client_key_path,
+        tls_server_ca_cert_path=config.temporal.tls_server_ca_cert_path,
+        tls_server_name=config.temporal.tls_server_name,
+        tls_secret=config.temporal.tls_secret,
     )
 
 

@@ -34,6 +34,17 @@ class TemporalTarget:
     api_key_secret: SecretKeyRef | None = None
     # Partitions per task queue (the server's matching.numTaskqueueReadPartitions): see pipeline/verify.py.
     task_queue_partitions: int = 4
+    # The envconfig profile the API key is read from when api_key_env is "" (pipeline/config/_profile.py).
+    profile: str = ""
+    config_file: str = ""
+    # TLS files of the connecting process (paths, never contents); a pipeline worker uses its own
+    # (pipeline/temporal_client.py: use_own_credentials), so these paths matter only where they were set.
+    tls_client_cert_path: str = ""
+    tls_client_key_path: str = ""
+    tls_server_ca_cert_path: str = ""
+    tls_server_name: str = ""
+    # Where pods get their client certificate and key (and ca.crt) from: a kubernetes.io/tls Secret's name.
+    tls_secret: str = ""
 
 
 @dataclass(frozen=True)

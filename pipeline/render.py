@@ -25,8 +25,13 @@ public ids and, for a private Azure endpoint, a ConfigMap `<app>-azure-ca` with
 its CA certificates), never a Secret.
 
 Secrets are only ever *referenced*: with `temporal.api_key_secret` set, the
-container reads TEMPORAL_API_KEY through `valueFrom.secretKeyRef`; no Secret
-object is rendered and no secret value can reach these dicts.
+container reads TEMPORAL_API_KEY through `valueFrom.secretKeyRef`; with
+`temporal.tls_secret` set (mTLS), that kubernetes.io/tls Secret is mounted
+read-only at TLS_DIR and the ConfigMap names its files with temporalio.envconfig's
+own variables (TEMPORAL_TLS_CLIENT_CERT_PATH, TEMPORAL_TLS_CLIENT_KEY_PATH, and
+TEMPORAL_TLS_SERVER_CA_CERT_PATH for its ca.crt when a server CA is configured),
+so a worker that connects with `ClientConfig.load_client_connect_config()` needs
+no code for it. No Secret object is rendered and no secret value can reach these dicts.
 
 Rollout strategy: RollingUpdate with `maxSurge` and `maxUnavailable` from the
 app's `[rollout]` config. `maxUnavailable` defaults to 0 (config.toml), which
@@ -87,6 +92,10 @@ VERSION_LABEL = "pipeline.temporal.io/version"
 WORKER_DEPLOYMENT_ANNOTATION = "pipeline.temporal.io/worker-deployment"
 VERSIONING_ENV = "TEMPORAL_USE_WORKER_VERSIONING"
 CONTAINER_NAME = "worker"
+# mTLS: the [temporal].tls_secret (type kubernetes.io/tls) mounted as files, named by envconfig's variables.
+TLS_VOLUME = "temporal-tls"
+TLS_DIR = "/etc/temporal/tls"
+TLS_CERT_KEY, TLS_KEY_KEY, TLS_CA_KEY = "tls.crt", "tls.key", "ca.crt"
 HEALTH_PORT_NAME = "health"
 RUN_AS_ID = 10001
 REVISION_HISTORY_LIMIT = 10
@@ -233,9 +242,33 @@ def temporal_settings(app: AppSpec, temporal: TemporalTarget) -> dict[str, str]:
         "TEMPORAL_NAMESPACE": temporal.namespace,
         "TEMPORAL_TASK_QUEUE": app.task_queue,
         "TEMPORAL_DEPLOYMENT_NAME": deployment_name(app),
-        # An API key is only ever sent over TLS, as the pipeline's own client does (temporal_client.py).
-        "TEMPORAL_TLS": "true" if temporal.tls or temporal.api_key_secret is not None else "false",
+        # An API key or a client key is only ever sent over TLS, as the pipeline's own client does (temporal_client.py).
+        "TEMPORAL_TLS": "true" if temporal.tls or temporal.api_key_secret is not None or temporal.tls_secret else "false",
+        **tls_settings(temporal),
     }
+
+
+def tls_settings(temporal: TemporalTarget) -> dict[str, str]:
+    """envconfig's TLS variables for the pods: the mounted Secret's files, the server name; {} without them."""
+    out: dict[str, str] = {}
+    if temporal.tls_secret:
+        out["TEMPORAL_TLS_CLIENT_CERT_PATH"] = f"{TLS_DIR}/{TLS_CERT_KEY}"
+        out["TEMPORAL_TLS_CLIENT_KEY_PATH"] = f"{TLS_DIR}/{TLS_KEY_KEY}"
+        if temporal.tls_server_ca_cert_path:
+            out["TEMPORAL_TLS_SERVER_CA_CERT_PATH"] = f"{TLS_DIR}/{TLS_CA_KEY}"
+    if temporal.tls_server_name:
+        out["TEMPORAL_TLS_SERVER_NAME"] = temporal.tls_server_name
+    return out
+
+
+def tls_volume(temporal: TemporalTarget) -> tuple[list[Obj], list[Obj]]:
+    """The pod's volume and the container's mount of [temporal].tls_secret; ([], []) without one."""
+    if not temporal.tls_secret:
+        return [], []
+    # kubelet's default mode (0644): the worker runs as a non-root user, and not every kubelet gives
+    # secret files the pod's fsGroup (the local cluster's does not), so a 0440 file could be unreadable.
+    volume = {"name": TLS_VOLUME, "secret": {"secretName": temporal.tls_secret}}
+    return [volume], [{"name": TLS_VOLUME, "mountPath": TLS_DIR, "readOnly": True}]
 
 
 def deployment_name(app: AppSpec) -> str:
@@ -326,6 +359,7 @@ def deployment(
                     # Ready only once Temporal lists the pod as a poller (pipeline/readiness.py).
                     "readinessGates": [{"conditionType": POLLING_CONDITION}],
                     "containers": [container(app=app, image=image, build_id=build_id, temporal=temporal)],
+                    **({"volumes": tls_volume(temporal)[0]} if temporal.tls_secret else {}),
                 },
             },
         },
@@ -339,6 +373,8 @@ def container(*, app: AppSpec, image: str, build_id: str, temporal: TemporalTarg
         out["command"] = list(app.command)
     out["envFrom"] = [{"configMapRef": {"name": config_map_name(app)}}]
     out["env"] = container_env(app=app, build_id=build_id, temporal=temporal)
+    if temporal.tls_secret:
+        out["volumeMounts"] = tls_volume(temporal)[1]
     out.update(probes(app))
     # A crash is named by its last log lines in the pod's status (what the rollout wait reports),
     # when the worker wrote no termination message: Kubernetes keeps at most 80 lines / 2 KiB.
@@ -486,8 +522,8 @@ def with_pipeline_role(objects: list[Obj], *, app: AppSpec, role: PipelineRole, 
         source: Obj = {"path": mount.path, **({"type": mount.type} if mount.type else {})}
         volumes.append({"name": mount.name, "hostPath": source})
         mounts.append({"name": mount.name, "mountPath": mount.path, **({"readOnly": True} if mount.read_only else {})})
-    pod_spec["volumes"] = volumes
-    worker["volumeMounts"] = mounts
+    pod_spec["volumes"] = volumes + pod_spec.get("volumes", [])  # after the mTLS Secret's, if any
+    worker["volumeMounts"] = mounts + worker.get("volumeMounts", [])
     if role.supplemental_groups:
         pod_spec["securityContext"]["supplementalGroups"] = list(role.supplemental_groups)
     if role.workload_identity is not None:

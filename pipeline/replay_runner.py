@@ -37,6 +37,9 @@ Input
     ``TEMPORAL_TLS``            true/false (also 1/0, yes/no); default: on when an API
                                 key or a TLS file is given
     ``TEMPORAL_TLS_CA_FILE``, ``TEMPORAL_TLS_CERT_FILE``, ``TEMPORAL_TLS_KEY_FILE``
+                                (or envconfig's ``TEMPORAL_TLS_SERVER_CA_CERT_PATH``,
+                                ``TEMPORAL_TLS_CLIENT_CERT_PATH``, ``TEMPORAL_TLS_CLIENT_KEY_PATH``;
+                                ``TEMPORAL_TLS_SERVER_NAME``)
                                 optional PEM files, as the app's pods get them
     ``REPLAY_DEADLINE_SECONDS`` default 120: no history is fetched or replayed after
                                 it; what was not reached is ``skipped``. A run still busy
@@ -338,13 +341,24 @@ def connection_options() -> tuple[str, dict[str, Any]]:
     namespace = os.environ.get("TEMPORAL_NAMESPACE", "").strip() or "default"
     api_key = os.environ.get("TEMPORAL_API_KEY", "").strip() or None
     files: dict[str, bytes] = {}
+    # envconfig's names (what the pipeline sets for [temporal].tls_secret), else the older ones.
+    envconfig = {
+        "TEMPORAL_TLS_CA_FILE": "TEMPORAL_TLS_SERVER_CA_CERT_PATH",
+        "TEMPORAL_TLS_CERT_FILE": "TEMPORAL_TLS_CLIENT_CERT_PATH",
+        "TEMPORAL_TLS_KEY_FILE": "TEMPORAL_TLS_CLIENT_KEY_PATH",
+    }
     for var in ("TEMPORAL_TLS_CA_FILE", "TEMPORAL_TLS_CERT_FILE", "TEMPORAL_TLS_KEY_FILE"):
+        if os.environ.get(envconfig[var], "").strip():
+            var = envconfig[var]
         path = os.environ.get(var, "").strip()
         if path:
             try:
                 files[var] = Path(path).read_bytes()
             except OSError as e:
                 raise SetupProblem(f"{var}={path}: {e.strerror or type(e).__name__}") from None
+    for legacy, name in envconfig.items():  # one spelling from here on
+        if name in files:
+            files[legacy] = files.pop(name)
     if ("TEMPORAL_TLS_CERT_FILE" in files) != ("TEMPORAL_TLS_KEY_FILE" in files):
         raise SetupProblem("TEMPORAL_TLS_CERT_FILE and TEMPORAL_TLS_KEY_FILE must be set together")
     tls = env_bool("TEMPORAL_TLS", default=bool(api_key or files))
@@ -355,6 +369,7 @@ def connection_options() -> tuple[str, dict[str, Any]]:
     tls_config: bool | TLSConfig = tls
     if tls and files:
         tls_config = TLSConfig(
+            domain=os.environ.get("TEMPORAL_TLS_SERVER_NAME", "").strip() or None,
             server_root_ca_cert=files.get("TEMPORAL_TLS_CA_FILE"),
             client_cert=files.get("TEMPORAL_TLS_CERT_FILE"),
             client_private_key=files.get("TEMPORAL_TLS_KEY_FILE"),

@@ -18,6 +18,13 @@ app. The first time, nothing in the cluster can run that workflow, so:
    in-cluster pods are verified polling, then stop the local worker
    gracefully: the in-cluster worker now serves the queue ("hand-over").
 
+Before either, the manual steps (`prerequisites`): the Kubernetes Secrets of
+[temporal].api_key_secret and [temporal].tls_secret are written from the
+variable, profile or files the config names (pipeline/client_secrets.py), and
+the search attributes are made sure of (pipeline/search_attributes.py: added
+where the server allows it; on Temporal Cloud checked, with the `tcld` command
+printed when missing; exit 2).
+
 Exit codes are `pipeline deploy`'s: 0 verified, 1 failed, 3 rolled back,
 2 bad input. The local stack's own `pipeline` service (a `pipeline worker` on
 the same queue, see bootstrap/services.py) is not touched: with it running,
@@ -27,13 +34,15 @@ both poll the queue until `bootstrap/stack down` stops it.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
 
-from pipeline import deployments, kube
+from pipeline import client_secrets, deployments, kube, search_attributes
 from pipeline.commands import prepare, report, ship
 from pipeline.config import AppConfig, PipelineConfig
 from pipeline.contract import deployment_workflow_id
@@ -48,6 +57,7 @@ from pipeline.temporal_client import connect as temporal_connect
 from pipeline.verify import describe_pollers, judge, pod_state
 from pipeline.worker import run_worker
 
+EXIT_BAD_INPUT = 2  # `pipeline deploy`'s code for what a person must fix first
 # How long the hand-over check waits for the in-cluster pods after a verified deployment.
 HANDOVER_TIMEOUT = 60.0
 LOCAL_WORKER_GRACE = 10.0
@@ -120,6 +130,8 @@ async def bootstrap(config: PipelineConfig, *, say: Callable[[str], None]) -> in
     queue = config.pipeline.task_queue
     request = prepare(config, app.name)
     client = await temporal_connect(temporal_target(config))
+    if not await prerequisites(config, client, cluster=request.cluster, say=say):
+        return EXIT_BAD_INPUT
     state = await pipeline_state(client, request, task_queue=queue)
     if state.ok:
         say(
@@ -152,6 +164,32 @@ async def bootstrap(config: PipelineConfig, *, say: Callable[[str], None]) -> in
         await asyncio.gather(local, return_exceptions=True)
     say(f"Handed over: the temporary local worker stopped; {', '.join(state.pods)} serve task queue {queue!r}")
     return 0
+
+
+async def prerequisites(config: PipelineConfig, client: Client, *, cluster: ClusterRef, say: Callable[[str], None]) -> bool:
+    """The steps a person did by hand before: the credentials' Secrets for the pods, and the search attributes.
+
+    Both are idempotent, and run even when the pipeline app already serves its queue. False (after
+    saying what is missing and the exact command that makes it) when something could not be done here.
+    """
+
+    def secrets() -> bool:
+        if not (config.temporal.api_key_secret or config.temporal.tls_secret):
+            return True  # nothing named: no cluster call
+        with _connect(cluster) as kc:
+            return client_secrets.ensure(kc, config, env=os.environ, say=say)
+
+    ok = await asyncio.to_thread(secrets)
+    t = config.temporal
+    try:
+        outcome = await search_attributes.ensure(client, namespace=t.namespace, address=t.address)
+    except RPCError as error:
+        raise PipelineError(
+            f"cannot check the search attributes of namespace {t.namespace} on {t.address}: {error.status.name}: {error.message}"
+        ) from None
+    for line in (*outcome.lines, *outcome.commands):
+        say(line)
+    return ok and outcome.ok
 
 
 async def _start_or_attach(

@@ -32,7 +32,7 @@ from pipeline import activities, clusters, gates, version_activities
 from pipeline.keeper import VersionKeeperWorkflow
 from pipeline.models import ClusterRef, TemporalTarget
 from pipeline.readiness import PollingGate
-from pipeline.temporal_client import connect
+from pipeline.temporal_client import connect, use_own_credentials
 from pipeline.workflows import DeploymentWorkflow
 from worker_health import early_sigterm
 from worker_health.server import HealthServer, HealthState
@@ -103,6 +103,7 @@ async def run_worker(
         health = HealthServer(state, host=os.environ.get("HEALTH_HOST") or "127.0.0.1", port=int(os.environ["HEALTH_PORT"]))
         await health.start()
     try:
+        use_own_credentials(target)  # activities connect with this worker's key and certificates, not the CLI's
         client = await connect(target, identity=me)
         if stop is None:
             stop = asyncio.Event()
@@ -123,6 +124,7 @@ async def run_worker(
                 log.info("stopping: no new tasks; running activities get %ss", grace)
         log.info("pipeline worker stopped")
     finally:
+        use_own_credentials(None)
         state.ready = False
         if health is not None:
             await health.close()

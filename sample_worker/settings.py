@@ -16,9 +16,11 @@ TEMPORAL_NAMESPACE              default          Temporal namespace
 TEMPORAL_TASK_QUEUE             sample-worker    task queue to poll
 TEMPORAL_TLS                    auto             true/false; auto = on when an API
                                                  key or a TLS file is given
-TEMPORAL_TLS_CA_FILE            (none)           server CA bundle (PEM)
-TEMPORAL_TLS_CERT_FILE          (none)           client certificate (mTLS), with
-TEMPORAL_TLS_KEY_FILE           (none)           its private key; set both or none
+TEMPORAL_TLS_SERVER_CA_CERT_PATH (none)          server CA bundle (PEM)
+TEMPORAL_TLS_CLIENT_CERT_PATH   (none)           client certificate (mTLS), with
+TEMPORAL_TLS_CLIENT_KEY_PATH    (none)           its private key; set both or none
+TEMPORAL_TLS_SERVER_NAME        (none)           name the server's certificate must
+                                                 carry (SNI), if not the address's host
 TEMPORAL_API_KEY                (none)           API key value (Temporal Cloud);
                                                  never logged, never echoed
 POD_NAME                        hostname         part of the worker identity
@@ -37,6 +39,10 @@ TEMPORAL_USE_WORKER_VERSIONING  false            true/false (also 1/0, yes/no):
                                                  poll as version DEPLOYMENT_NAME +
                                                  build id of that Worker Deployment
 ==============================  ===============  ====================================
+
+The TLS file variables are temporalio.envconfig's own names, the ones the
+pipeline sets for a pod whose [temporal].tls_secret is mounted (and the temporal
+CLI reads); the older TEMPORAL_TLS_CA_FILE / _CERT_FILE / _KEY_FILE still work.
 
 Worker versioning (Temporal Worker Deployments): with
 TEMPORAL_USE_WORKER_VERSIONING=true the worker polls as the Worker Deployment
@@ -71,6 +77,13 @@ _MAX_BUILD_ID = 255
 # ("<name>.<build>", and ":" in its system workflow ids). "__" starts reserved names.
 _DEPLOYMENT_NAME_FORBIDDEN = (".", ":")
 _RESERVED_PREFIX = "__"
+# The TLS files by envconfig's names (server CA, client certificate, client key), and the names read before them:
+# the older names count only when none of envconfig's is set.
+_TLS_FILE_VARS = (
+    ("TEMPORAL_TLS_SERVER_CA_CERT_PATH", "TEMPORAL_TLS_CA_FILE"),
+    ("TEMPORAL_TLS_CLIENT_CERT_PATH", "TEMPORAL_TLS_CERT_FILE"),
+    ("TEMPORAL_TLS_CLIENT_KEY_PATH", "TEMPORAL_TLS_KEY_FILE"),
+)
 
 
 class SettingsError(ValueError):
@@ -88,6 +101,7 @@ class Settings:
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    tls_server_name: str | None = None
     # repr=False: a logged or printed Settings must never carry the key.
     api_key: str | None = field(default=None, repr=False)
     pod_name: str = field(default_factory=socket.gethostname)
@@ -115,12 +129,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         # Do not echo the value: it is a credential.
         raise SettingsError("TEMPORAL_API_KEY contains whitespace; check how the Secret was created")
 
-    ca_file = _existing_file(env, "TEMPORAL_TLS_CA_FILE")
-    cert_file = _existing_file(env, "TEMPORAL_TLS_CERT_FILE")
-    key_file = _existing_file(env, "TEMPORAL_TLS_KEY_FILE")
+    legacy = not any(name in env for name, _ in _TLS_FILE_VARS)
+    ca_var, cert_var, key_var = (older if legacy else name for name, older in _TLS_FILE_VARS)
+    ca_file = _existing_file(env, ca_var)
+    cert_file = _existing_file(env, cert_var)
+    key_file = _existing_file(env, key_var)
     if (cert_file is None) != (key_file is None):
-        given = "TEMPORAL_TLS_CERT_FILE" if cert_file else "TEMPORAL_TLS_KEY_FILE"
-        raise SettingsError(f"TEMPORAL_TLS_CERT_FILE and TEMPORAL_TLS_KEY_FILE must be set together (only {given} is set)")
+        given = cert_var if cert_file else key_var
+        raise SettingsError(f"{cert_var} and {key_var} must be set together (only {given} is set)")
 
     wants_tls = bool(api_key or ca_file or cert_file)
     tls = _bool(env, "TEMPORAL_TLS", default=wants_tls)
@@ -146,6 +162,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         tls_ca_file=ca_file,
         tls_cert_file=cert_file,
         tls_key_file=key_file,
+        tls_server_name=env.get("TEMPORAL_TLS_SERVER_NAME"),
         api_key=api_key,
         pod_name=env.get("POD_NAME") or socket.gethostname(),
         pod_namespace=env.get("POD_NAMESPACE"),
@@ -195,8 +212,9 @@ def exit_on_error(err: SettingsError) -> NoReturn:
 async def connect(settings: Settings, *, identity: str | None = None) -> Client:
     """Connect the way the settings say: plain, TLS, mTLS, or API key (which implies TLS)."""
     tls: bool | TLSConfig = settings.tls
-    if settings.tls and (settings.tls_ca_file or settings.tls_cert_file):
+    if settings.tls and (settings.tls_ca_file or settings.tls_cert_file or settings.tls_server_name):
         tls = TLSConfig(
+            domain=settings.tls_server_name,
             server_root_ca_cert=settings.tls_ca_file.read_bytes() if settings.tls_ca_file else None,
             client_cert=settings.tls_cert_file.read_bytes() if settings.tls_cert_file else None,
             client_private_key=settings.tls_key_file.read_bytes() if settings.tls_key_file else None,

@@ -371,7 +371,20 @@ NAMED_CASES = [
     ("AKS_CLUSTER_NAME", "prod-aks", lambda c: c.aks.cluster_name),
     ("K8S_NAMESPACE", "prod-workers", lambda c: c.kubernetes.namespace),
     ("KUBECONFIG", "/etc/kube/config", lambda c: c.kubernetes.kubeconfig),
+    # temporalio.envconfig's variables (tests/test_temporal_settings.py shows their precedence)
+    ("TEMPORAL_PROFILE", "cloud", lambda c: c.temporal.profile),
+    ("TEMPORAL_CONFIG_FILE", "/tmp/temporal-envconfig-test.toml", lambda c: c.temporal.config_file),
+    ("TEMPORAL_TLS_CLIENT_CERT_PATH", "/etc/temporal/client.pem", lambda c: c.temporal.tls_client_cert_path),
+    ("TEMPORAL_TLS_CLIENT_KEY_PATH", "/etc/temporal/client.key", lambda c: c.temporal.tls_client_key_path),
+    ("TEMPORAL_TLS_SERVER_CA_CERT_PATH", "/etc/temporal/ca.pem", lambda c: c.temporal.tls_server_ca_cert_path),
+    ("TEMPORAL_TLS_SERVER_NAME", "temporal.internal", lambda c: c.temporal.tls_server_name),
 ]
+# What a named override needs beside it to be valid on its own.
+COMPANIONS = {
+    "TEMPORAL_TLS_CLIENT_CERT_PATH": {"TEMPORAL_TLS_CLIENT_KEY_PATH": "/etc/temporal/client.key"},
+    "TEMPORAL_TLS_CLIENT_KEY_PATH": {"TEMPORAL_TLS_CLIENT_CERT_PATH": "/etc/temporal/client.pem"},
+}
+PROFILE_FILE = '[profile.default]\naddress = "from-profile:7233"\n[profile.cloud]\nnamespace = "from-profile"\n'
 EXPECTED = {
     "TEMPORAL_TLS": True,
     "ACR_NAME": ("prodregistry", "prodregistry.azurecr.io"),
@@ -391,6 +404,10 @@ def test_named_env_override_beats_the_file(workdir: Path, name: str, value: str,
     env = {name: value}
     if name == "PIPELINE_TARGET":
         env["AZURE_SUBSCRIPTION_ID"] = SUB
+    env.update(COMPANIONS.get(name, {}))
+    if name in ("TEMPORAL_PROFILE", "TEMPORAL_CONFIG_FILE"):  # a profile must exist to be selected
+        Path("/tmp/temporal-envconfig-test.toml").write_text(PROFILE_FILE)
+        env["TEMPORAL_CONFIG_FILE"] = "/tmp/temporal-envconfig-test.toml"
     config = load(env=env)
     assert read(config) == EXPECTED.get(name, value)  # type: ignore[operator]
     key = OVERRIDDEN_KEY.get(name) or ".".join(NAMED_ENV_OVERRIDES[name])

@@ -16,10 +16,13 @@ signature: they are used, never logged or returned to a workflow.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, TypeVar
 
 import requests
 from azure.mgmt.containerregistry import ContainerRegistryManagementClient
@@ -163,14 +166,20 @@ class Session:
         with azure_errors(self.registry.resource()):
             return str(self.client.registries.get(self.registry.resource_group, self.registry.name).login_server)
 
-    def upload_source(self, archive: bytes | IO[bytes]) -> str:
+    def upload_source(self, archive: bytes | IO[bytes], *, say: Callable[[str], None] | None = None) -> str:
         """Upload a tar.gz build context; returns the `relativePath` that scheduleRun's `sourceLocation` takes.
 
         `archive` may be a seekable file-like body (the CLI's, which reports its progress as it is read).
+        The upload URL (an ARM action, from the write bucket) is asked again while ARM throttles (`unthrottled`).
         """
         r = self.registry
-        with azure_errors(r.resource()):
-            upload = self.client.registries.get_build_source_upload_url(r.resource_group, r.name)
+
+        def upload_url() -> m.SourceUploadDefinition:
+            with azure_errors(r.resource()):
+                answer: m.SourceUploadDefinition = self.client.registries.get_build_source_upload_url(r.resource_group, r.name)
+                return answer
+
+        upload = unthrottled(upload_url, say=say or (lambda _: None))
         url, relative = str(upload.upload_url), str(upload.relative_path)
         try:
             response = self.http.put(url, data=archive, headers={"x-ms-blob-type": "BlockBlob"}, timeout=(10, 300))
@@ -296,13 +305,52 @@ class Session:
     def admin_login(self) -> RegistryLogin:
         """The registry's admin user (Registries_ListCredentials): what an imagePullSecret is made of."""
         r = self.registry
-        with azure_errors(r.resource()):
-            login_server = str(self.client.registries.get(r.resource_group, r.name).login_server)
-            creds = self.client.registries.list_credentials(r.resource_group, r.name)
+
+        def ask() -> tuple[str, m.RegistryListCredentialsResult]:
+            with azure_errors(r.resource()):
+                server = str(self.client.registries.get(r.resource_group, r.name).login_server)
+                return server, self.client.registries.list_credentials(r.resource_group, r.name)
+
+        # Within the apply activity's 60 s: a throttled subscription waits here, then Temporal's retries take over.
+        login_server, creds = unthrottled(ask, say=_log.info, give_up_seconds=40)
         passwords = [p.value for p in (creds.passwords or []) if p.value]
         if not creds.username or not passwords:
             raise AzureError(f"{r.resource().describe()}: ListCredentials returned no admin password; enable the admin user")
         return RegistryLogin(login_server, str(creds.username), str(passwords[0]))
+
+
+T = TypeVar("T")
+_log = logging.getLogger(__name__)
+THROTTLED_GIVE_UP_SECONDS = 600.0  # a call ARM keeps throttling this long fails with AzureThrottled (retryable)
+
+
+def unthrottled(
+    call: Callable[[], T],
+    *,
+    say: Callable[[str], None],
+    first_wait: float = 2.0,
+    max_wait: float = 30.0,
+    give_up_seconds: float = THROTTLED_GIVE_UP_SECONDS,
+) -> T:
+    """`call()`, waiting out 429s that outlast the SDK's own retries: their Retry-After (else a doubling back-off
+    from `first_wait` to `max_wait`) plus up to a second of jitter, so that many callers refused together do not
+    come back together. Gives up (re-raises AzureThrottled) once waiting would pass `give_up_seconds`.
+
+    A throttled request was not carried out (ARM refuses it before the provider sees it), so calling again is safe
+    even for an action such as scheduleRun.
+    """
+    deadline = time.monotonic() + give_up_seconds
+    backoff = first_wait
+    while True:
+        try:
+            return call()
+        except AzureThrottled as exc:
+            wait = (retry_after(exc) or backoff) + random.uniform(0, 1)
+            backoff = min(backoff * 2, max_wait)
+            if time.monotonic() + wait > deadline:
+                raise
+            say(f"ARM is throttling this identity; trying again in {wait:.0f}s")
+            time.sleep(wait)
 
 
 def retry_after(exc: AzureThrottled) -> float | None:

@@ -11,8 +11,16 @@ pipeline worker's image does not have (and which would prompt for a device
 code). That entry is replaced with a bearer token from this worker's own Azure
 identity for the AKS server scope (`6dae42f8-.../.default`).
 
-Token lifetime: the kubeconfig is fetched afresh by every activity call
-(`pipeline.activities._kube`), and azure-identity hands out a cached token
+ARM cost: `ManagedClusters_ListClusterUserCredentials` is an ARM write (a POST
+action), and ARM's per-principal write bucket is the smallest (200, refilled at
+10 a second). Every activity needs the cluster, so the worker process keeps each
+cluster's kubeconfig in memory for `KUBECONFIG_TTL_SECONDS` and concurrent
+activities share one fetch: 20 deployments at once cost a few credential calls,
+not a hundred. It is kept in this process's memory only, never on disk beyond
+`kubeconfig_file`'s block, never logged.
+
+Token lifetime: an AAD cluster's user token is not part of what is kept: it is
+asked of azure-identity on every `usable_kubeconfig`, and azure-identity hands out a cached token
 only while more than five minutes of it remain, so each call starts with a
 token valid for at least that long. A call that outlives it is covered too:
 `connect` installs a kubernetes client `refresh_api_key_hook` that re-asks
@@ -28,6 +36,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -35,6 +45,7 @@ from typing import Any
 import yaml
 
 from pipeline import kube
+from pipeline.azure import acr
 from pipeline.azure.clients import aks_client
 from pipeline.azure.credentials import AKS_SCOPE, default_credential
 from pipeline.azure.errors import AzureError, Resource, azure_errors
@@ -45,7 +56,40 @@ def _resource(cluster: AksClusterRef) -> Resource:
     return Resource("AKS cluster", cluster.cluster_name, cluster.resource_group, cluster.subscription_id, "[aks].cluster_name")
 
 
-def fetch_kubeconfig(cluster: AksClusterRef) -> bytes:
+KUBECONFIG_TTL_SECONDS = 300.0
+# cluster -> (expires, kubeconfig, the credential that fetched it): kept only for that same identity
+# (credentials.reset() after an identity change makes a new credential object, so the next call asks again).
+_kept: dict[AksClusterRef, tuple[float, bytes, object]] = {}
+_fetching: dict[AksClusterRef, threading.Lock] = {}
+_kept_lock = threading.Lock()
+
+
+def fetch_kubeconfig(cluster: AksClusterRef, *, throttled_wait: float = 15) -> bytes:
+    """The cluster's kubeconfig as AKS returns it, kept in memory for KUBECONFIG_TTL_SECONDS (one fetch at a time
+    per cluster: concurrent callers wait for it instead of asking ARM too)."""
+    with _kept_lock:
+        lock = _fetching.setdefault(cluster, threading.Lock())
+    with lock:
+        who = default_credential()
+        kept = _kept.get(cluster)
+        if kept is not None and kept[0] > time.monotonic() and kept[2] is who:
+            return kept[1]
+        # `throttled_wait`: how long to wait out ARM's write bucket (under an activity's 20 s heartbeat timeout: 15 s,
+        # then its retry policy; a CLI command longer).
+        raw = acr.unthrottled(
+            lambda: _fetch_kubeconfig(cluster), say=lambda _: None, first_wait=1.0, give_up_seconds=throttled_wait
+        )
+        _kept[cluster] = (time.monotonic() + KUBECONFIG_TTL_SECONDS, raw, who)
+        return raw
+
+
+def forget_kubeconfigs() -> None:
+    """Drop every kept kubeconfig: the next call asks AKS again (tests that count those calls)."""
+    with _kept_lock:
+        _kept.clear()
+
+
+def _fetch_kubeconfig(cluster: AksClusterRef) -> bytes:
     """The cluster's kubeconfig as AKS returns it (user or admin credentials), as YAML bytes."""
     with (
         azure_errors(_resource(cluster)),
@@ -104,9 +148,9 @@ def _private_file(doc: dict[str, Any]) -> Iterator[str]:
         os.unlink(path)
 
 
-def connect(cluster: AksClusterRef, *, context: str = "") -> kube.KubeClient:
+def connect(cluster: AksClusterRef, *, context: str = "", throttled_wait: float = 15) -> kube.KubeClient:
     """A KubeClient for the AKS cluster; for AAD clusters its token is re-asked of azure-identity per request."""
-    doc, aad = usable_kubeconfig(fetch_kubeconfig(cluster))
+    doc, aad = usable_kubeconfig(fetch_kubeconfig(cluster, throttled_wait=throttled_wait))
     with _private_file(doc) as path:
         kc = kube.connect(kubeconfig=path, context=context)  # reads the file now; it is deleted right after
     if aad:

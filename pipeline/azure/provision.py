@@ -27,6 +27,11 @@ module would send would not be refused or change it:
 | its federated credential `<namespace>-<pipeline app>` | issuer = the cluster's OIDC issuer URL, subject `system:serviceaccount:<namespace>:<pipeline app>`, audiences `[api://AzureADTokenExchange]` | Entra ID exchanges the pods' projected ServiceAccount token for the identity's token |
 | the identity's roles | Container Registry Tasks Contributor and AcrPush (Container Registry Repository Writer in ABAC mode) on the registry, Azure Kubernetes Service Cluster User Role on the cluster (each under any name) | the in-cluster worker uploads nothing but schedules and follows ACR runs, pushes a multi-platform build's image index, and fetches the cluster's user kubeconfig |
 
+What this module creates (resource group, registry, cluster, identity) carries the tag `created-by:
+temporal-deploy-pipeline` (`teardown.AZURE_TAG`); what it finds and reuses is never tagged (nor changed).
+Role assignments have no tags: bootstrap's are the ones under `role_assignment_name(scope, principal, role)`.
+`observe` and `delete` (the end of this module) are `pipeline teardown --azure`'s reads and deletes.
+
 A resource still in an operation (ACR's Creating/Updating/Deleting, AKS's also Upgrading/Scaling/Starting/
 Stopping/Canceling) is "wait, then run again", never "repair". With `assign_roles=False` (`--no-role-assignments`)
 role assignments are only looked for (role_grants.py); the absent ones are returned as pending outcomes.
@@ -49,7 +54,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from azure.core.exceptions import AzureError as SdkAzureError, HttpResponseError, ResourceNotFoundError
 from azure.core.polling.base_polling import OperationFailed
@@ -68,6 +73,7 @@ from pipeline.errors import (
     IncompatibleResource as IncompatibleResource,
     PipelineError as PipelineError,
 )
+from pipeline.teardown import AZURE_TAG, AzureFacts, AzureResource, FederatedCredential, RoleAssignment
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -101,6 +107,9 @@ TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 REGISTRY_SKU = "Standard"
 """A new registry's SKU: Basic's storage and throughput are tight for CI; Premium adds geo-replication we do not use."""
 NODE_POOL = "nodepool1"
+CREATED_TAGS = {AZURE_TAG[0]: AZURE_TAG[1]}
+"""On every resource this module creates; `pipeline teardown --azure` deletes only what carries it."""
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -189,7 +198,7 @@ def _same_location(a: str | None, b: str) -> bool:
 
 
 @contextmanager
-def _arm(resource: Resource, action: str) -> Iterator[None]:
+def _arm(resource: Resource, action: str, *, again: str = "pipeline bootstrap --azure") -> Iterator[None]:
     """Translate what a create (or a read) raises into one-line AzureErrors about `resource`.
 
     A long-running operation that ended Failed raises HttpResponseError from
@@ -211,7 +220,7 @@ def _arm(resource: Resource, action: str) -> Iterator[None]:
         if exc.status_code == 409:
             raise AzureBadRequest(
                 f"{action} {resource.describe()}: 409 {code}: {message}; something else holds or changes it: "
-                "wait for (or settle) that, then run `pipeline bootstrap --azure` again",
+                f"wait for (or settle) that, then run `{again}` again",
                 status=409,
                 code=code,
             ) from exc
@@ -245,7 +254,7 @@ def ensure_resource_group(client: ResourceManagementClient, *, plan: Plan) -> Ou
     if group is not None:
         return Outcome("resource group", plan.resource_group, created=False, detail=str(group.location or ""))
     with _arm(resource, "creating"):
-        created = client.resource_groups.create_or_update(plan.resource_group, {"location": plan.location})
+        created = client.resource_groups.create_or_update(plan.resource_group, {"location": plan.location, "tags": CREATED_TAGS})
     return Outcome("resource group", plan.resource_group, created=True, detail=str(created.location or plan.location))
 
 
@@ -280,6 +289,7 @@ def ensure_registry(client: ContainerRegistryManagementClient, *, plan: Plan) ->
     if registry is None:
         body = acr_models.Registry(
             location=plan.location,
+            tags=CREATED_TAGS,
             sku=acr_models.Sku(name=REGISTRY_SKU),
             admin_user_enabled=plan.registry_admin_user,
             role_assignment_mode=plan.role_assignment_mode,  # explicit: Azure's default is to become ABAC
@@ -305,6 +315,7 @@ def _cluster_body(plan: Plan) -> aks_models.ManagedCluster:
     dns_prefix = "".join(c if c.isalnum() or c == "-" else "-" for c in plan.cluster_name)[:54].strip("-") or "aks"
     return aks_models.ManagedCluster(
         location=plan.location,
+        tags=CREATED_TAGS,
         identity=aks_models.ManagedClusterIdentity(type="SystemAssigned"),
         properties=aks_models.ManagedClusterProperties(
             dns_prefix=dns_prefix,
@@ -468,7 +479,7 @@ def ensure_identity(client: ManagedServiceIdentityClient, *, plan: Plan) -> tupl
     if found is None:
         with _arm(resource, "creating"):
             found = client.user_assigned_identities.create_or_update(
-                plan.resource_group, plan.identity_name, msi_models.Identity(location=plan.location)
+                plan.resource_group, plan.identity_name, msi_models.Identity(location=plan.location, tags=CREATED_TAGS)
             )
     info = IdentityInfo(
         id=str(found.id or ""),
@@ -588,3 +599,144 @@ def provision(
 def pending_grants(outcomes: list[Outcome]) -> list[role_grants.Grant]:
     """The role assignments a `--no-role-assignments` run left to an administrator."""
     return [o.pending for o in outcomes if o.pending is not None]
+
+
+# ----- `pipeline teardown --azure`: what bootstrap made, as it is now, and deleting it -----
+
+_TEARDOWN = "pipeline teardown --azure"
+
+
+def _found(resource: Resource, read: Callable[[], T]) -> T | None:
+    """`read()`, or None when ARM answers 404; other failures as one-line AzureErrors."""
+    with _arm(resource, "reading", again=_TEARDOWN):
+        try:
+            return read()
+        except ResourceNotFoundError:
+            return None
+
+
+def _fact(kind: str, name: str, found: Any) -> AzureResource | None:
+    if found is None:
+        return None
+    tagged = (getattr(found, "tags", None) or {}).get(AZURE_TAG[0]) == AZURE_TAG[1]
+    return AzureResource(kind=kind, name=name, id=str(found.id or ""), tagged=tagged)
+
+
+def observe(plan: Plan, *, credential: TokenCredential | None = None) -> AzureFacts:
+    """Reads only: the resource group and what bootstrap makes in it (tags included), and bootstrap's role assignments."""
+    sub, endpoint, rg = plan.subscription_id, plan.endpoint, plan.resource_group
+    with resource_client(subscription_id=sub, endpoint=endpoint, credential=credential) as groups:
+        group = _found(_resource(plan, "resource group", rg), lambda: groups.resource_groups.get(rg))
+    if group is None:  # nothing bootstrap makes can be in a group that does not exist
+        return AzureFacts(subscription_id=sub, resource_group=rg)
+    with acr_client(subscription_id=sub, endpoint=endpoint, credential=credential) as registries:
+        registry = _found(
+            _resource(plan, "registry", plan.registry_name), lambda: registries.registries.get(rg, plan.registry_name)
+        )
+    with aks_client(subscription_id=sub, endpoint=endpoint, credential=credential) as clusters:
+        cluster = _found(
+            _resource(plan, "AKS cluster", plan.cluster_name), lambda: clusters.managed_clusters.get(rg, plan.cluster_name)
+        )
+    credential_name = federated_credential_name(plan)
+    fic = None
+    with msi_client(subscription_id=sub, endpoint=endpoint, credential=credential) as msi:
+        identity = _found(
+            _resource(plan, "managed identity", plan.identity_name),
+            lambda: msi.user_assigned_identities.get(rg, plan.identity_name),
+        )
+        if identity is not None:
+            label = f"{credential_name} of {plan.identity_name}"
+            fic = _found(
+                _resource(plan, "federated identity credential", label),
+                lambda: msi.federated_identity_credentials.get(rg, plan.identity_name, credential_name),
+            )
+    oidc = _properties(cluster).oidc_issuer_profile if cluster is not None else None
+    grants = role_grants.wanted(
+        registry_name=plan.registry_name,
+        registry_id=str(registry.id or "") if registry is not None else "",
+        registry_mode=str(registry.role_assignment_mode or role_grants.LEGACY) if registry is not None else role_grants.LEGACY,
+        cluster_name=plan.cluster_name,
+        cluster_id=str(cluster.id or "") if cluster is not None else "",
+        kubelet_object_id=_kubelet_object_id(cluster) if cluster is not None else "",
+        identity_name=plan.identity_name,
+        identity_principal_id=str(identity.principal_id or "") if identity is not None else "",
+    )
+    with authorization_client(subscription_id=sub, endpoint=endpoint, credential=credential) as roles_client:
+        assignments = [a for g in grants if g.scope and g.principal_id for a in _assignments(roles_client, plan, g)]
+    return AzureFacts(
+        subscription_id=sub,
+        resource_group=rg,
+        group=_fact("resource group", rg, group),
+        registry=_fact("registry", plan.registry_name, registry),
+        cluster=_fact("AKS cluster", plan.cluster_name, cluster),
+        cluster_issuer=str(oidc.issuer_url or "") if oidc else "",
+        identity=_fact("managed identity", plan.identity_name, identity),
+        credential=_credential_fact(plan, fic),
+        subject=f"system:serviceaccount:{plan.namespace}:{plan.service_account}",
+        role_assignments=tuple(assignments),
+    )
+
+
+def _credential_fact(plan: Plan, fic: msi_models.FederatedIdentityCredential | None) -> FederatedCredential | None:
+    if fic is None:
+        return None
+    return FederatedCredential(
+        name=federated_credential_name(plan),
+        identity=plan.identity_name,
+        id=str(fic.id or ""),
+        issuer=str(fic.issuer or ""),
+        subject=str(fic.subject or ""),
+    )
+
+
+def _assignments(client: AuthorizationManagementClient, plan: Plan, grant: role_grants.Grant) -> list[RoleAssignment]:
+    """The grant's assignment under bootstrap's name; else those of the same principal and role at exactly its scope."""
+    resource = _resource(plan, f"{grant.role_name} role assignment", grant.label)
+    name = role_assignment_name(scope=grant.scope, principal_id=grant.principal_id, role=grant.role_id)
+    ours = _found(resource, lambda: client.role_assignments.get(grant.scope, name))
+    if ours is not None:
+        return [RoleAssignment(grant.role_name, grant.label, str(ours.id or ""), bootstraps=True)]
+    with _arm(resource, "reading", again=_TEARDOWN):
+        found = client.role_assignments.list_for_scope(grant.scope, filter=f"principalId eq '{grant.principal_id}'")
+        return [
+            RoleAssignment(grant.role_name, grant.label, str(a.id or ""), bootstraps=False)
+            for a in found
+            if str(a.role_definition_id or "").rstrip("/").rsplit("/", 1)[-1].lower() == grant.role_id
+            and str(a.scope or "").rstrip("/").lower() == grant.scope.lower()
+        ]
+
+
+def delete(plan: Plan, *, kind: str, resource_id: str, credential: TokenCredential | None = None) -> bool:
+    """Delete one resource `observe` found, waiting for a long-running delete to end; False when it was already gone.
+
+    `kind` is the AzureResource's, "federated identity credential" or "<role> role assignment".
+    """
+    sub, endpoint, rg = plan.subscription_id, plan.endpoint, plan.resource_group
+    parts = resource_id.rstrip("/").split("/")
+    name = parts[-1]
+    wait: dict[str, Any] = {"polling_interval": plan.polling_interval}
+    with _arm(_resource(plan, kind, name), "deleting", again=_TEARDOWN):
+        try:
+            if kind.endswith("role assignment"):
+                with authorization_client(subscription_id=sub, endpoint=endpoint, credential=credential) as roles_client:
+                    return roles_client.role_assignments.delete_by_id(resource_id) is not None
+            if kind in ("federated identity credential", "managed identity"):
+                with msi_client(subscription_id=sub, endpoint=endpoint, credential=credential) as msi:
+                    if kind == "managed identity":
+                        msi.user_assigned_identities.delete(rg, name)
+                    else:
+                        msi.federated_identity_credentials.delete(rg, parts[-3], name)
+            elif kind == "AKS cluster":
+                with aks_client(subscription_id=sub, endpoint=endpoint, credential=credential) as clusters:
+                    clusters.managed_clusters.begin_delete(rg, name, **wait).result()
+            elif kind == "registry":
+                with acr_client(subscription_id=sub, endpoint=endpoint, credential=credential) as registries:
+                    registries.registries.begin_delete(rg, name, **wait).result()
+            elif kind == "resource group":
+                with resource_client(subscription_id=sub, endpoint=endpoint, credential=credential) as groups:
+                    groups.resource_groups.begin_delete(name, **wait).result()
+            else:
+                raise PipelineError(f"{kind} {name}: `pipeline teardown` does not delete this kind of resource")
+        except ResourceNotFoundError:
+            return False
+    return True

@@ -221,27 +221,9 @@ def token_source(login_server: str) -> TokenSource | None:
     return None if is_loopback(login_server) else registry_token.token_source(login_server)
 
 
-THROTTLED_GIVE_UP_SECONDS = 600.0  # a call ARM keeps throttling this long fails with AzureThrottled (retryable)
-
-
 def _unthrottled(reporter: Reporter, call: Callable[[], T]) -> T:
-    """`call()`, waiting out 429s that outlast the SDK's own retries (their Retry-After, else a doubling back-off).
-
-    A throttled request was not carried out (ARM refuses it before the provider sees it), so calling again is safe
-    even for scheduleRun.
-    """
-    deadline = time.monotonic() + THROTTLED_GIVE_UP_SECONDS
-    backoff = POLL_FIRST_SECONDS
-    while True:
-        try:
-            return call()
-        except AzureThrottled as exc:
-            wait = acr.retry_after(exc) or backoff
-            backoff = min(backoff * 2, POLL_MAX_SECONDS)
-            if time.monotonic() + wait > deadline:
-                raise
-            reporter.log(f"ARM is throttling this identity; trying again in {wait:.0f}s")
-            time.sleep(wait)
+    """`call()`, waiting out ARM's throttling (acr.unthrottled) with the builder's poll back-off, said in the log."""
+    return acr.unthrottled(call, say=reporter.log, first_wait=POLL_FIRST_SECONDS, max_wait=POLL_MAX_SECONDS)
 
 
 class _Log:

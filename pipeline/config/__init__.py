@@ -27,6 +27,7 @@ from pipeline.config._model import (
     Target,
     TemporalConfig,
 )
+from pipeline.config._profile import load_profile
 from pipeline.config._quantity import cpu_millicores, memory_bytes, parse_cpu, parse_memory
 from pipeline.config._render import to_dict, to_toml
 from pipeline.config._schema import derived_registry_name
@@ -54,6 +55,7 @@ __all__ = [
     "cpu_millicores",
     "derived_registry_name",
     "load_config",
+    "load_profile",
     "memory_bytes",
     "parse_cpu",
     "parse_memory",

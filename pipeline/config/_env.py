@@ -27,6 +27,13 @@ NAMED: Mapping[str, Path_] = {
     "TEMPORAL_TLS": ("temporal", "tls"),
     "TEMPORAL_API_KEY_ENV": ("temporal", "api_key_env"),
     "TEMPORAL_UI_URL": ("temporal", "ui_url"),
+    # temporalio.envconfig's own variables (what the temporal CLI and every SDK read), files only
+    "TEMPORAL_PROFILE": ("temporal", "profile"),
+    "TEMPORAL_CONFIG_FILE": ("temporal", "config_file"),
+    "TEMPORAL_TLS_CLIENT_CERT_PATH": ("temporal", "tls_client_cert_path"),
+    "TEMPORAL_TLS_CLIENT_KEY_PATH": ("temporal", "tls_client_key_path"),
+    "TEMPORAL_TLS_SERVER_CA_CERT_PATH": ("temporal", "tls_server_ca_cert_path"),
+    "TEMPORAL_TLS_SERVER_NAME": ("temporal", "tls_server_name"),
     "AZURE_SUBSCRIPTION_ID": ("azure", "subscription_id"),
     "AZURE_RESOURCE_GROUP": ("azure", "resource_group"),
     "AZURE_LOCATION": ("azure", "location"),
@@ -35,9 +42,20 @@ NAMED: Mapping[str, Path_] = {
     "AKS_CLUSTER_NAME": ("aks", "cluster_name"),
     "K8S_NAMESPACE": ("kubernetes", "namespace"),
 }
-"""Seed-compatible names with a fixed key. Two more are special-cased below:
-TEMPORAL_TASK_QUEUE sets the default app's task_queue, and KUBECONFIG sets
-[kubernetes].kubeconfig only where the file leaves it empty."""
+"""Seed-compatible names with a fixed key. Three more are special-cased below:
+TEMPORAL_TASK_QUEUE sets the default app's task_queue, KUBECONFIG sets
+[kubernetes].kubeconfig only where the file leaves it empty, and
+TEMPORAL_API_KEY (envconfig's variable holding the key itself) sets
+[temporal].api_key_env to its own *name*, "TEMPORAL_API_KEY", unless
+TEMPORAL_API_KEY_ENV names another: the value never enters the config."""
+
+API_KEY_VAR = "TEMPORAL_API_KEY"
+# envconfig's inline forms: the pipeline passes files by path only (pods get them from a Secret as files).
+INLINE_TLS = {
+    "TEMPORAL_TLS_CLIENT_CERT_DATA": "TEMPORAL_TLS_CLIENT_CERT_PATH",
+    "TEMPORAL_TLS_CLIENT_KEY_DATA": "TEMPORAL_TLS_CLIENT_KEY_PATH",
+    "TEMPORAL_TLS_SERVER_CA_CERT_DATA": "TEMPORAL_TLS_SERVER_CA_CERT_PATH",
+}
 
 GENERIC_PREFIX = "PIPELINE__"
 
@@ -63,6 +81,12 @@ def apply_env(data: Data, env: Mapping[str, str], problems: Problems) -> None:
     for name, path in NAMED.items():
         if env.get(name) and path not in problems.origins:
             _set(data, path, name, env[name], problems)
+    api_key_env = ("temporal", "api_key_env")
+    if env.get(API_KEY_VAR) and api_key_env not in problems.origins:
+        _set(data, api_key_env, API_KEY_VAR, API_KEY_VAR, problems)  # the variable's name, never its value
+    for name, instead in INLINE_TLS.items():
+        if env.get(name):
+            problems.add_line(f"env {name}: the pipeline reads TLS certificates and keys from files: set {instead} instead")
     _apply_task_queue(data, env.get("TEMPORAL_TASK_QUEUE", ""), problems)
     _apply_kubeconfig(data, env.get("KUBECONFIG", ""), problems)
 

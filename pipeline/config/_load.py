@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pipeline.config._env import apply_env
 from pipeline.config._model import PipelineConfig
+from pipeline.config._profile import apply_profile
 from pipeline.config._reader import Problems
 from pipeline.config._schema import build
 from pipeline.errors import ConfigError
@@ -39,6 +40,7 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None, 
     problems = Problems(str(path) if not defaults_only else "(no config file: defaults and environment)")
     data: dict[str, object] = {} if defaults_only else _read_toml(path, problems.file.label)
     apply_env(data, environ, problems)
+    apply_profile(data, environ, problems)  # after the env, so that env overrides win (see _profile.py)
     config = build(data, problems, path=path.expanduser().resolve(), require_apps=not worker)
     if problems.lines:
         raise ConfigError(problems.lines)

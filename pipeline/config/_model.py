@@ -32,6 +32,17 @@ class TemporalConfig:
     api_key_secret: str = ""
     # How many partitions the server splits a task queue into (the verifier asks each about pollers).
     task_queue_partitions: int = 4
+    # temporalio.envconfig: the profile (and its TOML file) whose values override this table
+    # (env TEMPORAL_PROFILE / TEMPORAL_CONFIG_FILE); "" = none (see pipeline/config/_profile.py).
+    profile: str = ""
+    config_file: str = ""
+    # TLS files of the processes that connect here (the CLI, the pipeline worker): paths, never contents.
+    tls_client_cert_path: str = ""  # mTLS client certificate (PEM), with tls_client_key_path
+    tls_client_key_path: str = ""
+    tls_server_ca_cert_path: str = ""  # CA to trust for the server; "" = the system's CAs
+    tls_server_name: str = ""  # name to verify the server's certificate against (SNI); "" = the address's host
+    # Kubernetes Secret (type kubernetes.io/tls: tls.crt, tls.key, optional ca.crt) mounted into deployed pods.
+    tls_secret: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +219,8 @@ class PipelineConfig:
     """The whole validated configuration (file, then environment overrides).
 
     `source` is the file name as errors print it; `env_overrides` maps each
-    overridden key ("temporal.address") to the env var that set it, so
+    overridden key ("temporal.address") to the env var that set it (or, for a
+    value from a temporalio.envconfig profile, to 'profile "p" of <file>'), so
     `pipeline config` can show what the environment changed.
     """
 

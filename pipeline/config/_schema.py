@@ -72,7 +72,7 @@ def build(data: Mapping[str, object], problems: Problems, *, path: Path, require
     """
     root = Table(problems, (), data)
     target: Target = "aks" if root.choice("target", "local", TARGETS) == "aks" else "local"
-    temporal = _temporal(root.table("temporal"))
+    temporal = _temporal(root.table("temporal"), path.parent)
     pipeline = _pipeline(root.table("pipeline"))
     azure = _azure(root.table("azure"), target, path.parent)
     acr = _acr(root.table("acr"), azure)
@@ -87,7 +87,12 @@ def build(data: Mapping[str, object], problems: Problems, *, path: Path, require
         _check_default_app(problems, pipeline, apps)
     apps = _check_pipeline_role(problems, pipeline, apps)
     _check_task_queues(problems, pipeline, apps)
-    overrides = {".".join(key): origin.env_name for key, origin in problems.origins.items() if origin.env_name is not None}
+    # An env var's name, or for a value from an envconfig profile 'profile "p" of <file>' (pipeline/config/_profile.py).
+    overrides = {
+        ".".join(key): origin.env_name or origin.label
+        for key, origin in problems.origins.items()
+        if origin.env_name is not None or origin.label.startswith("profile ")
+    }
     return PipelineConfig(
         source=problems.file.label,
         path=path,
@@ -106,7 +111,7 @@ def build(data: Mapping[str, object], problems: Problems, *, path: Path, require
     )
 
 
-def _temporal(t: Table) -> TemporalConfig:
+def _temporal(t: Table, base_dir: Path) -> TemporalConfig:
     config = TemporalConfig(
         address=t.string("address", "127.0.0.1:7233", rules.HOST_PORT),
         namespace=t.string("namespace", "default", rules.NAMESPACE),
@@ -115,9 +120,41 @@ def _temporal(t: Table) -> TemporalConfig:
         api_key_secret=t.string("api_key_secret", "", rules.SECRET_KEY_REF),
         ui_url=t.string("ui_url", "http://127.0.0.1:8233", rules.HTTP_URL),
         task_queue_partitions=t.integer("task_queue_partitions", 4, 1, 64),
+        profile=t.string("profile", ""),
+        config_file=_tls_path(t, "config_file", base_dir),
+        tls_client_cert_path=_tls_path(t, "tls_client_cert_path", base_dir),
+        tls_client_key_path=_tls_path(t, "tls_client_key_path", base_dir),
+        tls_server_ca_cert_path=_tls_path(t, "tls_server_ca_cert_path", base_dir),
+        tls_server_name=t.string("tls_server_name", ""),
+        tls_secret=t.string("tls_secret", "", rules.OPTIONAL_SECRET_NAME),
     )
+    pair = (t.path + ("tls_client_cert_path",), t.path + ("tls_client_key_path",))
+    if bool(config.tls_client_cert_path) != bool(config.tls_client_key_path) and not t.problems.failed_under(*pair):
+        given, missing = (
+            ("tls_client_cert_path", "tls_client_key_path")
+            if config.tls_client_cert_path
+            else ("tls_client_key_path", "tls_client_cert_path")
+        )
+        t.problems.add(
+            t.path + (missing,), f"missing: {given} is set, and a client certificate needs its key (and the key its certificate)"
+        )
     t.finish()
     return config
+
+
+def _tls_path(t: Table, key: str, base_dir: Path) -> str:
+    """A file path of [temporal] made absolute: against the config file's directory when the file set it,
+    else (env, profile) against the working directory. It need not exist: it is read when connecting."""
+    text = t.string(key, "")
+    if not text:
+        return ""
+    origin = t.problems.origin(t.path + (key,))
+    base = base_dir if origin is t.problems.file else Path.cwd()
+    try:
+        return str(base / Path(text).expanduser())
+    except RuntimeError:  # "~user" with no such user
+        t.problems.add(t.path + (key,), f"no home directory for {text.split('/', 1)[0]!r}")
+        return ""
 
 
 def _pipeline(t: Table) -> PipelineSection:

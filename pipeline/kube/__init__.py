@@ -12,7 +12,15 @@ plain dicts or small frozen dataclasses, and raises only `KubeError`s (see
 one place (`errors.api_errors`).
 """
 
-from pipeline.kube.apply import ObjectChange, apply_one, diff_for_dry_run, normalize, server_side_apply
+from pipeline.kube.apply import (
+    CREATED_BY_ANNOTATION,
+    ObjectChange,
+    apply_one,
+    create_marked,
+    diff_for_dry_run,
+    normalize,
+    server_side_apply,
+)
 from pipeline.kube.client import KubeClient, connect, in_cluster
 from pipeline.kube.errors import (
     KubeConfigError,
@@ -33,6 +41,7 @@ from pipeline.kube.objects import (
     get_configmap,
     get_deployment,
     get_object,
+    list_namespace,
     list_objects,
     scale_deployment,
 )
@@ -42,6 +51,7 @@ from pipeline.kube.rollout import RolloutOutcome, RolloutProgress, wait_for_roll
 FIELD_MANAGER = "temporal-deploy-pipeline"
 
 __all__ = [
+    "CREATED_BY_ANNOTATION",
     "FIELD_MANAGER",
     "ContainerState",
     "KubeClient",
@@ -64,12 +74,14 @@ __all__ = [
     "RolloutTimedOut",
     "apply_one",
     "connect",
+    "create_marked",
     "in_cluster",
     "delete_object",
     "diff_for_dry_run",
     "get_configmap",
     "get_deployment",
     "get_object",
+    "list_namespace",
     "list_objects",
     "list_pods",
     "normalize",

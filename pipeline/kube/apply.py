@@ -6,6 +6,13 @@
 Apply is `PATCH` with `Content-Type: application/apply-patch+yaml` (a JSON body
 is valid YAML), `fieldManager`, `force` and, for a dry run, `dryRun=All`: the
 server runs admission, defaulting and validation and stores nothing.
+
+Before a Namespace is applied, it is created (POST) with the annotation
+`CREATED_BY_ANNOTATION`, owned by the field manager `<manager>-create`, so later
+applies (which do not name it) never remove it; when it exists already the
+create is refused (409) and nothing changes. `pipeline teardown` deletes a
+namespace only when it carries that mark; one that existed before only gets the
+pipeline's label from the apply.
 """
 
 from __future__ import annotations
@@ -20,9 +27,11 @@ import yaml
 
 from pipeline.kube._resources import describe, object_path
 from pipeline.kube.client import KubeClient
-from pipeline.kube.errors import KubeNotFound
+from pipeline.kube.errors import KubeConflict, KubeForbidden, KubeNotFound
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+CREATED_BY_ANNOTATION = "pipeline.temporal.io/created-by"
+"""On a Namespace the pipeline created (the value is the field manager); absent on one that existed before."""
 Action = Literal["created", "changed", "unchanged"]
 
 # Server-maintained bookkeeping that says nothing about what was applied.
@@ -66,8 +75,38 @@ def server_side_apply(
     force: bool = True,
     dry_run: bool = False,
 ) -> list[dict[str, Any]]:
-    """Apply `objects` in order; the server's answers, in the same order. Stops at the first KubeError."""
-    return [apply_one(kc, obj, field_manager=field_manager, force=force, dry_run=dry_run) for obj in objects]
+    """Apply `objects` in order; the server's answers, in the same order. Stops at the first KubeError.
+
+    A Namespace that does not exist yet is created first, marked as the pipeline's (`create_marked`)."""
+    applied = []
+    for obj in objects:
+        if obj.get("kind") == "Namespace" and not dry_run:
+            create_marked(kc, obj, field_manager=field_manager)
+        applied.append(apply_one(kc, obj, field_manager=field_manager, force=force, dry_run=dry_run))
+    return applied
+
+
+def create_marked(kc: KubeClient, obj: Mapping[str, Any], *, field_manager: str) -> bool:
+    """Create `obj` with CREATED_BY_ANNOTATION when it does not exist; True if this call made it.
+
+    A plain create (POST) under the field manager `<manager>-create`: 409 (it exists: made before, or by
+    another apply meanwhile) and 403 (the in-cluster worker may patch its own namespace but never create
+    one) leave it to the apply that follows, as before.
+    """
+    resource, namespace, name, _ = object_path(obj)
+    body = copy.deepcopy(dict(obj))
+    body.setdefault("metadata", {}).setdefault("annotations", {})[CREATED_BY_ANNOTATION] = field_manager
+    try:
+        kc.request(
+            method="POST",
+            path=resource.path(namespace=namespace),
+            what=describe(resource.kind, namespace, name),
+            query=[("fieldManager", f"{field_manager}-create")],
+            body=body,
+        )
+    except (KubeConflict, KubeForbidden):
+        return False
+    return True
 
 
 def diff_for_dry_run(kc: KubeClient, objects: Sequence[Mapping[str, Any]], *, field_manager: str) -> list[ObjectChange]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.kube._resources import describe, resource_for
+from pipeline.kube._resources import RESOURCES, describe, resource_for
 from pipeline.kube.client import KubeClient
 from pipeline.kube.errors import KubeNotFound
 
@@ -65,6 +65,17 @@ def list_objects(
     )
     items = [dict(item) for item in found.get("items") or []]
     return sorted(items, key=lambda o: str(o.get("metadata", {}).get("name", "")))
+
+
+def list_namespace(kc: KubeClient, *, namespace: str, skip: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """Every object in `namespace` of each namespaced kind this layer knows (but the kinds in `skip`), with
+    `apiVersion` and `kind` set (a list's items lack them); kind, then name order. [] for a missing namespace."""
+    found: list[dict[str, Any]] = []
+    for resource in RESOURCES.values():
+        if resource.namespaced and resource.kind not in skip:
+            for obj in list_objects(kc, api_version=resource.api_version, kind=resource.kind, namespace=namespace, selector={}):
+                found.append({**obj, "apiVersion": resource.api_version, "kind": resource.kind})
+    return found
 
 
 def scale_deployment(kc: KubeClient, *, namespace: str, name: str, replicas: int) -> None:

@@ -17,7 +17,6 @@ from dataclasses import replace
 
 import pytest
 from azure.core.exceptions import HttpResponseError
-from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 from azure.mgmt.containerregistry.v2025_03_01_preview import models as acr_models
 
 from bootstrap.azure_arm import Imitation
@@ -138,16 +137,7 @@ def test_a_run_pushes_to_an_abac_registry_only_as_a_caller_allowed_to(arm: Imita
         owner_only = _private(arm, name, schedule("[caller]"))  # Owner has no dataActions: ABAC gives it no push
         assert owner_only["sourceRegistryIdentity"] == "[caller]"
         assert owner_only["pushDenied"] == "denied: requested access to the resource is denied"
-        writer = roles.ROLE_IDS["Container Registry Repository Writer"]
-        az.roles.create(
-            str(registry.id),
-            str(uuid.uuid4()),
-            RoleAssignmentCreateParameters(
-                role_definition_id=f"/subscriptions/{arm.subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{writer}",
-                principal_id=arm.object_id("pipeline"),
-                principal_type="ServicePrincipal",
-            ),
-        )
+        az.grant(str(registry.id), "Container Registry Repository Writer", arm.object_id("pipeline"))
         assert _private(arm, name, schedule("[caller]"))["pushDenied"] == ""
         # A legacy registry lets every run push as the registry's own.
         legacy = acr.Registry(arm.subscription_id, arm.resource_group, arm.registry_name, arm.endpoint)

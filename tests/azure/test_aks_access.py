@@ -47,11 +47,27 @@ def namespaces(kc: kube.KubeClient) -> list[str]:
     return [ns.metadata.name for ns in kc.core.list_namespace().items]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_kubeconfigs() -> None:
+    aks.forget_kubeconfigs()  # each test counts its own ARM calls
+
+
 def test_user_credentials_give_a_kubeconfig_that_reaches_the_cluster(arm: Imitation) -> None:
     before = arm.count("ManagedClusters_ListClusterUserCredentials")
     with aks.connect(cluster_ref(arm)) as kc:
         assert "default" in namespaces(kc)
     assert arm.count("ManagedClusters_ListClusterUserCredentials") == before + 1
+
+
+def test_the_kubeconfig_is_kept_and_concurrent_callers_share_one_fetch(arm: Imitation) -> None:
+    """listClusterUserCredential is an ARM write (the smallest bucket): twenty activities at once cost one."""
+    before = arm.count("ManagedClusters_ListClusterUserCredentials")
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        fetched = list(pool.map(lambda _: aks.fetch_kubeconfig(cluster_ref(arm)), range(20)))
+    assert len(set(fetched)) == 1 and arm.count("ManagedClusters_ListClusterUserCredentials") == before + 1
+    aks.forget_kubeconfigs()
+    aks.fetch_kubeconfig(cluster_ref(arm))
+    assert arm.count("ManagedClusters_ListClusterUserCredentials") == before + 2
 
 
 def test_admin_credentials_when_configured(arm: Imitation) -> None:

@@ -17,6 +17,7 @@ and the blob PUT, pipeline/source.py), as `az acr build` does with the user's cr
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -24,6 +25,7 @@ import tempfile
 import time
 import tomllib
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,7 @@ import pytest
 import pytest_asyncio
 import yaml
 from azure.identity import ClientSecretCredential
+from azure.mgmt.containerregistry.v2025_03_01_preview import models as acr_models
 from temporalio.client import Client
 
 from bootstrap.azure_arm import Imitation
@@ -55,11 +58,12 @@ from tests.e2e.support import (
     readable_text,
     rolling_out,
 )
-from tests.helpers import eventually
+from tests.helpers import REPO_ROOT, eventually
 from tests.helpers.azure import AKS_SCOPE, ARM_SCOPE, Clients
 from tests.helpers.histories import heartbeated_run_ids
 
 AZURE_ENV_PREFIXES = ("AZURE_", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "ACR_", "AKS_")
+ABAC = "AbacRepositoryPermissions"
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 
 
@@ -200,11 +204,9 @@ async def test_rollback_during_a_rollout_restores_v1(
     try:
         slow_rolling_out = rolling_out(handle, aks_app, command=NEVER_READY, after_run=v1.run.run_id)
         await eventually(slow_rolling_out, timeout=90, interval=0.5, what="the slow version rolling out")
-        credentials = arm_module.count("ManagedClusters_ListClusterUserCredentials")
         rollback = await aks_app.cli("rollback", aks_app.name, "--reason", reason, config=aks_app.config("v1"), timeout=120)
         rollback.expect(0, diagnose=aks_app.diagnose)
         assert f"Rolled back to {v1.image}: rollback requested: {reason}" in rollback.stderr, rollback.output
-        assert arm_module.count("ManagedClusters_ListClusterUserCredentials") > credentials  # re-applied through AKS
     finally:
         deploy = await aks_app.finish(process, args, started=started, timeout=120)
     deploy.expect(EXIT_ROLLED_BACK, diagnose=aks_app.diagnose)
@@ -337,3 +339,111 @@ async def test_tasks_not_allowed_fails_the_deploy_in_one_line_and_applies_nothin
     scheduled = [e for e in arm_module.requests()["log"][runs:] if e["operation"] == "Registries_ScheduleRun"]
     assert [e["status"] for e in scheduled] == [400], scheduled  # refused once, not retried
     assert aks_app.deployment()["metadata"]["generation"] == generation  # nothing applied
+
+
+async def test_a_deploy_on_an_abac_registry_pushes_only_as_a_writer_and_the_cluster_pulls(
+    aks_app: AksApp, v1: Deployed, arm_module: Imitation
+) -> None:
+    """Issue 22 item 0, end to end: a registry in ABAC repository-permission mode (`roleAssignmentMode:
+    AbacRepositoryPermissions`), pulled by the node's identity (no image pull Secret, as on AKS with the kubelet
+    identity granted Container Registry Repository Reader: tests/azure/test_abac_registry.py shows bootstrap
+    grants it). The pipeline's principal is Owner, which carries no dataActions: the run (sent with
+    `[caller]`, read from the registry's mode) is refused its push, the deploy fails naming the registry's
+    answer and nothing is applied. Once the principal holds Container Registry Repository Writer on the
+    registry (what `bootstrap --azure` grants the pipeline's identity), the same deploy builds, pushes,
+    and the cluster pulls and verifies the image."""
+    az = Clients(arm_module)
+    name = f"abacdeploy{uuid.uuid4().hex[:6]}"
+    body = acr_models.Registry(location=arm_module.location, sku=acr_models.Sku(name="Standard"), role_assignment_mode=ABAC)
+    registry = az.acr.registries.begin_create(arm_module.resource_group, name, body).result()
+    data = tomllib.loads(aks_app.config("v10-abac").read_text())
+    data["acr"].update(name=name, image_pull_secret="")
+    config = aks_app.directory / "config-v10-abac-registry-aks.toml"
+    config.write_text(to_toml(data))
+    generation = aks_app.deployment()["metadata"]["generation"]
+
+    refused = await aks_app.cli("deploy", config=config, timeout=240)
+    assert refused.code != 0, refused.output
+    assert "denied: requested access to the resource is denied" in refused.output, refused.output
+    assert aks_app.deployment()["metadata"]["generation"] == generation  # nothing applied
+
+    az.grant(str(registry.id), "Container Registry Repository Writer", arm_module.object_id("pipeline"))
+    run = await aks_app.cli("deploy", "--follow", config=config, timeout=240)
+    version = deployed(run, aks_app)
+    runs = [json.loads(p.read_text())["private"] for p in (arm_module.state_dir / "runs" / name).glob("*.json")]
+    assert len(runs) == 2 and {r["sourceRegistryIdentity"] for r in runs} == {"[caller]"}, runs
+    assert sorted(bool(r["pushDenied"]) for r in runs) == [False, True], runs
+    live = aks_app.deployment()["spec"]["template"]["spec"]
+    assert live["containers"][0]["image"] == version.image and not live.get("imagePullSecrets")
+    running = [p for p in aks_app.raw_pods() if not p["metadata"].get("deletionTimestamp")]
+    assert running and all(p["spec"]["containers"][0]["image"] == version.image for p in running), running
+    assert all(s.get("ready") for p in running for s in p["status"]["containerStatuses"]), running  # pulled and serving
+
+
+async def test_twenty_concurrent_deploys_through_a_throttling_arm(aks_app: AksApp, v1: Deployed, arm_module: Imitation) -> None:
+    """Issue 22 item 7, end to end: 20 apps deployed at once on target `aks` (20 CLI processes, one pipeline
+    worker) while the imitation enforces ARM's per-principal token buckets (Azure's figures divided by 10: 25
+    reads refilled at 2.5 a second, 20 writes at 1 a second). The apps are SDK-only workers of their own
+    (tests/fixtures/sdk_worker, each on its own queue, built FROM an SDK base the registry holds, as an ACR
+    run needs). Every deploy is verified (azure-core waits out each 429 by its Retry-After, the builder polls
+    with back-off, the worker keeps the AKS kubeconfig: no 429 reaches a user), and each build costs at most
+    20 ARM reads of its run."""
+    import docker
+
+    from tests.helpers.images import sdk_base_image
+
+    engine = docker.from_env()
+    try:
+        base = f"{REGISTRY}/pipeline-python-sdk:twenty"
+        engine.images.get(sdk_base_image(engine)).tag(*base.rsplit(":", 1))
+        engine.images.push(*base.rsplit(":", 1))
+    finally:
+        engine.close()
+    data = tomllib.loads(aks_app.config("v11-many").read_text())
+    names = [f"{aks_app.name}-c{n:02d}" for n in range(20)]
+    fixture = (REPO_ROOT / "tests/fixtures/sdk_worker/worker.py").read_text()
+    data["apps"] = {}
+    for name in names:
+        context = aks_app.directory / name
+        context.mkdir()
+        (context / "Dockerfile").write_text((REPO_ROOT / "tests/fixtures/sdk_worker/Dockerfile").read_text())
+        (context / "worker.py").write_text(fixture.replace('"sdk-greetings"', f'"{name}-q"'))
+        data["apps"][name] = {
+            "task_queue": f"{name}-q",
+            "build_context": str(context),
+            "replicas": 1,
+            "build_args": {"BASE_IMAGE": base},
+            "termination_grace_period_seconds": 5,
+        }
+    data["pipeline"]["default_app"] = names[0]
+    config = aks_app.directory / "config-v11-twenty-aks.toml"
+    config.write_text(to_toml(data))
+    runs_dir = arm_module.state_dir / "runs" / arm_module.registry_name.lower()
+    runs_before = set(runs_dir.glob("*.json"))
+    log_before = len(arm_module.requests()["log"])
+    arm_module.inject(kind="throttle", scale=10)
+    started = time.monotonic()
+    try:
+        processes = [await aks_app.start("deploy", "--app", name, config=config) for name in names]
+        done = [
+            await aks_app.finish(p, ("deploy", "--app", n), started=started, timeout=600)
+            for p, n in zip(processes, names, strict=True)
+        ]
+    finally:
+        arm_module.clear_faults()
+    elapsed = time.monotonic() - started
+    failed = {n: r.output[-800:] for n, r in zip(names, done, strict=True) if r.code != 0 or ": verified" not in r.stdout}
+    assert not failed, failed
+    seen = [line for r in done for line in r.output.splitlines() if re.search(r"\b429\b|TooManyRequests|throttled\.", line)]
+    assert not seen, seen  # no user saw ARM's 429 (waiting it out may be said: "ARM is throttling ...; trying again")
+    log = arm_module.requests()["log"][log_before:]
+    run_ids = [p.stem for p in set(runs_dir.glob("*.json")) - runs_before]
+    assert len(run_ids) == 20, run_ids  # one ACR run per deploy
+    reads = {
+        r: sum(e["method"] == "GET" and re.search(f"/runs/{r}(/|$)", e["path"], re.IGNORECASE) is not None for e in log)
+        for r in run_ids
+    }
+    throttled = Counter(e["operation"] for e in log if e["status"] == 429)
+    print(f"20 deploys verified in {elapsed:.0f}s; ARM reads per build {sorted(reads.values())}; 429s answered {dict(throttled)}")
+    assert throttled, "the buckets were never empty: nothing was throttled"
+    assert max(reads.values()) <= 20, reads

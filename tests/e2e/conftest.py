@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 import tempfile
 import uuid
@@ -74,3 +75,39 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         for key, value in _TIMINGS.items():
             terminalreporter.write_line(f"{key:<55} {value:6.1f}s")
     sys.stdout.flush()
+
+
+# ----- the browser (tests/e2e/test_web_ui_actions.py, test_docs_screenshot.py) -----
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; bootstrap/stack installs it)")
+    return found
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def chromium_browser(chromium: str) -> AsyncIterator[Any]:
+    """Headless Chromium (the system's) under Playwright, for the whole module."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=chromium,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import json
 import re
-import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -58,39 +57,6 @@ UI_TIMEOUT_MS = 20_000
 
 
 # ----- the browser -----
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        pytest.skip("chromium is not installed (apt-get install chromium; bootstrap/stack installs it)")
-    return found
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def chromium_browser(chromium: str) -> AsyncIterator[Any]:
-    """Headless Chromium (the system's) under Playwright, for the whole module."""
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=chromium,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import requests
@@ -42,6 +43,23 @@ class Clients:
         self.aks = ContainerServiceClient(cred, arm.subscription_id, **_kwargs(arm)).managed_clusters
         self.roles = AuthorizationManagementClient(cred, arm.subscription_id, **_kwargs(arm)).role_assignments
         self.token = cred.get_token(ARM_SCOPE).token
+
+    def grant(self, scope: str, role: str, principal_id: str) -> None:
+        """A role assignment of the built-in `role` (by name, its id from builtin-roles.json) to a service principal."""
+        from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
+
+        from pipeline.azure import roles
+
+        definition = (
+            f"/subscriptions/{self.arm.subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{roles.ROLE_IDS[role]}"
+        )
+        self.roles.create(
+            scope,
+            str(uuid.uuid4()),
+            RoleAssignmentCreateParameters(
+                role_definition_id=definition, principal_id=principal_id, principal_type="ServicePrincipal"
+            ),
+        )
 
     def raw(self, method: str, path: str, version: str, body: Any = None) -> requests.Response:
         return requests.request(

@@ -17,9 +17,13 @@ from bootstrap.azure_arm.arm.api_versions import (
     TASK_VERSIONS,
 )
 from bootstrap.azure_arm.arm.context import Handler
-from bootstrap.azure_arm.arm.operations import operation_status
+from bootstrap.azure_arm.arm.operations import operation_result, operation_status
 from bootstrap.azure_arm.arm.providers.cluster_credentials import managed_clusters_list_admin, managed_clusters_list_user
-from bootstrap.azure_arm.arm.providers.managed_clusters import managed_clusters_create_or_update, managed_clusters_get
+from bootstrap.azure_arm.arm.providers.managed_clusters import (
+    managed_clusters_create_or_update,
+    managed_clusters_delete,
+    managed_clusters_get,
+)
 from bootstrap.azure_arm.arm.providers.managed_identities import (
     federated_identity_credentials_create_or_update,
     federated_identity_credentials_delete,
@@ -30,7 +34,12 @@ from bootstrap.azure_arm.arm.providers.managed_identities import (
     user_assigned_identities_get,
 )
 from bootstrap.azure_arm.arm.providers.permissions import permissions_list
-from bootstrap.azure_arm.arm.providers.registries import registries_create, registries_get, registries_list_credentials
+from bootstrap.azure_arm.arm.providers.registries import (
+    registries_create,
+    registries_delete,
+    registries_get,
+    registries_list_credentials,
+)
 from bootstrap.azure_arm.arm.providers.registry_names import registries_check_name_availability
 from bootstrap.azure_arm.arm.providers.registry_runs import (
     registries_get_build_source_upload_url,
@@ -40,9 +49,14 @@ from bootstrap.azure_arm.arm.providers.registry_runs import (
     runs_get_log_sas_url,
     runs_list,
 )
-from bootstrap.azure_arm.arm.providers.resource_groups import resource_groups_create_or_update, resource_groups_get
+from bootstrap.azure_arm.arm.providers.resource_groups import (
+    resource_groups_create_or_update,
+    resource_groups_delete,
+    resource_groups_get,
+)
 from bootstrap.azure_arm.arm.providers.role_assignments import (
     role_assignments_create,
+    role_assignments_delete,
     role_assignments_get,
     role_assignments_list_for_scope,
 )
@@ -65,6 +79,8 @@ _RG = r"/subscriptions/(?P<subscriptionId>[^/]+)/resourcegroups/(?P<resourceGrou
 _REG = _SUB + r"/Microsoft\.ContainerRegistry/registries/(?P<registryName>[^/]+)"
 _AKS = _SUB + r"/Microsoft\.ContainerService/managedClusters/(?P<resourceName>[^/]+)"
 _AKS_OP = r"/subscriptions/(?P<subscriptionId>[^/]+)/providers/Microsoft\.ContainerService/locations/(?P<location>[^/]+)/operationStatus/(?P<operationId>[^/]+)"
+_AKS_RESULT = r"/subscriptions/(?P<subscriptionId>[^/]+)/providers/Microsoft\.ContainerService/locations/(?P<location>[^/]+)/operationresults/(?P<operationId>[^/]+)"
+_RG_RESULT = r"/subscriptions/(?P<subscriptionId>[^/]+)/operationresults/(?P<operationId>[^/]+)"
 _ROLE_ASSIGNMENT = r"/providers/Microsoft\.Authorization/roleAssignments/(?P<roleAssignmentName>[^/]+)"
 _RA = _REG + _ROLE_ASSIGNMENT
 _SUBSCRIPTION = r"/subscriptions/(?P<subscriptionId>[^/]+)"
@@ -91,8 +107,11 @@ def _route(
 ROUTES: list[Route] = [
     _route("GET", _RG, "ResourceGroups_Get", RESOURCE_VERSIONS, "Microsoft.Resources/subscriptions/resourceGroups/read", resource_groups_get, in_group=False),
     _route("PUT", _RG, "ResourceGroups_CreateOrUpdate", RESOURCE_VERSIONS, "Microsoft.Resources/subscriptions/resourceGroups/write", resource_groups_create_or_update, in_group=False),
+    _route("DELETE", _RG, "ResourceGroups_Delete", RESOURCE_VERSIONS, "Microsoft.Resources/subscriptions/resourceGroups/delete", resource_groups_delete, in_group=False),
+    _route("GET", _RG_RESULT, "ResourceGroups_DeleteOperationResult", RESOURCE_VERSIONS, "", operation_result, in_group=False),
     _route("GET", _REG, "Registries_Get", REGISTRY_VERSIONS, f"{_ACR}/read", registries_get),
     _route("PUT", _REG, "Registries_Create", REGISTRY_VERSIONS, f"{_ACR}/write", registries_create),
+    _route("DELETE", _REG, "Registries_Delete", REGISTRY_VERSIONS, f"{_ACR}/delete", registries_delete),
     _route("GET", _REG + r"/operationStatuses/(?P<operationId>[^/]+)", "Registries_GetOperationStatus", REGISTRY_VERSIONS, f"{_ACR}/operationStatuses/read", operation_status),
     _route("POST", _REG + "/listCredentials", "Registries_ListCredentials", REGISTRY_VERSIONS, f"{_ACR}/listCredentials/action", registries_list_credentials),
     _route("POST", _REG + "/listBuildSourceUploadUrl", "Registries_GetBuildSourceUploadUrl", TASK_VERSIONS, f"{_ACR}/listBuildSourceUploadUrl/action", registries_get_build_source_upload_url),
@@ -103,12 +122,16 @@ ROUTES: list[Route] = [
     _route("POST", _REG + r"/runs/(?P<runId>[^/]+)/cancel", "Runs_Cancel", TASK_VERSIONS, f"{_ACR}/runs/cancel/action", runs_cancel),
     _route("GET", _RA, "RoleAssignments_Get", AUTHORIZATION_VERSIONS, f"{_RAS}/read", role_assignments_get),
     _route("PUT", _RA, "RoleAssignments_Create", AUTHORIZATION_VERSIONS, f"{_RAS}/write", role_assignments_create),
+    _route("DELETE", _RA, "RoleAssignments_Delete", AUTHORIZATION_VERSIONS, f"{_RAS}/delete", role_assignments_delete),
     _route("GET", _AKS + _ROLE_ASSIGNMENT, "RoleAssignments_Get", AUTHORIZATION_VERSIONS, f"{_RAS}/read", role_assignments_get),
     _route("PUT", _AKS + _ROLE_ASSIGNMENT, "RoleAssignments_Create", AUTHORIZATION_VERSIONS, f"{_RAS}/write", role_assignments_create),
+    _route("DELETE", _AKS + _ROLE_ASSIGNMENT, "RoleAssignments_Delete", AUTHORIZATION_VERSIONS, f"{_RAS}/delete", role_assignments_delete),
     _route("GET", _RG + _ROLE_ASSIGNMENT, "RoleAssignments_Get", AUTHORIZATION_VERSIONS, f"{_RAS}/read", role_assignments_get),
     _route("PUT", _RG + _ROLE_ASSIGNMENT, "RoleAssignments_Create", AUTHORIZATION_VERSIONS, f"{_RAS}/write", role_assignments_create),
+    _route("DELETE", _RG + _ROLE_ASSIGNMENT, "RoleAssignments_Delete", AUTHORIZATION_VERSIONS, f"{_RAS}/delete", role_assignments_delete),
     _route("GET", _SUBSCRIPTION + _ROLE_ASSIGNMENT, "RoleAssignments_Get", AUTHORIZATION_VERSIONS, f"{_RAS}/read", role_assignments_get, in_group=False),
     _route("PUT", _SUBSCRIPTION + _ROLE_ASSIGNMENT, "RoleAssignments_Create", AUTHORIZATION_VERSIONS, f"{_RAS}/write", role_assignments_create, in_group=False),
+    _route("DELETE", _SUBSCRIPTION + _ROLE_ASSIGNMENT, "RoleAssignments_Delete", AUTHORIZATION_VERSIONS, f"{_RAS}/delete", role_assignments_delete, in_group=False),
     _route("GET", _SUBSCRIPTION + _ROLE_ASSIGNMENTS, "RoleAssignments_ListForScope", AUTHORIZATION_VERSIONS, f"{_RAS}/read", role_assignments_list_for_scope, in_group=False),
     _route("GET", _RG + _ROLE_ASSIGNMENTS, "RoleAssignments_ListForScope", AUTHORIZATION_VERSIONS, f"{_RAS}/read", role_assignments_list_for_scope),
     _route("GET", _REG + _ROLE_ASSIGNMENTS, "RoleAssignments_ListForScope", AUTHORIZATION_VERSIONS, f"{_RAS}/read", role_assignments_list_for_scope),
@@ -127,6 +150,8 @@ ROUTES: list[Route] = [
     _route("DELETE", _FIC, "FederatedIdentityCredentials_Delete", MSI_VERSIONS, f"{_MSI}/federatedIdentityCredentials/delete", federated_identity_credentials_delete),
     _route("GET", _AKS, "ManagedClusters_Get", AKS_VERSIONS, f"{_MC}/read", managed_clusters_get),
     _route("PUT", _AKS, "ManagedClusters_CreateOrUpdate", AKS_VERSIONS, f"{_MC}/write", managed_clusters_create_or_update),
+    _route("DELETE", _AKS, "ManagedClusters_Delete", AKS_VERSIONS, f"{_MC}/delete", managed_clusters_delete),
+    _route("GET", _AKS_RESULT, "ManagedClusters_DeleteOperationResult", AKS_VERSIONS, "Microsoft.ContainerService/locations/operationresults/read", operation_result, in_group=False),
     _route("GET", _AKS_OP, "ManagedClusters_GetOperationStatus", AKS_VERSIONS, "Microsoft.ContainerService/locations/operationStatus/read", operation_status, in_group=False),
     _route("POST", _AKS + "/listClusterUserCredential", "ManagedClusters_ListClusterUserCredentials", AKS_VERSIONS, f"{_MC}/listClusterUserCredential/action", managed_clusters_list_user),
     _route("POST", _AKS + "/listClusterAdminCredential", "ManagedClusters_ListClusterAdminCredentials", AKS_VERSIONS, f"{_MC}/listClusterAdminCredential/action", managed_clusters_list_admin),

@@ -1,4 +1,5 @@
-"""Microsoft.ContainerService/managedClusters: ManagedClusters_Get and ManagedClusters_CreateOrUpdate (long-running).
+"""Microsoft.ContainerService/managedClusters: ManagedClusters_Get, ManagedClusters_CreateOrUpdate and
+ManagedClusters_Delete (long-running).
 
 Credentials (listClusterUserCredential, listClusterAdminCredential) are in cluster_credentials.py. A cluster's
 identities (system-assigned principal, kubelet identity) are GUIDs derived from its name, so they are stable
@@ -17,7 +18,7 @@ from aiohttp import web
 
 from bootstrap.azure_arm.arm import creation
 from bootstrap.azure_arm.arm.context import ArmError, Context, json_response, read_body
-from bootstrap.azure_arm.arm.operations import in_progress, start_operation
+from bootstrap.azure_arm.arm.operations import delete_settled, in_progress, start_operation
 from bootstrap.azure_arm.arm.providers.cluster_credentials import local_cluster
 from bootstrap.azure_arm.state import ClusterSeed, Seed
 
@@ -276,3 +277,16 @@ async def managed_clusters_create_or_update(ctx: Context) -> web.StreamResponse:
     response = json_response(cluster_body(ctx, cluster), status=status)
     response.headers.update(headers)
     return response
+
+
+async def managed_clusters_delete(ctx: Context) -> web.StreamResponse:
+    """ManagedClustersDelete.json: 204 absent; else 202 + `location` (an operationresults URL under the cluster's
+    location), provisioningState Deleting until the cluster is gone."""
+    cluster = ctx.seed.cluster(ctx.params["resourceName"], ctx.group)
+    if cluster is None:
+        return web.Response(status=204)
+    sub = ctx.seed.subscription_id
+    location = (
+        f"{ctx.base_url}/subscriptions/{sub}/providers/Microsoft.ContainerService/locations/{cluster.location}/operationresults"
+    )
+    return delete_settled(ctx, cluster, kind="cluster", operation="ManagedClusters_Delete", location=location)

@@ -1,4 +1,5 @@
-"""Microsoft.ContainerRegistry/registries: Registries_Get, Registries_Create (long-running), Registries_ListCredentials.
+"""Microsoft.ContainerRegistry/registries: Registries_Get, Registries_Create and Registries_Delete (long-running),
+Registries_ListCredentials.
 
 `properties.roleAssignmentMode` (LegacyRegistryPermissions, the default, or AbacRepositoryPermissions) is read
 from a PUT and shown at the api-versions that define it (`MODE_VERSIONS`); a PUT on an existing registry that
@@ -17,7 +18,7 @@ from aiohttp import web
 
 from bootstrap.azure_arm.arm import creation
 from bootstrap.azure_arm.arm.context import ArmError, Context, json_response, read_body
-from bootstrap.azure_arm.arm.operations import in_progress, start_operation
+from bootstrap.azure_arm.arm.operations import delete_settled, in_progress, start_operation
 from bootstrap.azure_arm.arm.providers import registry_names
 from bootstrap.azure_arm.builds import now_iso
 from bootstrap.azure_arm.state import RegistrySeed, Seed
@@ -185,3 +186,13 @@ async def registries_create(ctx: Context) -> web.StreamResponse:
     response = json_response(_shown(ctx, registry_body(ctx.seed, registry)), status=201)
     response.headers.update(headers)
     return response
+
+
+async def registries_delete(ctx: Context) -> web.StreamResponse:
+    """RegistryDelete.json: 204 absent; else 202 + `Location` (its operationStatuses URL), provisioningState
+    Deleting until the registry is gone."""
+    registry = ctx.seed.registry(ctx.params["registryName"], ctx.group)
+    if registry is None:
+        return web.Response(status=204)
+    location = f"{ctx.base_url}{registry_id(ctx.seed, registry)}/operationStatuses"
+    return delete_settled(ctx, registry, kind="registry", operation="Registries_Delete", location=location)

@@ -1,4 +1,5 @@
-"""Microsoft.Resources/resourceGroups: ResourceGroups_Get and ResourceGroups_CreateOrUpdate (synchronous)."""
+"""Microsoft.Resources/resourceGroups: ResourceGroups_Get, ResourceGroups_CreateOrUpdate (synchronous) and
+ResourceGroups_Delete (long-running: the group and every registry, cluster and identity in it)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from aiohttp import web
 
 from bootstrap.azure_arm.arm import creation
 from bootstrap.azure_arm.arm.context import ArmError, Context, json_response, read_body
+from bootstrap.azure_arm.arm.operations import start_deletion
 from bootstrap.azure_arm.state import GroupSeed, Seed
 
 _GROUP_NAME = re.compile(r"^[-\w._()]{1,90}$")
@@ -25,11 +27,31 @@ def _group_body(seed: Seed, group: GroupSeed) -> dict[str, Any]:
     }
 
 
-async def resource_groups_get(ctx: Context) -> web.StreamResponse:
+def _existing(ctx: Context) -> GroupSeed:
     group = ctx.seed.group(ctx.group)
     if group is None:
         raise ArmError(404, "ResourceGroupNotFound", f"Resource group '{ctx.group}' could not be found.")
-    return json_response(_group_body(ctx.seed, group))
+    return group
+
+
+async def resource_groups_get(ctx: Context) -> web.StreamResponse:
+    return json_response(_group_body(ctx.seed, _existing(ctx)))
+
+
+async def resource_groups_delete(ctx: Context) -> web.StreamResponse:
+    """202 + `Location` (ForceDeleteVMsInResourceGroup.json); the group and what it holds go when it ends. An absent
+    group is 404 ResourceGroupNotFound, as ResourceGroups_Get answers."""
+    group = _existing(ctx)
+
+    def remove(seed: Seed) -> None:
+        name = group.name.lower()
+        seed.registries = [r for r in seed.registries if seed.group_of(r).lower() != name]
+        seed.clusters = [c for c in seed.clusters if seed.group_of(c).lower() != name]
+        seed.identities = [i for i in seed.identities if i.resource_group.lower() != name]
+        seed.groups = [g for g in seed.groups if g.name.lower() != name]
+
+    location = f"{ctx.base_url}/subscriptions/{ctx.seed.subscription_id}/operationresults"
+    return start_deletion(ctx, kind="group", name=group.name, operation="ResourceGroups_Delete", location=location, remove=remove)
 
 
 async def resource_groups_create_or_update(ctx: Context) -> web.StreamResponse:

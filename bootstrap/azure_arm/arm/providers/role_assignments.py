@@ -1,5 +1,6 @@
 """Microsoft.Authorization/roleAssignments at the scope of the subscription, a resource group, a registry or a
-managed cluster: RoleAssignments_Get, RoleAssignments_Create (for any built-in role of builtin-roles.json) and
+managed cluster: RoleAssignments_Get, RoleAssignments_Create (for any built-in role of builtin-roles.json),
+RoleAssignments_Delete (200 with the deleted assignment, 204 when absent: RoleAssignments_Delete.json) and
 RoleAssignments_ListForScope. A created assignment takes effect at once (authorization.py reads the seed)."""
 
 from __future__ import annotations
@@ -69,6 +70,16 @@ async def role_assignments_get(ctx: Context) -> web.StreamResponse:
     found = ctx.seed.role_assignment(scope, ctx.params["roleAssignmentName"])
     if found is None:
         raise ArmError(404, "RoleAssignmentNotFound", f"The role assignment '{ctx.params['roleAssignmentName']}' is not found.")
+    return json_response(_role_assignment_body(found))
+
+
+async def role_assignments_delete(ctx: Context) -> web.StreamResponse:
+    scope = _scope(ctx)
+    found = ctx.seed.role_assignment(scope, ctx.params["roleAssignmentName"])
+    if found is None:
+        return web.Response(status=204)
+    ctx.seed.role_assignments.remove(found)
+    ctx.save()
     return json_response(_role_assignment_body(found))
 
 
