@@ -1,7 +1,7 @@
 """One way to reach the cluster a ClusterRef names, for the activities and the CLI alike.
 
-Target local (or any kubeconfig): `kube.connect`. Target aks: a fresh kubeconfig
-(and token) from the AKS API per call (`pipeline.azure.aks`, imported only then,
+Target local (or any kubeconfig): `kube.connect`. Target aks: the kubeconfig (and token) from the
+AKS API, kept by the process for a few minutes (`pipeline.azure.aks`, imported only then,
 so the CLI on target local never loads the Azure SDKs).
 """
 

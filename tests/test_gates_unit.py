@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,10 +13,10 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from pipeline.config import ConfigError, load_config
 from pipeline.gates import RUNNER, collect_replay_targets, judge_analysis, parse_verdict, replay_job_name, replay_objects
 from pipeline.inputs import app_spec
-from pipeline.models import GateSpec, ReplayJobInput, ReplayTarget, ReplayTargetsInput, SecretKeyRef, TemporalTarget
+from pipeline.models import GateSpec, ReplayTarget, ReplayTargetsInput, TemporalTarget
 from tests.helpers import eventually
 from tests.helpers.config import SHIPPED_TEXT
-from tests.helpers.render import sample_render_input
+from tests.helpers.render import replay_job_input
 
 pytestmark = pytest.mark.unit
 
@@ -93,23 +92,8 @@ def test_bad_gates_are_one_line_each(tmp_path: Path, extra: str, said: str) -> N
     assert any(said.replace("[apps.sample-worker].", "") in line for line in raised.value.problems), raised.value.problems
 
 
-def job_input(**changes: object) -> ReplayJobInput:
-    spec = sample_render_input(api_key_secret=SecretKeyRef("temporal", "api-key"))
-    app = replace(spec.app, replay_modules=("worker", "app.flows"))
-    base = ReplayJobInput(
-        app=app,
-        temporal=spec.temporal,
-        cluster=None,  # type: ignore[arg-type]
-        image=spec.image,
-        build_id=spec.build_id,
-        gate=GateSpec("replay", "replay", timeout_seconds=90),
-        targets=(ReplayTarget("wf-1", "run-1", "ApprovalWorkflow"),),
-    )
-    return replace(base, **changes)  # type: ignore[arg-type]
-
-
 def test_the_replay_job_runs_the_delivered_runner_in_the_candidate_image_with_nothing_secret() -> None:
-    request = job_input()
+    request = replay_job_input()
     config_map, job = replay_objects(request)
     name = replay_job_name(request.app.name, request.build_id)
     assert config_map["metadata"]["name"] == job["metadata"]["name"] == name

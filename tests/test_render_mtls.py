@@ -21,7 +21,7 @@ from pipeline.inputs import app_spec, temporal_target
 from pipeline.models import PipelineRole, RenderInput, TemporalTarget
 from pipeline.render import TLS_DIR, render_manifests, to_yaml
 from tests.helpers.config import shipped_config
-from tests.helpers.render import sample_render_input, with_app
+from tests.helpers.render import replay_job_input, sample_render_input, with_app
 
 pytestmark = pytest.mark.unit
 
@@ -121,18 +121,8 @@ def test_no_tls_secret_no_change() -> None:
 def test_the_replay_gate_job_mounts_the_secret_too() -> None:
     """The replay gate's Job runs the candidate image against Temporal: with the same files and variables."""
     from pipeline.gates import replay_objects
-    from pipeline.models import GateSpec, ReplayJobInput, ReplayTarget
 
-    spec = mtls(sample_render_input())
-    request = ReplayJobInput(
-        app=spec.app,
-        temporal=spec.temporal,
-        cluster=None,  # type: ignore[arg-type]
-        image=spec.image,
-        build_id=spec.build_id,
-        gate=GateSpec("replay", "replay", timeout_seconds=90),
-        targets=(ReplayTarget("wf-1", "run-1", "W"),),
-    )
+    request = replay_job_input(temporal=mtls(sample_render_input()).temporal)
     _, job = replay_objects(request)
     pod = job["spec"]["template"]["spec"]
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}

@@ -384,21 +384,22 @@ async def test_twenty_concurrent_deploys_through_a_throttling_arm(aks_app: AksAp
     """Issue 22 item 7, end to end: 20 apps deployed at once on target `aks` (20 CLI processes, one pipeline
     worker) while the imitation enforces ARM's per-principal token buckets (Azure's figures divided by 10: 25
     reads refilled at 2.5 a second, 20 writes at 1 a second). The apps are SDK-only workers of their own
-    (tests/fixtures/sdk_worker, each on its own queue, built FROM an SDK base the registry holds, as an ACR
-    run needs). Every deploy is verified (azure-core waits out each 429 by its Retry-After, the builder polls
-    with back-off, the worker keeps the AKS kubeconfig: no 429 reaches a user), and each build costs at most
-    20 ARM reads of its run."""
+    (tests/fixtures/sdk_worker, each on its own queue), built FROM a host-only SDK base that
+    `base_image.publish` copies into the registry, as `bootstrap --azure` does; the builder sends the
+    registry's copy to ACR. Every deploy is verified (azure-core waits out each 429 by its Retry-After, the
+    builder polls with back-off, the worker keeps the AKS kubeconfig: no 429 reaches a user), and each build
+    costs at most 20 ARM reads of its run."""
     import docker
 
+    from pipeline.azure import base_image
     from tests.helpers.images import sdk_base_image
 
     engine = docker.from_env()
     try:
-        base = f"{REGISTRY}/pipeline-python-sdk:twenty"
-        engine.images.get(sdk_base_image(engine)).tag(*base.rsplit(":", 1))
-        engine.images.push(*base.rsplit(":", 1))
+        base = sdk_base_image(engine)
     finally:
         engine.close()
+    base_image.publish([{"BASE_IMAGE": base}], REGISTRY, say=print)
     data = tomllib.loads(aks_app.config("v11-many").read_text())
     names = [f"{aks_app.name}-c{n:02d}" for n in range(20)]
     fixture = (REPO_ROOT / "tests/fixtures/sdk_worker/worker.py").read_text()

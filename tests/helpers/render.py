@@ -10,7 +10,7 @@ import copy
 from dataclasses import replace
 
 from pipeline.inputs import app_spec
-from pipeline.models import Manifests, RenderInput, SecretKeyRef, TemporalTarget
+from pipeline.models import GateSpec, Manifests, RenderInput, ReplayJobInput, ReplayTarget, SecretKeyRef, TemporalTarget
 from pipeline.references import build_id_of
 from tests.helpers.config import shipped_config
 
@@ -42,3 +42,19 @@ def ungated(manifests: Manifests) -> Manifests:
         if obj.get("kind") == "Deployment":
             obj["spec"]["template"]["spec"].pop("readinessGates", None)
     return Manifests(objects=objects)
+
+
+def replay_job_input(**changes: object) -> ReplayJobInput:
+    """The replay gate Job's input for the sample render input (an API-key Secret, two replay modules, one target)."""
+    spec = sample_render_input(api_key_secret=SecretKeyRef("temporal", "api-key"))
+    app = replace(spec.app, replay_modules=("worker", "app.flows"))
+    base = ReplayJobInput(
+        app=app,
+        temporal=spec.temporal,
+        cluster=None,  # type: ignore[arg-type]
+        image=spec.image,
+        build_id=spec.build_id,
+        gate=GateSpec("replay", "replay", timeout_seconds=90),
+        targets=(ReplayTarget("wf-1", "run-1", "ApprovalWorkflow"),),
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
